@@ -1,0 +1,21 @@
+# STA: every target runs with nothing but Python. PYTHON picks the interpreter:
+#   make test PYTHON=~/.pyenv/versions/3.8.18/bin/python
+PYTHON ?= python3
+
+# Test modules that open no socket and start no process: fast, run on every Python in CI.
+PURE_TESTS = tests.test_bencode tests.test_metainfo tests.test_magnet tests.test_wire \
+             tests.test_bitfield tests.test_picker tests.test_storage tests.test_fuzz
+
+.PHONY: test test-pure bench clean
+
+test:
+	$(PYTHON) -m unittest discover -s tests -t . -p 'test_*.py'
+
+test-pure:
+	$(PYTHON) -m unittest $(PURE_TESTS)
+
+bench:
+	$(PYTHON) bench/run_all.py
+
+clean:
+	rm -rf __pycache__ */__pycache__ */*/__pycache__
