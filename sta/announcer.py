@@ -1,0 +1,121 @@
+"""The announce loop of one torrent: announce.py's blocking client driven from the event loop.
+
+announce.TrackerList decides which tracker is due and with which event (BEP 12 tiers, intervals,
+backoff); this module runs those announces in the session's default thread pool, feeds the peers
+they return to the torrent, and sends "stopped" on the way out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from functools import partial
+from typing import TYPE_CHECKING, Any, Optional, Sequence
+
+from . import announce
+from .announce import AnnounceJob, TrackerError, TrackerList
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .torrent import Torrent
+
+log = logging.getLogger(__name__)
+
+# The loop wakes at least this often even when no announce is due, so a clock jump or a missed
+# wake-up cannot stall it for a whole 30-minute interval.
+MAX_SLEEP = 30.0
+# "stopped" announces at exit must not hold the user's terminal: a dead tracker gets this long.
+STOP_TIMEOUT = 5.0
+# Peers to ask for: the tracker's default of 50 (BEP 3 says 50 is plenty) suffices for a swarm;
+# a downloader that has none asks for more.
+NUMWANT = 50
+NUMWANT_SEEDING = 0
+
+
+class Announcer:
+    def __init__(self, torrent: "Torrent", tiers: Sequence[Sequence[str]], *,
+                 all_at_once: bool = False, ssl_context: Any = None) -> None:
+        self.torrent = torrent
+        self.trackers = TrackerList(tiers, all_at_once=all_at_once)
+        self.ssl_context = ssl_context
+        self._wake: Optional[asyncio.Event] = None
+        self._task: Optional["asyncio.Task[None]"] = None
+
+    def start(self) -> None:
+        if len(self.trackers) == 0:
+            return
+        self._wake = asyncio.Event()
+        self._task = self.torrent.session.spawn(self._run())
+
+    def completed(self) -> None:
+        self.trackers.download_completed(time.monotonic())
+        self._poke()
+
+    def need_peers(self) -> None:
+        """Ask again as soon as the trackers' min interval allows (all our peers are gone)."""
+        self.trackers.reannounce(time.monotonic())
+        self._poke()
+
+    def status(self) -> list:
+        return self.trackers.status()
+
+    def _poke(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
+
+    async def _run(self) -> None:
+        assert self._wake is not None
+        while True:
+            now = time.monotonic()
+            for job in self.trackers.due(now):
+                self.torrent.session.spawn(self._announce(job))
+            due_at = self.trackers.next_due_at()
+            delay = MAX_SLEEP if due_at is None else min(MAX_SLEEP, max(0.0, due_at - now))
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), delay)
+            except asyncio.TimeoutError:
+                pass
+
+    async def _announce(self, job: AnnounceJob) -> None:
+        torrent = self.torrent
+        try:
+            response = await torrent.session.loop.run_in_executor(None, partial(
+                announce.announce, job.url, **self._params(job)))
+        except (TrackerError, ValueError, OSError) as exc:
+            self.trackers.failed(job, exc, time.monotonic())
+        else:
+            self.trackers.succeeded(job, response, time.monotonic())
+            log.info("%s: tracker %s gave %d peers", torrent.name,
+                     announce.display_url(job.url), len(response.peers))
+            torrent.add_peers(response.peers, "tracker")
+        finally:
+            self._poke()
+
+    def _params(self, job: AnnounceJob) -> dict:
+        torrent = self.torrent
+        session = torrent.session
+        left = torrent.left
+        return dict(info_hash=torrent.info_hash, peer_id=session.peer_id,
+                    port=session.listen_port, uploaded=torrent.uploaded,
+                    downloaded=torrent.downloaded, left=left, event=job.event,
+                    numwant=NUMWANT if left else NUMWANT_SEEDING, key=session.key,
+                    tracker_id=job.tracker_id, ssl_context=self.ssl_context)
+
+    async def stop(self) -> None:
+        """Cancel the loop and tell every tracker that saw us start that we are leaving."""
+        if self._task is not None:
+            self._task.cancel()
+        jobs = self.trackers.stop(time.monotonic())
+        if not jobs:
+            return
+        loop = self.torrent.session.loop
+        calls = [loop.run_in_executor(None, partial(announce.announce, job.url,
+                                                    **dict(self._params(job),
+                                                           timeout=STOP_TIMEOUT)))
+                 for job in jobs]
+        try:
+            await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True),
+                                   STOP_TIMEOUT + 1)
+        except asyncio.TimeoutError:
+            log.warning("%s: a tracker did not answer 'stopped' in time", self.torrent.name)

@@ -1,0 +1,226 @@
+"""The session: one event loop running many torrents on one listen port.
+
+A session owns the listen socket, every peer connection, the thread pool that hashes pieces, and
+a one-second tick that drives timeouts, choking, reconnects and resume saves for each torrent.
+Front ends (the commands in cli.py and the interactive shell) call its methods and read its status
+snapshots; nothing here prints.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import string
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Dict, List, Optional, Set, Tuple
+
+from . import __version__
+from .peer import PeerConnection
+from .torrent import Torrent
+
+log = logging.getLogger(__name__)
+
+# Outgoing TCP connects give up after this long (libtorrent's peer_connect_timeout is 15 s; a
+# lab subnet answers in milliseconds or not at all).
+CONNECT_TIMEOUT = 10.0
+# Connections for the whole session, in and out: the 1,000 peers a large lab swarm may bring,
+# with headroom, while staying under the 1,024 descriptors a default Unix limit allows.
+MAX_CONNECTIONS = 1000
+TICK_INTERVAL = 1.0
+# When the asked-for port is taken, try the next few (libtorrent's max_retry_port_bind is 10).
+PORT_RETRIES = 10
+
+# BEP 10 extension ids we assign to the extensions we speak.
+EXTENSION_IDS: Dict[str, int] = {}
+
+
+class SessionError(Exception):
+    """The session could not start or do what was asked."""
+
+
+def make_peer_id() -> bytes:
+    """Azureus-style peer id: "-ST" + four version digits + "-" + 12 random characters."""
+    digits = "".join(__version__.split("."))[:4].ljust(4, "0")
+    alphabet = string.ascii_letters + string.digits
+    tail = "".join(random.SystemRandom().choice(alphabet) for _ in range(12))
+    return f"-ST{digits}-{tail}".encode("ascii")
+
+
+class Session:
+    def __init__(self, *, port: int = 6881, host: str = "0.0.0.0",
+                 peer_id: Optional[bytes] = None, tracker_ssl_context: Any = None) -> None:
+        self.tracker_ssl_context = tracker_ssl_context
+        self.requested_port = port
+        self.host = host
+        self.peer_id = peer_id or make_peer_id()
+        self.key = random.SystemRandom().getrandbits(32)
+        self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
+        self.listen_port = 0
+        self.torrents: Dict[bytes, Torrent] = {}
+        self.connections: Set[PeerConnection] = set()
+        self.hash_pool = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2),
+                                            thread_name_prefix="sta-hash")
+        self.started_at = time.monotonic()
+        self._server: Optional[asyncio.AbstractServer] = None
+        self._tick_task: Optional["asyncio.Task[None]"] = None
+        self._tasks: Set["asyncio.Task[Any]"] = set()
+        self._self_addresses: Set[Tuple[str, int]] = set()
+        self._closed = False
+
+    # -- start and stop ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        ports = [self.requested_port] if self.requested_port == 0 else \
+            [p for p in range(self.requested_port, self.requested_port + PORT_RETRIES) if p < 65536]
+        error: Optional[OSError] = None
+        for port in ports:
+            try:
+                self._server = await self.loop.create_server(
+                    lambda: PeerConnection(self), self.host, port, backlog=128)
+                break
+            except OSError as exc:
+                error = exc
+        if self._server is None:
+            raise SessionError(f"cannot listen on port {self.requested_port}: "
+                               f"{error.strerror if error else 'no port'}; "
+                               "pass --port 0 to pick a free one")
+        self.listen_port = self._server.sockets[0].getsockname()[1]
+        if self.requested_port and self.listen_port != self.requested_port:
+            log.warning("port %d is taken; listening on %d", self.requested_port, self.listen_port)
+        log.info("listening on %s:%d", self.host, self.listen_port)
+        self._tick_task = self.loop.create_task(self._tick_loop())
+
+    async def close(self) -> None:
+        """Stop every torrent, tell the trackers, close every connection."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._tick_task is not None:
+            self._tick_task.cancel()
+        stops = [t.shutdown() for t in self.torrents.values()]
+        if stops:
+            await asyncio.gather(*stops, return_exceptions=True)
+        for conn in list(self.connections):
+            conn.close("session closing")
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        for task in list(self._tasks):
+            task.cancel()
+        self.hash_pool.shutdown(wait=True)
+
+    # -- torrents ----------------------------------------------------------------------------
+
+    async def add(self, torrent: Torrent, recheck: bool = False) -> Torrent:
+        if torrent.info_hash in self.torrents:
+            raise SessionError(f"{torrent.name} is already in this session")
+        self.torrents[torrent.info_hash] = torrent
+        try:
+            await torrent.start(recheck=recheck)
+        except Exception:
+            del self.torrents[torrent.info_hash]
+            raise
+        torrent.start_announcing()
+        return torrent
+
+    def remove(self, torrent: Torrent) -> None:
+        self.torrents.pop(torrent.info_hash, None)
+
+    def torrent_for(self, info_hash: bytes) -> Optional[Torrent]:
+        return self.torrents.get(info_hash)
+
+    # -- connections -------------------------------------------------------------------------
+
+    def connection_opened(self, conn: PeerConnection) -> None:
+        if len(self.connections) >= MAX_CONNECTIONS:
+            conn.close("session connection limit reached")
+            return
+        self.connections.add(conn)
+
+    def connection_closed(self, conn: PeerConnection) -> None:
+        self.connections.discard(conn)
+
+    def start_connect(self, torrent: Torrent, address: Tuple[str, int]) -> None:
+        if len(self.connections) >= MAX_CONNECTIONS or self._closed:
+            torrent.connect_failed(address)
+            return
+        torrent.connecting += 1
+        self.spawn(self._connect(torrent, address))
+
+    async def _connect(self, torrent: Torrent, address: Tuple[str, int]) -> None:
+        host, port = address
+        try:
+            await asyncio.wait_for(self.loop.create_connection(
+                lambda: PeerConnection(self, torrent, address), host, port), CONNECT_TIMEOUT)
+            log.debug("%s: connected to %s:%d", torrent.name, host, port)
+        except (OSError, asyncio.TimeoutError) as exc:
+            log.info("%s: cannot connect to %s:%d: %s", torrent.name, host, port,
+                     exc.strerror if isinstance(exc, OSError) and exc.strerror else "timed out")
+            torrent.connect_failed(address)
+        finally:
+            torrent.connecting -= 1
+
+    def spawn(self, coro: Any) -> "asyncio.Task[Any]":
+        """Run a background task that the session cancels on close."""
+        task = self.loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: "asyncio.Task[Any]") -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background task failed: %r", task.exception(),
+                      exc_info=task.exception())
+
+    def mark_self(self, address: Optional[Tuple[str, int]]) -> None:
+        if address is not None:
+            self._self_addresses.add(address)
+            for torrent in self.torrents.values():
+                record = torrent.known.get(address)
+                if record is not None:
+                    record.banned = True
+
+    def is_self(self, address: Tuple[str, int]) -> bool:
+        return address in self._self_addresses
+
+    def extension_ids(self) -> Dict[str, int]:
+        return dict(EXTENSION_IDS)
+
+    # -- periodic work -----------------------------------------------------------------------
+
+    async def _tick_loop(self) -> None:
+        last = time.monotonic()
+        while True:
+            await asyncio.sleep(TICK_INTERVAL)
+            now = time.monotonic()
+            elapsed = max(now - last, 1e-3)
+            last = now
+            for torrent in list(self.torrents.values()):
+                try:
+                    torrent.tick(now, elapsed)
+                except Exception:  # one torrent's bug must not stop the others
+                    log.exception("%s: periodic work failed", torrent.name)
+
+    # -- status ------------------------------------------------------------------------------
+
+    def stats(self) -> Dict[str, Any]:
+        torrents = list(self.torrents.values())
+        return {
+            "listen_port": self.listen_port,
+            "peer_id": self.peer_id.decode("latin-1"),
+            "uptime": time.monotonic() - self.started_at,
+            "torrents": len(torrents),
+            "peers": len(self.connections),
+            "downloaded": sum(t.downloaded for t in torrents),
+            "uploaded": sum(t.uploaded for t in torrents),
+            "down_rate": sum(p.down_rate for p in self.connections),
+            "up_rate": sum(p.up_rate for p in self.connections),
+        }
+
+    def statuses(self) -> List[Dict[str, Any]]:
+        return [t.status() for t in self.torrents.values()]

@@ -1,0 +1,561 @@
+"""One torrent inside a session: its storage, picker, choker, peers and tracker announces.
+
+The torrent is where policy meets mechanism. Connections (peer.py) report events here; the picker
+(picker.py) decides which blocks to ask for; storage (storage.py) writes and verifies; the choker
+below decides whom we upload to. Everything runs on the session's event loop except hashing and
+resume-state saves, which go to the session's thread pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Set, Tuple
+
+from . import wire
+from .announcer import Announcer
+from .bitfield import Bitfield
+from .blockcache import ReadCache, WriteBuffers, verify_and_write
+from .peer import (CLIENT_VERSION, IDLE_TIMEOUT, KEEPALIVE_INTERVAL, MAX_INCOMING_REQUESTS,
+                   PeerConnection)
+from .picker import PiecePicker
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .metainfo import Metainfo
+    from .session import Session
+
+log = logging.getLogger(__name__)
+
+# Connections per torrent. libtorrent's default connections_limit is 200 for the whole session;
+# a lab swarm is small, and 80 keeps per-tick work trivial while leaving room for every peer of a
+# class-sized swarm.
+MAX_PEERS_PER_TORRENT = 80
+# New outgoing connections started per second per torrent, so a tracker answer with 200 peers
+# does not open 200 sockets in one burst (libtorrent's connection_speed is 30 per second).
+CONNECTS_PER_TICK = 30
+
+# Regular unchoke slots, plus one optimistic (BEP 3 suggests 4; libtorrent's default
+# unchoke_slots_limit is 8, which serves a lab subnet of fast peers better).
+UNCHOKE_SLOTS = 8
+RECHOKE_INTERVAL = 10.0
+OPTIMISTIC_INTERVAL = 30.0
+
+# A peer that sends nothing we asked for in this long is snubbed: its requests go back to the
+# pool for others and it keeps a single request in flight (libtorrent: 60 s; a lab LAN is fast,
+# so we give up sooner).
+SNUB_TIMEOUT = 20.0
+# One request unanswered this long while other blocks arrive was lost or dropped by the peer.
+REQUEST_TIMEOUT = 40.0
+
+# Reconnect backoff for a peer that failed or dropped: 5 s, doubling, capped at 5 minutes.
+RECONNECT_BASE = 5.0
+RECONNECT_MAX = 300.0
+# A peer whose data failed the hash this many times is banned (libtorrent bans after one piece
+# it alone sent; we allow a few since a lab peer with a flaky disk is more likely than a liar).
+MAX_HASH_FAILURES = 3
+# Invalid requests (out of range, oversized) tolerated before we drop the peer.
+MAX_BAD_REQUESTS = 20
+
+# Save the resume state at most this often while pieces keep arriving.
+RESUME_SAVE_INTERVAL = 5.0
+
+# States, as shown by the user interface.
+CHECKING = "checking"
+DOWNLOADING = "downloading"
+SEEDING = "seeding"
+PAUSED = "paused"
+ERROR = "error"
+STOPPED = "stopped"
+
+
+@dataclass
+class PeerRecord:
+    """What we know about one address, connected or not."""
+    address: Tuple[str, int]
+    source: str
+    failures: int = 0
+    next_try: float = 0.0
+    connected: bool = False
+    banned: bool = False
+    hash_failures: int = 0
+
+
+class Torrent:
+    def __init__(self, session: "Session", metainfo: "Metainfo", storage: Any,
+                 *, seed_after: bool = True) -> None:
+        self.session = session
+        self.metainfo = metainfo
+        self.info = metainfo.info
+        self.info_hash = metainfo.info_hash
+        self.name = self.info.name
+        self.storage = storage
+        self.seed_after = seed_after
+        self.state = CHECKING
+        self.error: Optional[str] = None
+        self.picker: Optional[PiecePicker] = None
+        self.peers: Set[PeerConnection] = set()
+        self.known: Dict[Tuple[str, int], PeerRecord] = {}
+        self.connecting = 0
+        self.uploaded = 0
+        self.downloaded = 0
+        self.wasted = 0
+        self.started_at = time.monotonic()
+        self.completed_at: Optional[float] = None
+        self.done = asyncio.Event()
+        self.contributions: Dict[Tuple[str, int], int] = {}
+        self._verifying: Set[int] = set()
+        self._write_buffers = WriteBuffers(self.info.piece_size)
+        self.read_cache = ReadCache(storage.read_block, self.info.piece_size,
+                                    self.info.piece_length)
+        self._optimistic: Optional[PeerConnection] = None
+        self._last_rechoke = 0.0
+        self._last_optimistic = 0.0
+        self._last_resume_save = 0.0
+        self._announcer: Any = None
+
+    # -- life cycle --------------------------------------------------------------------------
+
+    async def start(self, recheck: bool = False) -> None:
+        """Check what is on disk, then download or seed."""
+        loop = self.session.loop
+        self.state = CHECKING
+        have = await loop.run_in_executor(None, partial(self.storage.restore, recheck=recheck))
+        self.picker = PiecePicker(self.info.num_pieces, self.info.piece_length, self.info.length,
+                                  have)
+        if self.picker.complete:
+            self._become_seed(announce=False)
+        else:
+            self.state = DOWNLOADING
+        log.info("%s: %d of %d pieces verified on disk", self.name, have.count,
+                 self.info.num_pieces)
+
+    def have_bits(self) -> Optional[Bitfield]:
+        return self.picker.have if self.picker is not None else None
+
+    @property
+    def left(self) -> int:
+        return self.picker.left_bytes if self.picker is not None else self.info.length
+
+    @property
+    def complete(self) -> bool:
+        return self.picker is not None and self.picker.complete
+
+    def _become_seed(self, announce: bool = True) -> None:
+        was_downloading = self.state == DOWNLOADING
+        self.state = SEEDING
+        if self.completed_at is None:
+            self.completed_at = time.monotonic()
+        if was_downloading:
+            log.info("%s: download complete", self.name)
+            self.storage.save()
+        for conn in list(self.peers):
+            conn.set_interested(False)
+            if conn.is_seed:
+                conn.close("both sides are seeds")
+        self.done.set()
+        if announce and self._announcer is not None:
+            self._announcer.completed()
+
+    def storage_failed(self, exc: Exception) -> None:
+        """A disk error stops this torrent; everything verified so far stays verified."""
+        if self.state == ERROR:
+            return
+        self.state = ERROR
+        self.error = str(exc)
+        log.error("%s: stopped: %s", self.name, exc)
+        for conn in list(self.peers):
+            conn.close("torrent stopped by a storage error")
+        self.done.set()
+
+    def start_announcing(self) -> None:
+        tiers = self.metainfo.trackers
+        if tiers and self._announcer is None:
+            self._announcer = Announcer(self, tiers, ssl_context=self.session.tracker_ssl_context)
+            self._announcer.start()
+
+    async def shutdown(self) -> None:
+        """Stop, save the resume state, and tell the trackers we are leaving."""
+        self.stop()
+        if self._announcer is not None:
+            await self._announcer.stop()
+
+    def stop(self) -> None:
+        if self.state not in (ERROR,):
+            self.state = STOPPED
+        for conn in list(self.peers):
+            conn.close("torrent stopped")
+        try:
+            self.storage.save()
+        except Exception as exc:
+            log.warning("%s: could not save resume state: %s", self.name, exc)
+        self.storage.close()
+
+    # -- peers -------------------------------------------------------------------------------
+
+    def add_peers(self, addresses: List[Tuple[str, int]], source: str) -> None:
+        for address in addresses:
+            if address not in self.known and not self.session.is_self(address):
+                self.known[address] = PeerRecord(address, source)
+
+    def accept_peer(self, conn: PeerConnection) -> bool:
+        if self.state not in (DOWNLOADING, SEEDING):
+            conn.close(f"torrent is {self.state}")
+            return False
+        record = self.known.get(conn.address) if conn.address else None
+        if record is not None and record.banned:
+            conn.close("banned peer")
+            return False
+        if len(self.peers) >= MAX_PEERS_PER_TORRENT:
+            conn.close("too many peers")
+            return False
+        for other in self.peers:
+            if other.peer_id == conn.peer_id:
+                conn.close("already connected to this peer")
+                return False
+        if record is None and conn.address is not None and not conn.incoming:
+            record = self.known.setdefault(conn.address, PeerRecord(conn.address, "direct"))
+        if record is not None:
+            record.connected = True
+            record.failures = 0
+        self.peers.add(conn)
+        conn.bits = Bitfield(self.info.num_pieces)
+        log.info("%s: connected to %s:%s (%s, %s)", self.name, conn.address[0], conn.address[1],
+                 conn.client_name, "incoming" if conn.incoming else "outgoing")
+        return True
+
+    def peer_closed(self, conn: PeerConnection) -> None:
+        if conn not in self.peers:
+            return
+        self.peers.discard(conn)
+        if self.picker is not None:
+            if conn.bits is not None:
+                self.picker.peer_removed(conn.bits)
+            self.picker.requests_dropped(conn)
+        conn.outstanding.clear()
+        record = self.known.get(conn.address) if conn.address else None
+        if record is not None:
+            record.connected = False
+            record.failures += 1
+            record.next_try = time.monotonic() + min(RECONNECT_MAX,
+                                                     RECONNECT_BASE * 2 ** (record.failures - 1))
+        if conn is self._optimistic:
+            self._optimistic = None
+        if not conn.am_choking:
+            self._rechoke(time.monotonic())
+
+    def connect_failed(self, address: Tuple[str, int]) -> None:
+        record = self.known.get(address)
+        if record is not None:
+            record.connected = False
+            record.failures += 1
+            record.next_try = time.monotonic() + min(RECONNECT_MAX,
+                                                     RECONNECT_BASE * 2 ** (record.failures - 1))
+
+    def _connect_more(self, now: float) -> None:
+        if self.state not in (DOWNLOADING, SEEDING):
+            return
+        room = min(MAX_PEERS_PER_TORRENT - len(self.peers) - self.connecting, CONNECTS_PER_TICK)
+        if room <= 0:
+            return
+        for record in self.known.values():
+            if room <= 0:
+                break
+            if record.connected or record.banned or record.next_try > now:
+                continue
+            record.connected = True  # reserved while the attempt runs
+            room -= 1
+            self.session.start_connect(self, record.address)
+
+    # -- messages from peers -----------------------------------------------------------------
+
+    def peer_bitfield(self, conn: PeerConnection, raw: bytes) -> None:
+        try:
+            bits = Bitfield.from_bytes(raw, self.info.num_pieces)
+        except ValueError as exc:
+            conn.close(f"bad bitfield: {exc}")
+            return
+        if self.picker is None:
+            return
+        if conn.bits is not None and conn.bits.count:
+            self.picker.peer_removed(conn.bits)
+        conn.bits = bits
+        self.picker.peer_added(bits)
+        self._peer_bits_changed(conn)
+
+    def peer_have(self, conn: PeerConnection, index: int) -> None:
+        if not 0 <= index < self.info.num_pieces:
+            conn.close(f"have for piece {index} out of range")
+            return
+        if conn.bits is None or index in conn.bits or self.picker is None:
+            return
+        conn.bits.set(index)
+        self.picker.peer_has(index)
+        if not conn.am_interested and self.state == DOWNLOADING and index not in self.picker.have:
+            conn.set_interested(self.picker.interesting(conn.bits))
+        if conn.bits.complete:
+            self._peer_bits_changed(conn)
+
+    def _peer_bits_changed(self, conn: PeerConnection) -> None:
+        conn.is_seed = conn.bits is not None and conn.bits.complete
+        if self.state == SEEDING and conn.is_seed:
+            conn.close("both sides are seeds")
+            return
+        if self.state == DOWNLOADING and self.picker is not None:
+            conn.set_interested(self.picker.interesting(conn.bits))
+
+    def peer_choked_us(self, conn: PeerConnection) -> None:
+        # Without the fast extension a choke drops every request we had queued with the peer.
+        if self.picker is not None:
+            self.picker.requests_dropped(conn)
+        conn.outstanding.clear()
+
+    def peer_unchoked_us(self, conn: PeerConnection) -> None:
+        self._fill_requests(conn)
+
+    def peer_interest_changed(self, conn: PeerConnection) -> None:
+        if conn.peer_interested:
+            unchoked = sum(1 for p in self.peers if not p.am_choking)
+            if unchoked < UNCHOKE_SLOTS + 1:
+                conn.set_choking(False)
+        elif not conn.am_choking:
+            conn.set_choking(True)
+            self._rechoke(time.monotonic())
+
+    def peer_request(self, conn: PeerConnection, index: int, begin: int, length: int) -> None:
+        if conn.am_choking:
+            return  # BEP 3: requests from a choked peer are ignored
+        picker = self.picker
+        info = self.info
+        if (picker is None or not 0 <= index < info.num_pieces or length <= 0
+                or length > wire.MAX_REQUEST_LENGTH or begin < 0
+                or begin + length > info.piece_size(index) or index not in picker.have):
+            self._bad_request(conn, f"refused request for piece {index} at {begin}+{length}")
+            return
+        if len(conn.upload_queue) >= MAX_INCOMING_REQUESTS:
+            self._bad_request(conn, "request queue full")
+            return
+        conn.upload_queue.append((index, begin, length))
+
+    def _bad_request(self, conn: PeerConnection, reason: str) -> None:
+        conn.bad_requests += 1
+        log.debug("%s: %r: %s", self.name, conn, reason)
+        if conn.bad_requests > MAX_BAD_REQUESTS:
+            conn.close(f"too many invalid requests ({reason})")
+
+    def peer_block(self, conn: PeerConnection, index: int, begin: int, block: bytes) -> None:
+        picker = self.picker
+        if picker is None or self.state != DOWNLOADING:
+            conn.outstanding.pop((index, begin), None)
+            self.wasted += len(block)
+            return
+        conn.outstanding.pop((index, begin), None)
+        size = len(block)
+        if (not 0 <= index < self.info.num_pieces or begin % wire.BLOCK_SIZE
+                or size != min(wire.BLOCK_SIZE, self.info.piece_size(index) - begin)):
+            conn.close(f"block of {size} bytes at piece {index} offset {begin} does not fit")
+            return
+        conn.downloaded += size
+        self.downloaded += size
+        conn.snubbed = False
+        wanted, piece_done, cancels = picker.block_received(conn, index, begin)
+        if not wanted:
+            self.wasted += size
+            return
+        if not self._write_buffers.store(index, begin, block):
+            try:
+                self.storage.write_block(index, begin, block)
+            except Exception as exc:
+                self.storage_failed(exc)
+                return
+        for other, c_index, c_begin, c_length in cancels:
+            other.cancel_request(c_index, c_begin, c_length)
+        if piece_done:
+            self._verify(index)
+
+    def after_receive(self, conn: PeerConnection) -> None:
+        """Called once per received batch: refill the request pipeline, serve uploads."""
+        if conn.upload_queue and not conn.am_choking:
+            conn.serve_uploads()
+        if self.state == DOWNLOADING:
+            self._fill_requests(conn)
+
+    def _fill_requests(self, conn: PeerConnection) -> None:
+        picker = self.picker
+        if (picker is None or conn.peer_choking or not conn.am_interested or conn.closed
+                or self.state != DOWNLOADING):
+            return
+        target = 1 if conn.snubbed else conn.queue_target
+        room = target - len(conn.outstanding)
+        # Refill in batches of a quarter of the pipeline: one picker call and one write for
+        # dozens of requests instead of one per arriving block.
+        if room <= 0 or (conn.outstanding and room < target // 4):
+            return
+        blocks = picker.next_requests(conn, conn.bits, room)
+        if blocks:
+            conn.send_requests(blocks)
+        elif not conn.outstanding and not picker.interesting(conn.bits):
+            conn.set_interested(False)
+
+    def peer_extended_handshake(self, conn: PeerConnection) -> None:
+        pass
+
+    def peer_extended(self, conn: PeerConnection, ext_id: int, payload: bytes) -> None:
+        log.debug("%s: %r sent extension message %d we did not offer", self.name, conn, ext_id)
+
+    def ext_handshake_fields(self, conn: PeerConnection) -> Dict[str, Any]:
+        fields: Dict[str, Any] = {"v": CLIENT_VERSION, "reqq": MAX_INCOMING_REQUESTS}
+        if self.session.listen_port:
+            fields["p"] = self.session.listen_port
+        return fields
+
+    # -- verification ------------------------------------------------------------------------
+
+    def _verify(self, index: int) -> None:
+        """Hash a whole piece off the loop (and write it, when it was assembled in memory)."""
+        self._verifying.add(index)
+        data = self._write_buffers.take(index)
+        if data is not None:
+            call = partial(verify_and_write, self.storage, index, self.info.piece_hash(index), data)
+        else:
+            call = partial(self.storage.verify_piece, index)
+        future = self.session.loop.run_in_executor(self.session.hash_pool, call)
+        if data is not None:
+            future.add_done_callback(lambda _: self._write_buffers.release(len(data)))
+        future.add_done_callback(partial(self._verified, index))
+
+    def _verified(self, index: int, future: "asyncio.Future[bool]") -> None:
+        self._verifying.discard(index)
+        picker = self.picker
+        if picker is None or self.state not in (DOWNLOADING,):
+            return
+        try:
+            ok = future.result()
+        except Exception as exc:
+            self.storage_failed(exc)
+            return
+        contributors = picker.contributors(index)
+        if ok:
+            picker.piece_verified(index)
+            self.storage.mark_verified(index)
+            for conn in contributors:
+                if conn.address is not None:
+                    self.contributions[conn.address] = (self.contributions.get(conn.address, 0)
+                                                        + self.info.piece_size(index))
+            message = wire.have(index)
+            for conn in self.peers:
+                conn.send(message)
+                if conn.am_interested and conn.bits is not None and not picker.interesting(conn.bits):
+                    if not conn.outstanding:
+                        conn.set_interested(False)
+            if picker.complete:
+                self._become_seed()
+        else:
+            picker.piece_failed(index)
+            self.wasted += self.info.piece_size(index)
+            log.warning("%s: piece %d failed the hash check (from %s)", self.name, index,
+                        ", ".join(f"{c.address[0]}:{c.address[1]}" for c in contributors) or "?")
+            for conn in contributors:
+                record = self.known.get(conn.address) if conn.address else None
+                if record is None and conn.address is not None:
+                    record = self.known.setdefault(conn.address, PeerRecord(conn.address, "incoming"))
+                if record is not None:
+                    record.hash_failures += 1
+                    if record.hash_failures >= MAX_HASH_FAILURES:
+                        record.banned = True
+                        log.warning("%s: banned %s:%s after %d pieces that failed the hash",
+                                    self.name, conn.address[0], conn.address[1],
+                                    record.hash_failures)
+                        conn.close("sent data that failed the hash check")
+
+    # -- periodic work -----------------------------------------------------------------------
+
+    def tick(self, now: float, elapsed: float) -> None:
+        for conn in list(self.peers):
+            conn.update_rates(elapsed)
+            if conn.closed:
+                continue
+            if now - conn.last_received > IDLE_TIMEOUT:
+                conn.close("idle too long")
+                continue
+            if conn.outstanding:
+                if now - conn.last_block > SNUB_TIMEOUT and not conn.snubbed:
+                    conn.snubbed = True
+                    log.info("%s: %r snubbed: no data for %.0f s", self.name, conn, SNUB_TIMEOUT)
+                    if self.picker is not None:
+                        self.picker.requests_dropped(conn)
+                    conn.outstanding.clear()
+                else:
+                    self._expire_requests(conn, now)
+            if now - conn.last_sent > KEEPALIVE_INTERVAL:
+                conn.send(wire.keepalive())
+            self._fill_requests(conn)
+        if now - self._last_rechoke >= RECHOKE_INTERVAL:
+            self._rechoke(now)
+        self._connect_more(now)
+        if (self.state == DOWNLOADING and not self.peers and not self.connecting
+                and self._announcer is not None
+                and not any(r.next_try <= now and not r.banned for r in self.known.values())):
+            self._announcer.need_peers()  # every peer is gone: ask the trackers again
+        if (self.storage.dirty and now - self._last_resume_save >= RESUME_SAVE_INTERVAL
+                and self.state in (DOWNLOADING, SEEDING)):
+            self._last_resume_save = now
+            self.session.loop.run_in_executor(None, self._save_resume_quietly)
+
+    def _save_resume_quietly(self) -> None:
+        try:
+            self.storage.save()
+        except Exception as exc:
+            log.warning("%s: could not save resume state: %s", self.name, exc)
+
+    def _expire_requests(self, conn: PeerConnection, now: float) -> None:
+        outstanding = conn.outstanding
+        expired = []
+        for key, sent in outstanding.items():  # insertion order: oldest first
+            if now - sent < REQUEST_TIMEOUT:
+                break
+            expired.append(key)
+        for index, begin in expired:
+            length = min(wire.BLOCK_SIZE, self.info.piece_size(index) - begin)
+            conn.cancel_request(index, begin, length)
+            if self.picker is not None:
+                self.picker.request_dropped(conn, index, begin)
+
+    def _rechoke(self, now: float) -> None:
+        """BEP 3 choking: reciprocate the best peers, rotate one optimistic slot."""
+        self._last_rechoke = now
+        interested = [p for p in self.peers if p.peer_interested and p.handshaken and not p.closed]
+        if self.state == SEEDING:
+            interested.sort(key=lambda p: p.up_rate, reverse=True)
+        else:
+            interested.sort(key=lambda p: (p.down_rate, p.up_rate), reverse=True)
+        unchoke = set(interested[:UNCHOKE_SLOTS])
+        rest = [p for p in interested if p not in unchoke]
+        if (self._optimistic not in rest or now - self._last_optimistic >= OPTIMISTIC_INTERVAL):
+            self._optimistic = random.choice(rest) if rest else None
+            self._last_optimistic = now
+        if self._optimistic is not None:
+            unchoke.add(self._optimistic)
+        for conn in self.peers:
+            conn.set_choking(conn not in unchoke)
+
+    # -- status ------------------------------------------------------------------------------
+
+    def status(self) -> Dict[str, Any]:
+        down = sum(p.down_rate for p in self.peers)
+        up = sum(p.up_rate for p in self.peers)
+        total = self.info.length
+        have = total - self.left
+        return {
+            "name": self.name, "info_hash": self.info_hash.hex(), "state": self.state,
+            "size": total, "have": have, "progress": have / total if total else 1.0,
+            "down_rate": down, "up_rate": up, "downloaded": self.downloaded,
+            "uploaded": self.uploaded, "peers": len(self.peers),
+            "seeds": sum(1 for p in self.peers if p.is_seed),
+            "eta": (self.left / down) if down > 0 and self.left else None,
+            "error": self.error,
+        }
+

@@ -1,0 +1,191 @@
+"""The `seed` and `download` commands: one session, progress on screen, a summary at the end.
+
+Both commands run the same thing: a session on one port with every torrent given, the torrents'
+data checked (or trusted from the resume state), peers from the trackers and from --peer. A
+download ends when every torrent is complete and verified (or keeps seeding with --seed); a seed
+runs until Ctrl-C, SIGTERM or --timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, List, Optional, Sequence, Tuple
+
+from . import metainfo as metainfo_mod
+from .session import Session
+from .storage import FileStorage
+from .torrent import DOWNLOADING, ERROR, SEEDING, Torrent
+from . import ui
+
+log = logging.getLogger(__name__)
+
+# Progress is refreshed this often; ui.StatusBlock decides how often it is actually drawn.
+PROGRESS_INTERVAL = 0.5
+
+
+class TransferError(Exception):
+    """A seed or download could not start."""
+
+
+@dataclass
+class TransferOptions:
+    sources: Sequence[str]
+    folder: str
+    port: int = 6881
+    peers: Sequence[Tuple[str, int]] = ()
+    seed_only: bool = False       # the `seed` command: never write, never download
+    keep_seeding: bool = False    # `download --seed`
+    recheck: bool = False
+    timeout: Optional[float] = None
+    host: str = "0.0.0.0"
+    encryption: str = "prefer"
+    out: Any = None               # stream for progress and summary (default stderr)
+    extra: dict = field(default_factory=dict)
+
+
+def load_sources(sources: Sequence[str]) -> List[Any]:
+    """Load every .torrent given; one clear error for the first that is unusable."""
+    loaded = []
+    for source in sources:
+        if source.startswith("magnet:"):
+            raise TransferError(f"{source[:60]}: magnet links are not supported by this command yet")
+        try:
+            loaded.append(metainfo_mod.load(source))
+        except metainfo_mod.MetainfoError as exc:
+            raise TransferError(f"{source}: {exc}") from None
+        except OSError as exc:
+            raise TransferError(f"{source}: {exc.strerror or exc}") from None
+    return loaded
+
+
+def run(options: TransferOptions) -> int:
+    """Run the command to the end; returns the exit status."""
+    metainfos = load_sources(options.sources)
+    return _run_loop(_transfer(options, metainfos))
+
+
+def _run_loop(coro: Any) -> int:
+    if sys.platform == "win32" and sys.version_info < (3, 8):  # pragma: no cover
+        asyncio.set_event_loop_policy(asyncio.WindowsProactorEventLoopPolicy())
+    return asyncio.run(coro)
+
+
+async def _transfer(options: TransferOptions, metainfos: List[Any]) -> int:
+    out = options.out if options.out is not None else sys.stderr
+    session = Session(port=options.port, host=options.host)
+    stop = asyncio.Event()
+    _install_signal_handlers(stop)
+    await session.start()
+    torrents: List[Torrent] = []
+    started = time.monotonic()
+    try:
+        ui.write_line(out, f"Listening for peers on port {session.listen_port}")
+        for meta in metainfos:
+            storage = FileStorage(meta.info, options.folder, readonly=options.seed_only)
+            torrent = Torrent(session, meta, storage, seed_after=options.keep_seeding)
+            if options.seed_only:
+                ui.write_line(out, f"Checking {meta.info.name} in {options.folder} ...")
+            await session.add(torrent, recheck=options.recheck)
+            torrent.add_peers(list(options.peers), "command line")
+            torrents.append(torrent)
+            _report_start(out, torrent, options)
+        if options.seed_only and not any(t.picker and t.picker.have.count for t in torrents):
+            raise TransferError("none of the data was found; is --data the folder that holds it?")
+        status = await _watch(session, torrents, options, stop, out)
+    finally:
+        await session.close()
+    _summary(out, torrents, time.monotonic() - started)
+    return status
+
+
+def _report_start(out: Any, torrent: Torrent, options: TransferOptions) -> None:
+    have = torrent.picker.have.count if torrent.picker else 0
+    total = torrent.info.num_pieces
+    if options.seed_only:
+        if have < total:
+            ui.write_line(out, f"{torrent.name}: only {have} of {total} pieces found in "
+                               f"{options.folder}; seeding those")
+        else:
+            ui.write_line(out, f"Seeding {torrent.name} ({ui.human_size(torrent.info.length)}), "
+                               f"info hash {torrent.info_hash.hex()}")
+    elif have == total:
+        ui.write_line(out, f"{torrent.name}: already complete in {options.folder}")
+    elif have:
+        ui.write_line(out, f"{torrent.name}: resuming with {have} of {total} pieces verified")
+
+
+async def _watch(session: Session, torrents: List[Torrent], options: TransferOptions,
+                 stop: asyncio.Event, out: Any) -> int:
+    """Show progress until the command's end condition; returns the exit status."""
+    block = ui.StatusBlock(out)
+    deadline = None if options.timeout is None else time.monotonic() + options.timeout
+    downloading = not options.seed_only and not options.keep_seeding
+    status = 0
+    while True:
+        block.update([_line(t) for t in torrents])
+        failed = [t for t in torrents if t.state == ERROR]
+        if downloading and all(t.state in (SEEDING, ERROR) for t in torrents):
+            status = 1 if failed else 0
+            break
+        if stop.is_set():
+            # Ctrl-C ends a seed normally; a download stopped early can be resumed later.
+            status = 0 if not downloading or all(t.complete for t in torrents) else 130
+            break
+        if deadline is not None and time.monotonic() >= deadline:
+            if downloading or any(t.state == DOWNLOADING for t in torrents):
+                left = [t.name for t in torrents if not t.complete]
+                block.finish([_line(t) for t in torrents])
+                ui.write_line(out, f"timed out after {options.timeout:g} s; incomplete: "
+                                   + ", ".join(left))
+                return 1
+            break
+        if failed and len(failed) == len(torrents):
+            status = 1
+            break
+        try:
+            await asyncio.wait_for(stop.wait(), PROGRESS_INTERVAL)
+        except asyncio.TimeoutError:
+            pass
+    block.finish([_line(t) for t in torrents])
+    for torrent in torrents:
+        if torrent.state == ERROR:
+            ui.write_line(out, f"{torrent.name}: stopped: {torrent.error}")
+    return status
+
+
+def _line(torrent: Torrent) -> str:
+    s = torrent.status()
+    return ui.torrent_line(s["name"], s["size"], s["progress"], s["down_rate"], s["up_rate"],
+                           s["peers"], s["eta"], state=s["state"])
+
+
+def _summary(out: Any, torrents: List[Torrent], elapsed: float) -> None:
+    for t in torrents:
+        end = t.completed_at if t.completed_at and t.downloaded else time.monotonic()
+        took = max(end - t.started_at, 1e-6)
+        ui.write_line(out, f"{t.name}: downloaded {ui.human_size(t.downloaded)}, uploaded "
+                           f"{ui.human_size(t.uploaded)} in {ui.human_eta(took)}"
+                           + (f", average {ui.human_rate(t.downloaded / took)}"
+                              if t.downloaded else ""))
+        for (host, port), amount in sorted(t.contributions.items(), key=lambda kv: -kv[1]):
+            ui.write_line(out, f"  from {host}:{port}: {ui.human_size(amount)}")
+
+
+def _install_signal_handlers(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for name in ("SIGINT", "SIGTERM"):
+        sig = getattr(signal, name, None)
+        if sig is None:
+            continue
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):
+            # Windows' event loops have no add_signal_handler: a plain handler that wakes the
+            # loop from the signal context does the same.
+            signal.signal(sig, lambda *_: loop.call_soon_threadsafe(stop.set))
