@@ -85,16 +85,21 @@ def _encode(value: Any, out: List[bytes], depth: int) -> None:
         raise BencodeError(f"cannot encode a value of type {type(value).__name__}", 0)
 
 
-def decode(data: bytes) -> Any:
-    """Decode exactly one value that fills all of ``data``."""
+def decode(data: bytes, *, sorted_keys: bool = True) -> Any:
+    """Decode exactly one value that fills all of ``data``.
+
+    ``sorted_keys=False`` accepts dictionaries whose keys are out of order (duplicates are still
+    refused): some trackers and clients write them so, and libtorrent, aria2 and Transmission all
+    accept them; input from the network goes through this mode.
+    """
     data = bytes(data)
-    value, end = _decode(data, 0, 0)
+    value, end = _decode(data, 0, 0, sorted_keys)
     if end != len(data):
         raise BencodeError("trailing data after the value", end)
     return value
 
 
-def decode_prefix(data: bytes, start: int = 0) -> Tuple[Any, int]:
+def decode_prefix(data: bytes, start: int = 0, *, sorted_keys: bool = True) -> Tuple[Any, int]:
     """Decode one value starting at ``start``; return it and the offset just past it.
 
     For messages that carry a bencoded dictionary followed by raw bytes (BEP 9 metadata pieces).
@@ -102,10 +107,10 @@ def decode_prefix(data: bytes, start: int = 0) -> Tuple[Any, int]:
     data = bytes(data)
     if start < 0 or start > len(data):
         raise BencodeError("start offset outside the input", start)
-    return _decode(data, start, 0)
+    return _decode(data, start, 0, sorted_keys)
 
 
-def raw_value(data: bytes, key: bytes) -> Optional[bytes]:
+def raw_value(data: bytes, key: bytes, *, sorted_keys: bool = True) -> Optional[bytes]:
     """Return the exact bytes that encode ``key``'s value in the top-level dictionary of ``data``.
 
     The info hash is the SHA-1 of the info dictionary exactly as it stands in the file, so it is
@@ -117,18 +122,24 @@ def raw_value(data: bytes, key: bytes) -> Optional[bytes]:
     pos = 1
     found = None
     previous = None
+    seen = set()
     while True:
         if pos >= len(data):
             raise BencodeError("unterminated dictionary", pos)
         if data[pos] == 0x65:  # 'e'
             pos += 1
             break
+        key_pos = pos
         k, pos = _decode_string(data, pos, "dictionary key")
-        if previous is not None and k <= previous:
-            raise BencodeError(_key_order_message(k, previous), pos)
-        previous = k
+        if sorted_keys:
+            if previous is not None and k <= previous:
+                raise BencodeError(_key_order_message(k, previous), key_pos)
+            previous = k
+        elif k in seen:
+            raise BencodeError(_key_order_message(k, k), key_pos)
+        seen.add(k)
         value_start = pos
-        _, pos = _decode(data, pos, 1)
+        _, pos = _decode(data, pos, 1, sorted_keys)
         if k == key:
             found = data[value_start:pos]
     if pos != len(data):
@@ -142,7 +153,7 @@ def _key_order_message(key: bytes, previous: bytes) -> str:
     return f"dictionary key {key!r} out of order"
 
 
-def _decode(data: bytes, pos: int, depth: int) -> Tuple[Any, int]:
+def _decode(data: bytes, pos: int, depth: int, sorted_keys: bool = True) -> Tuple[Any, int]:
     if pos >= len(data):
         raise BencodeError("unexpected end of input", pos)
     lead = data[pos]
@@ -160,7 +171,7 @@ def _decode(data: bytes, pos: int, depth: int) -> Tuple[Any, int]:
                 raise BencodeError("unterminated list", pos)
             if data[pos] == 0x65:
                 return items, pos + 1
-            item, pos = _decode(data, pos, depth + 1)
+            item, pos = _decode(data, pos, depth + 1, sorted_keys)
             items.append(item)
     if lead == 0x64:  # 'd'
         result: Dict[bytes, Any] = {}
@@ -175,10 +186,13 @@ def _decode(data: bytes, pos: int, depth: int) -> Tuple[Any, int]:
                 raise BencodeError("dictionary key is not a string", pos)
             key_pos = pos
             key, pos = _decode_string(data, pos, "dictionary key")
-            if previous is not None and key <= previous:
-                raise BencodeError(_key_order_message(key, previous), key_pos)
-            previous = key
-            result[key], pos = _decode(data, pos, depth + 1)
+            if sorted_keys:
+                if previous is not None and key <= previous:
+                    raise BencodeError(_key_order_message(key, previous), key_pos)
+                previous = key
+            elif key in result:
+                raise BencodeError(_key_order_message(key, key), key_pos)
+            result[key], pos = _decode(data, pos, depth + 1, sorted_keys)
     raise BencodeError(f"unexpected byte {bytes([lead])!r}", pos)
 
 

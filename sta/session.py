@@ -127,8 +127,14 @@ class Session:
         torrent.start_announcing()
         return torrent
 
-    def remove(self, torrent: Torrent) -> None:
+    async def remove(self, torrent: Torrent, delete_files: bool = False) -> List[str]:
+        """Stop a torrent and forget it (its resume state too); optionally delete its files."""
         self.torrents.pop(torrent.info_hash, None)
+        await torrent.shutdown()
+        torrent.forget_resume_state()
+        if delete_files:
+            return torrent.delete_files()
+        return []
 
     def torrent_for(self, info_hash: bytes) -> Optional[Torrent]:
         return self.torrents.get(info_hash)

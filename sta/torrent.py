@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import time
 from dataclasses import dataclass
@@ -85,15 +86,13 @@ class PeerRecord:
 
 
 class Torrent:
-    def __init__(self, session: "Session", metainfo: "Metainfo", storage: Any,
-                 *, seed_after: bool = True) -> None:
+    def __init__(self, session: "Session", metainfo: "Metainfo", storage: Any) -> None:
         self.session = session
         self.metainfo = metainfo
         self.info = metainfo.info
         self.info_hash = metainfo.info_hash
         self.name = self.info.name
         self.storage = storage
-        self.seed_after = seed_after
         self.state = CHECKING
         self.error: Optional[str] = None
         self.picker: Optional[PiecePicker] = None
@@ -182,6 +181,62 @@ class Torrent:
         self.stop()
         if self._announcer is not None:
             await self._announcer.stop()
+
+    async def pause(self) -> None:
+        """Close every connection and leave the trackers; keep everything verified."""
+        if self.state not in (DOWNLOADING, SEEDING):
+            return
+        self.state = PAUSED
+        for conn in list(self.peers):
+            conn.close("torrent paused")
+        announcer, self._announcer = self._announcer, None
+        await self.session.loop.run_in_executor(None, self._save_resume_quietly)
+        if announcer is not None:
+            await announcer.stop()
+
+    def resume(self) -> None:
+        if self.state != PAUSED:
+            return
+        self.state = SEEDING if self.complete else DOWNLOADING
+        for record in self.known.values():
+            record.failures = 0
+            record.next_try = 0.0
+        self.start_announcing()
+
+    def delete_files(self) -> List[str]:
+        """Delete exactly this torrent's files, then its folders that are left empty."""
+        self.storage.close()
+        removed = []
+        folders = set()
+        root = os.path.abspath(self.storage.root)
+        for index, entry in enumerate(self.info.files):
+            if entry.pad:
+                continue
+            path = self.storage.file_path(index)
+            if os.path.isfile(path) and not os.path.islink(path):
+                os.remove(path)
+                removed.append(path)
+            parent = os.path.dirname(os.path.abspath(path))
+            while parent.startswith(root + os.sep):
+                folders.add(parent)
+                parent = os.path.dirname(parent)
+        for folder in sorted(folders, key=len, reverse=True):
+            try:
+                os.rmdir(folder)  # fails, as it should, on a folder with other content
+            except OSError:
+                pass
+        for path in (self.storage.state_path,):
+            try:
+                os.remove(path)
+            except OSError:
+                pass
+        return removed
+
+    def forget_resume_state(self) -> None:
+        try:
+            os.remove(self.storage.state_path)
+        except OSError:
+            pass
 
     def stop(self) -> None:
         if self.state not in (ERROR,):
@@ -295,7 +350,7 @@ class Torrent:
         conn.bits.set(index)
         self.picker.peer_has(index)
         if not conn.am_interested and self.state == DOWNLOADING and index not in self.picker.have:
-            conn.set_interested(self.picker.interesting(conn.bits))
+            conn.set_interested(self.picker.wants(index))
         if conn.bits.complete:
             self._peer_bits_changed(conn)
 
@@ -543,6 +598,37 @@ class Torrent:
             conn.set_choking(conn not in unchoke)
 
     # -- status ------------------------------------------------------------------------------
+
+    def peer_statuses(self) -> List[Dict[str, Any]]:
+        """One row per connected peer, for `peers` in the shell."""
+        rows = []
+        n = self.info.num_pieces
+        for conn in self.peers:
+            # uTorrent/libtorrent-style flags: D/d downloading or want to, U/u uploading or
+            # they want to, E encrypted, I incoming, S snubbed.
+            flags = ""
+            if conn.am_interested:
+                flags += "d" if conn.peer_choking else "D"
+            if conn.peer_interested:
+                flags += "u" if conn.am_choking else "U"
+            if getattr(conn, "encrypted", False):
+                flags += "E"
+            if conn.incoming:
+                flags += "I"
+            if conn.snubbed:
+                flags += "S"
+            host, port = conn.address or ("?", 0)
+            rows.append({
+                "address": f"{host}:{port}", "client": conn.client_name, "flags": flags,
+                "choked": conn.peer_choking, "choking": conn.am_choking,
+                "interested": conn.am_interested, "peer_interested": conn.peer_interested,
+                "encrypted": bool(getattr(conn, "encrypted", False)), "incoming": conn.incoming,
+                "down_rate": conn.down_rate, "up_rate": conn.up_rate,
+                "downloaded": conn.downloaded, "uploaded": conn.uploaded,
+                "progress": (conn.bits.count / n) if conn.bits is not None and n else 0.0,
+            })
+        rows.sort(key=lambda r: (-r["down_rate"], -r["up_rate"], r["address"]))
+        return rows
 
     def status(self) -> Dict[str, Any]:
         down = sum(p.down_rate for p in self.peers)

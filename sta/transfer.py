@@ -87,12 +87,10 @@ async def _transfer(options: TransferOptions, metainfos: List[Any]) -> int:
     try:
         ui.write_line(out, f"Listening for peers on port {session.listen_port}")
         for meta in metainfos:
-            storage = FileStorage(meta.info, options.folder, readonly=options.seed_only)
-            torrent = Torrent(session, meta, storage, seed_after=options.keep_seeding)
             if options.seed_only:
                 ui.write_line(out, f"Checking {meta.info.name} in {options.folder} ...")
-            await session.add(torrent, recheck=options.recheck)
-            torrent.add_peers(list(options.peers), "command line")
+            torrent = await add_torrent(session, meta, options.folder, seed_only=options.seed_only,
+                                        recheck=options.recheck, peers=options.peers)
             torrents.append(torrent)
             _report_start(out, torrent, options)
         if options.seed_only and not any(t.picker and t.picker.have.count for t in torrents):
@@ -102,6 +100,19 @@ async def _transfer(options: TransferOptions, metainfos: List[Any]) -> int:
         await session.close()
     _summary(out, torrents, time.monotonic() - started)
     return status
+
+
+async def add_torrent(session: Session, meta: Any, folder: str, *, seed_only: bool = False,
+                      recheck: bool = False, peers: Sequence[Tuple[str, int]] = ()) -> Torrent:
+    """Check the data of ``meta`` in ``folder`` and start it in ``session``.
+
+    ``seed_only`` opens the files read-only: a seed never creates, grows or writes a file.
+    """
+    storage = FileStorage(meta.info, folder, readonly=seed_only)
+    torrent = Torrent(session, meta, storage)
+    await session.add(torrent, recheck=recheck)
+    torrent.add_peers(list(peers), "command line")
+    return torrent
 
 
 def _report_start(out: Any, torrent: Torrent, options: TransferOptions) -> None:

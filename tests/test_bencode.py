@@ -82,6 +82,14 @@ class DecodeTests(unittest.TestCase):
         with self.assertRaises(BencodeError):
             decode(b"d1:bi1e1:ai2ee")
 
+    def test_lenient_mode_accepts_unsorted_keys_but_not_duplicates(self):
+        self.assertEqual(decode(b"d1:bi1e1:ai2ee", sorted_keys=False), {b"a": 2, b"b": 1})
+        with self.assertRaises(BencodeError):
+            decode(b"d1:bi1e1:bi2ee", sorted_keys=False)
+        self.assertEqual(raw_value(b"d4:infoi1e1:ai0ee", b"info", sorted_keys=False), b"i1e")
+        with self.assertRaises(BencodeError):
+            raw_value(b"d4:infoi1e4:infoi0ee", b"info", sorted_keys=False)
+
     def test_decoder_rejects_unknown_type_byte(self):
         with self.assertRaises(BencodeError) as cm:
             decode(b"lxe")

@@ -1,0 +1,853 @@
+"""The tracker client: HTTP(S) announce and scrape (BEP 3, 7, 23, 48) and tracker tiers (BEP 12).
+
+Three layers, so that most of it is tested with plain bytes and numbers:
+
+- pure functions: ``build_announce_url``, ``parse_announce_response``, ``scrape_url``,
+  ``parse_scrape_response``;
+- pure policy: ``TrackerSchedule`` (when the next announce is due) and ``TrackerList`` (which
+  tracker to ask, with which event). They never read a clock: every method takes ``now``, in the
+  engine's own time base (``loop.time()`` or ``time.monotonic()``);
+- blocking I/O: ``announce()`` and ``scrape()`` on http.client (not urllib, so that TLS
+  verification and certificate pinning stay under our control). The engine runs them in an
+  executor thread.
+
+Only http:// and https:// trackers are spoken. UDP trackers (BEP 15) are left out of a
+``TrackerList`` and refused by ``announce()`` with a message saying so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import ipaddress
+import logging
+import random
+import re
+import socket
+import ssl
+import struct
+import time
+from dataclasses import dataclass
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from urllib.parse import SplitResult, quote_from_bytes, urljoin, urlsplit, urlunsplit
+
+from sta import __version__
+from sta.bencode import BencodeError, decode_prefix
+
+__all__ = [
+    "TrackerError", "AnnounceResponse", "AnnounceJob", "TrackerStatus", "TrackerSchedule",
+    "TrackerList", "announce", "scrape", "build_announce_url", "parse_announce_response",
+    "scrape_url", "parse_scrape_response", "make_ssl_context", "is_supported_url",
+    "display_url", "CertificatePinError",
+]
+
+log = logging.getLogger(__name__)
+
+# Seconds allowed for one HTTP exchange (connect, request, whole answer) to one URL. A tracker on
+# a LAN answers in milliseconds and a loaded public one in a few seconds; 15 s still leaves time
+# to fail over to the next tracker of a tier long before the swarm notices.
+DEFAULT_TIMEOUT = 15.0
+
+# Largest answer body read. libtorrent's default tracker_maximum_response_length is 1 MiB too:
+# 200 peers in the dictionary model take about 20 KB, so an honest tracker never gets close, and
+# the bound stops a hostile or broken one from filling our memory.
+MAX_RESPONSE_SIZE = 1 << 20
+
+# Redirects followed for one request: room for http -> https plus a load balancer hop or two
+# (libtorrent's HTTP client also stops after 5), and a redirect loop ends quickly.
+MAX_REDIRECTS = 5
+
+# Peers asked for when the caller does not say: the number BEP 3-era trackers assume when
+# numwant is absent, and far more connection candidates than one torrent can use at once.
+DEFAULT_NUMWANT = 50
+
+# Interval used when an answer has peers but no "interval" (BEP 3 makes it mandatory, yet some
+# trackers omit it on "stopped"): the 30 minutes most trackers, ours included, hand out.
+DEFAULT_INTERVAL = 1800
+
+# Floor under any interval or min interval a tracker gives, so an answer of 0 or 1 cannot make us
+# hammer it; low enough that a lab tracker configured with short intervals is still obeyed.
+MIN_ANNOUNCE_INTERVAL = 10
+
+# Retry after a failed announce round: RETRY_BASE_DELAY, doubling per consecutive failure, capped
+# at RETRY_MAX_DELAY. A tracker that restarts is found again within seconds; one that is down for
+# good costs one request an hour, the same cap libtorrent puts on its tracker retry delay.
+RETRY_BASE_DELAY = 15
+RETRY_MAX_DELAY = 3600
+
+# Info hashes per scrape request: each adds about 72 characters to the URL, and 50 keep the
+# request line near 4 KB, under the 8 KB most HTTP servers accept. Longer lists are split.
+MAX_SCRAPE_HASHES = 50
+
+# Longest failure reason or warning message kept, in characters: a tracker's text is shown on
+# one line of the UI, and a hostile tracker must not be able to flood it.
+MAX_MESSAGE_CHARS = 300
+
+# Only these bytes stay unescaped in info_hash, peer_id, key and trackerid: RFC 3986 "unreserved"
+# (quote_from_bytes always keeps letters, digits and "_.-~"). libtorrent also leaves "!*()"
+# alone (RFC 2396 marks) but escapes "'" because some trackers mishandle it; escaping every other
+# byte is what every tracker decodes, so we take the strict set.
+_URL_SAFE = ""
+
+_EVENTS = ("started", "completed", "stopped")
+_REDIRECT_STATUSES = (301, 302, 303, 307, 308)
+_HOSTNAME_RE = re.compile(
+    r"(?=.{1,253}\Z)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*"
+    r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?")
+_USER_AGENT = "STA/" + __version__
+
+
+class TrackerError(Exception):
+    """A tracker could not be reached or gave an unusable or negative answer.
+
+    ``reason`` is the bare problem ("connection refused", "failure reason: unregistered
+    torrent"); ``str()`` prefixes the tracker URL when known. ``failure_reason`` holds the
+    tracker's own text when it refused the request.
+    """
+
+    def __init__(self, reason: str, url: Optional[str] = None,
+                 failure_reason: Optional[str] = None) -> None:
+        self.reason = reason
+        self.url = url
+        self.failure_reason = failure_reason
+        super().__init__(f"tracker {display_url(url)}: {reason}" if url else reason)
+
+    def for_url(self, url: str) -> "TrackerError":
+        """The same error, naming ``url`` (kept when it already names one)."""
+        return self if self.url else TrackerError(self.reason, url, self.failure_reason)
+
+
+def display_url(url: str) -> str:
+    """``url`` without user info and query: private trackers put a passkey there, and error
+    messages end up in logs and on screens."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        if ":" in host:
+            host = f"[{host}]"
+        port = f":{parts.port}" if parts.port is not None else ""
+    except ValueError:
+        return url.split("?", 1)[0]
+    return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+def is_supported_url(url: str) -> bool:
+    """True for the http:// and https:// URLs this module can announce to."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # raises ValueError for a port that is not a number in range
+        return parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:
+        return False
+
+
+# ---------------------------------------------------------------------------------------------
+# Requests and answers (pure)
+
+@dataclass(frozen=True)
+class AnnounceResponse:
+    """A successful announce answer. ``peers`` holds (host, port) pairs without duplicates: host
+    is a dotted IPv4 address, a compressed IPv6 address or a DNS name (dictionary model)."""
+    interval: int
+    min_interval: Optional[int]
+    peers: List[Tuple[str, int]]
+    tracker_id: Optional[bytes]
+    complete: Optional[int]
+    incomplete: Optional[int]
+    warning: Optional[str]
+
+
+def build_announce_url(url: str, *, info_hash: bytes, peer_id: bytes, port: int, uploaded: int,
+                       downloaded: int, left: int, event: Optional[str] = None,
+                       numwant: int = DEFAULT_NUMWANT, key: Union[int, str, None] = None,
+                       tracker_id: Optional[bytes] = None, compact: bool = True) -> str:
+    """The announce URL with the BEP 3 parameters appended after any query it already has
+    (``http://t/announce?passkey=x`` stays valid). ``key`` as an int is sent as 8 hex digits."""
+    if len(info_hash) != 20 or len(peer_id) != 20:
+        raise ValueError("info_hash and peer_id must be 20 bytes each")
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port {port} out of range")
+    if min(uploaded, downloaded, left) < 0:
+        raise ValueError("uploaded, downloaded and left cannot be negative")
+    if event is not None and event not in _EVENTS:
+        raise ValueError(f"unknown event {event!r}")
+    params: List[Tuple[str, Union[bytes, str, int]]] = [
+        ("info_hash", info_hash), ("peer_id", peer_id), ("port", port),
+        ("uploaded", uploaded), ("downloaded", downloaded), ("left", left)]
+    if key is not None:
+        params.append(("key", "%08X" % (key & 0xFFFFFFFF) if isinstance(key, int) else key))
+    if event is not None:
+        params.append(("event", event))
+    params += [("numwant", numwant), ("compact", 1 if compact else 0), ("no_peer_id", 1)]
+    if tracker_id is not None:
+        params.append(("trackerid", tracker_id))
+    return _append_query(url, params)
+
+
+def _append_query(url: str, params: Iterable[Tuple[str, Union[bytes, str, int]]]) -> str:
+    parts = urlsplit(url)
+    encoded = []
+    for name, value in params:
+        if isinstance(value, int):
+            value = str(value)
+        if isinstance(value, str):
+            value = value.encode("utf-8")
+        encoded.append(f"{name}={quote_from_bytes(value, safe=_URL_SAFE)}")
+    query = parts.query.rstrip("&")
+    query = "&".join(([query] if query else []) + encoded)
+    # The fragment is never sent to a server; dropping it keeps our parameters in the query.
+    return urlunsplit(parts._replace(query=query, fragment=""))
+
+
+def parse_announce_response(body: bytes) -> AnnounceResponse:
+    """Parse an announce answer: compact (BEP 23), dictionary model or ``peers6`` (BEP 7).
+
+    Raises TrackerError for "failure reason" (the tracker's text in ``failure_reason``) and for
+    any malformed answer, naming the problem.
+    """
+    top = _decode_dict(body)
+    _raise_failure(top)
+    interval = _opt_int(top, b"interval", minimum=0)
+    peers: List[Tuple[str, int]] = []
+    raw_peers = top.get(b"peers")
+    if isinstance(raw_peers, bytes):
+        peers += _compact_peers(raw_peers, 4)
+    elif isinstance(raw_peers, list):
+        peers += _dictionary_peers(raw_peers)
+    elif raw_peers is not None:
+        raise TrackerError(f"'peers' is a {_kind(raw_peers)}, not a string or a list")
+    raw_peers6 = top.get(b"peers6")
+    if isinstance(raw_peers6, bytes):
+        peers += _compact_peers(raw_peers6, 16)
+    elif raw_peers6 is not None:
+        raise TrackerError(f"'peers6' is a {_kind(raw_peers6)}, not a string")
+    tracker_id = top.get(b"tracker id")
+    if tracker_id is not None and not isinstance(tracker_id, bytes):
+        raise TrackerError(f"'tracker id' is a {_kind(tracker_id)}, not a string")
+    warning = top.get(b"warning message")
+    if warning is not None and not isinstance(warning, bytes):
+        raise TrackerError(f"'warning message' is a {_kind(warning)}, not a string")
+    return AnnounceResponse(
+        interval=DEFAULT_INTERVAL if interval is None else interval,
+        min_interval=_opt_int(top, b"min interval", minimum=0),
+        peers=list(dict.fromkeys(peers)),
+        tracker_id=tracker_id,
+        complete=_opt_int(top, b"complete", minimum=0),
+        incomplete=_opt_int(top, b"incomplete", minimum=0),
+        warning=None if warning is None else _clean_text(warning))
+
+
+def parse_scrape_response(body: bytes) -> Dict[bytes, Tuple[int, int, int]]:
+    """Parse a scrape answer (BEP 48) into {info_hash: (complete, incomplete, downloaded)}.
+    Entries whose key is not a 20-byte info hash are skipped; missing counts read as 0."""
+    top = _decode_dict(body)
+    _raise_failure(top)
+    files = top.get(b"files", {})
+    if not isinstance(files, dict):
+        raise TrackerError(f"'files' is a {_kind(files)}, not a dictionary")
+    result = {}
+    for info_hash, entry in files.items():
+        if len(info_hash) != 20:
+            log.debug("scrape answer: skipping a key of %d bytes", len(info_hash))
+            continue
+        if not isinstance(entry, dict):
+            raise TrackerError(f"scrape entry is a {_kind(entry)}, not a dictionary")
+        counts = tuple(_opt_int(entry, name, minimum=0) or 0
+                       for name in (b"complete", b"incomplete", b"downloaded"))
+        result[info_hash] = counts
+    return result  # type: ignore[return-value]
+
+
+def scrape_url(announce_url: str) -> Optional[str]:
+    """The BEP 48 scrape URL: the last path component must start with "announce", which becomes
+    "scrape" (``/x/announce.php?k=1`` -> ``/x/scrape.php?k=1``). None when there is none."""
+    try:
+        parts = urlsplit(announce_url)
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https"):
+        return None
+    head, _, last = parts.path.rpartition("/")
+    if not last.startswith("announce"):
+        return None
+    path = f"{head}/scrape{last[len('announce'):]}"
+    return urlunsplit(parts._replace(path=path, fragment=""))
+
+
+def _decode_dict(body: bytes) -> dict:
+    try:
+        value, end = decode_prefix(body, sorted_keys=False)  # as libtorrent accepts them
+    except BencodeError as exc:
+        raise TrackerError(f"answer is not bencoded ({exc}){_preview(body)}") from None
+    # Some trackers end the body with a newline; anything else after the value is garbage.
+    if body[end:].strip():
+        raise TrackerError(f"answer has {len(body) - end} bytes of garbage after the value")
+    if not isinstance(value, dict):
+        raise TrackerError(f"answer is a bencoded {_kind(value)}, not a dictionary")
+    return value
+
+
+def _raise_failure(top: dict) -> None:
+    failure = top.get(b"failure reason")
+    if failure is None:
+        return
+    text = _clean_text(failure) if isinstance(failure, bytes) else repr(failure)
+    raise TrackerError(f"failure reason: {text}", failure_reason=text)
+
+
+def _opt_int(top: dict, key: bytes, minimum: int) -> Optional[int]:
+    value = top.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, int):
+        raise TrackerError(f"'{key.decode()}' is a {_kind(value)}, not an integer")
+    if value < minimum:
+        raise TrackerError(f"'{key.decode()}' is {value}, below {minimum}")
+    return value
+
+
+def _compact_peers(data: bytes, address_size: int) -> List[Tuple[str, int]]:
+    entry = address_size + 2
+    if len(data) % entry:
+        name = "peers" if address_size == 4 else "peers6"
+        raise TrackerError(f"compact '{name}' of {len(data)} bytes is not a multiple of {entry}")
+    peers = []
+    for address, port in struct.iter_unpack(f">{address_size}sH", data):
+        ip = ipaddress.ip_address(address)
+        host = _normalise_ip(ip)
+        if port and host:
+            peers.append((host, port))
+    return peers
+
+
+def _dictionary_peers(entries: list) -> List[Tuple[str, int]]:
+    peers = []
+    for entry in entries:
+        if not isinstance(entry, dict):
+            raise TrackerError(f"peer entry is a {_kind(entry)}, not a dictionary")
+        raw_ip, port = entry.get(b"ip"), entry.get(b"port")
+        if not isinstance(raw_ip, bytes):
+            raise TrackerError(f"peer 'ip' is a {_kind(raw_ip)}, not a string")
+        if not isinstance(port, int) or not 0 <= port <= 65535:
+            raise TrackerError(f"peer 'port' {port!r} is not a port number")
+        host = _parse_host(raw_ip)
+        if port and host:
+            peers.append((host, port))
+    return peers
+
+
+def _parse_host(raw: bytes) -> Optional[str]:
+    try:
+        text = raw.decode("ascii")
+    except UnicodeDecodeError:
+        raise TrackerError(f"peer address {raw[:64]!r} is not ASCII") from None
+    try:
+        return _normalise_ip(ipaddress.ip_address(text.strip("[]")))
+    except ValueError:
+        pass
+    if _HOSTNAME_RE.fullmatch(text):
+        return text
+    raise TrackerError(f"peer address {text[:64]!r} is neither an IP address nor a host name")
+
+
+def _normalise_ip(ip: Union[ipaddress.IPv4Address, ipaddress.IPv6Address]) -> Optional[str]:
+    # An IPv4-mapped IPv6 address is the same peer as its IPv4 form; 0.0.0.0 and :: are
+    # nobody's address, so, like port 0, they are dropped.
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return None if ip.is_unspecified else str(ip)
+
+
+def _clean_text(raw: bytes) -> str:
+    text = raw[:MAX_MESSAGE_CHARS * 4].decode("utf-8", "replace")
+    text = " ".join("".join(c if c.isprintable() else " " for c in text).split())
+    return text if len(text) <= MAX_MESSAGE_CHARS else text[:MAX_MESSAGE_CHARS - 3] + "..."
+
+
+def _preview(body: bytes) -> str:
+    text = _clean_text(body[:60])
+    return f"; it starts with {text!r}" if text else ""
+
+
+def _kind(value: object) -> str:
+    return {bytes: "string", int: "integer", list: "list", dict: "dictionary"}.get(
+        type(value), type(value).__name__)
+
+
+# ---------------------------------------------------------------------------------------------
+# HTTP(S) exchanges (blocking)
+
+def announce(url: str, *, info_hash: bytes, peer_id: bytes, port: int, uploaded: int,
+             downloaded: int, left: int, event: Optional[str] = None,
+             numwant: int = DEFAULT_NUMWANT, key: Union[int, str, None] = None,
+             tracker_id: Optional[bytes] = None, compact: bool = True,
+             timeout: float = DEFAULT_TIMEOUT,
+             ssl_context: Optional[ssl.SSLContext] = None) -> AnnounceResponse:
+    """Announce to one tracker and return its answer; blocking (run it in an executor).
+
+    ``uploaded``, ``downloaded`` and ``left`` are this session's true byte counts. ``event`` is
+    "started", "completed", "stopped" or None for a regular announce. ``ssl_context`` applies
+    to https URLs (default: system CAs, hostname checked); see ``make_ssl_context``.
+    Raises TrackerError with a one-line message naming the tracker.
+    """
+    target = build_announce_url(
+        url, info_hash=info_hash, peer_id=peer_id, port=port, uploaded=uploaded,
+        downloaded=downloaded, left=left, event=event, numwant=numwant, key=key,
+        tracker_id=tracker_id, compact=compact)
+    body = _fetch(url, target, timeout, ssl_context)
+    try:
+        return parse_announce_response(body)
+    except TrackerError as exc:
+        raise exc.for_url(url) from None
+
+
+def scrape(url: str, info_hashes: Sequence[bytes], *, timeout: float = DEFAULT_TIMEOUT,
+           ssl_context: Optional[ssl.SSLContext] = None) -> Dict[bytes, Tuple[int, int, int]]:
+    """Scrape (BEP 48) the scrape URL ``url`` (derive it with ``scrape_url``) for the given info
+    hashes: {info_hash: (complete, incomplete, downloaded)}. Blocking; raises TrackerError."""
+    result: Dict[bytes, Tuple[int, int, int]] = {}
+    hashes = list(info_hashes)
+    for start in range(0, len(hashes), MAX_SCRAPE_HASHES):
+        batch = hashes[start:start + MAX_SCRAPE_HASHES]
+        target = _append_query(url, [("info_hash", h) for h in batch])
+        body = _fetch(url, target, timeout, ssl_context)
+        try:
+            result.update(parse_scrape_response(body))
+        except TrackerError as exc:
+            raise exc.for_url(url) from None
+    return result
+
+
+def _fetch(url: str, target: str, timeout: float, ssl_context: Optional[ssl.SSLContext]) -> bytes:
+    """GET ``target`` following redirects; the body of a 200 answer. Errors name ``url``."""
+    for _ in range(MAX_REDIRECTS + 1):
+        status, reason, location, body = _get_once(url, target, timeout, ssl_context)
+        if status in _REDIRECT_STATUSES and location:
+            new_target = urljoin(target, location)
+            if urlsplit(target).scheme == "https" and urlsplit(new_target).scheme != "https":
+                # Following would send the passkey and our statistics in clear text.
+                raise TrackerError("refusing a redirect from https to plain http", url)
+            target = new_target
+            continue
+        if status != 200:
+            message = f"HTTP {status} {reason}".rstrip()
+            try:
+                parse_announce_response(body)
+            except TrackerError as exc:
+                if exc.failure_reason is not None:
+                    message += f": {exc.reason}"
+            raise TrackerError(message, url)
+        return body
+    raise TrackerError(f"more than {MAX_REDIRECTS} redirects", url)
+
+
+def _get_once(url: str, target: str, timeout: float, ssl_context: Optional[ssl.SSLContext]
+              ) -> Tuple[int, str, Optional[str], bytes]:
+    try:
+        parts = urlsplit(target)
+        port = parts.port
+    except ValueError as exc:
+        raise TrackerError(f"bad URL ({exc})", url) from None
+    if parts.scheme not in ("http", "https"):
+        raise TrackerError(f"unsupported scheme '{parts.scheme}' (only http and https trackers "
+                           "are supported)", url)
+    if not parts.hostname:
+        raise TrackerError("URL has no host", url)
+    deadline = time.monotonic() + timeout
+    conn = _connection(parts, port, timeout, ssl_context)
+    try:
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        conn.putrequest("GET", path)
+        conn.putheader("User-Agent", _USER_AGENT)
+        conn.putheader("Connection", "close")
+        conn.endheaders()
+        _set_remaining(conn, deadline, timeout)
+        resp = conn.getresponse()
+        if resp.length is not None and resp.length > MAX_RESPONSE_SIZE:
+            raise TrackerError(f"answer of {resp.length} bytes exceeds the "
+                               f"{MAX_RESPONSE_SIZE}-byte limit", url)
+        chunks: List[bytes] = []
+        size = 0
+        while True:
+            _set_remaining(conn, deadline, timeout)
+            # read1: one receive per call, so a tracker dripping bytes meets the deadline.
+            chunk = resp.read1(min(65536, MAX_RESPONSE_SIZE + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > MAX_RESPONSE_SIZE:
+                raise TrackerError(f"answer exceeds the {MAX_RESPONSE_SIZE}-byte limit", url)
+        if resp.length:
+            raise TrackerError(f"answer cut short, {resp.length} bytes missing", url)
+        return resp.status, resp.reason, resp.getheader("Location"), b"".join(chunks)
+    except TrackerError:
+        raise
+    except http.client.InvalidURL as exc:   # a ValueError: characters http.client refuses
+        raise TrackerError(f"bad URL ({exc})", url) from None
+    except (OSError, http.client.HTTPException) as exc:
+        raise TrackerError(_describe(exc, parts.hostname, timeout), url) from None
+    finally:
+        conn.close()
+
+
+def _connection(parts: SplitResult, port: Optional[int], timeout: float,
+                ssl_context: Optional[ssl.SSLContext]) -> http.client.HTTPConnection:
+    if parts.scheme == "https":
+        context = ssl_context or ssl.create_default_context()
+        return http.client.HTTPSConnection(parts.hostname, port, timeout=timeout, context=context)
+    return http.client.HTTPConnection(parts.hostname, port, timeout=timeout)
+
+
+def _set_remaining(conn: http.client.HTTPConnection, deadline: float, timeout: float) -> None:
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise socket.timeout("timed out")
+    if conn.sock is not None:
+        conn.sock.settimeout(min(remaining, timeout))
+
+
+def _describe(exc: BaseException, host: str, timeout: float) -> str:
+    if isinstance(exc, socket.timeout):
+        return f"timed out after {timeout:g} s"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, socket.gaierror):
+        return f"cannot resolve host name '{host}'"
+    if isinstance(exc, CertificatePinError):
+        return str(exc)
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return (f"certificate not trusted ({exc.verify_message}); to use a lab's own certificate "
+                "give its file as cafile or pin its SHA-256 fingerprint")
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS error: {exc.reason or exc}"
+    if isinstance(exc, http.client.HTTPException):
+        return f"bad HTTP answer ({type(exc).__name__}: {exc})"
+    if isinstance(exc, ConnectionResetError):
+        return "connection reset by the tracker"
+    return exc.strerror or str(exc) or type(exc).__name__
+
+
+# ---------------------------------------------------------------------------------------------
+# TLS
+
+class CertificatePinError(ssl.SSLError):
+    """The server's certificate does not have the pinned SHA-256 fingerprint."""
+
+
+class _PinnedContext(ssl.SSLContext):
+    """A client context that trusts exactly one certificate, by fingerprint.
+
+    The check runs in wrap_socket right after the handshake, so every blocking user of the
+    context (http.client here) gets it, and the socket is closed before a byte is sent. asyncio
+    wraps with wrap_bio instead: a caller using this context there must check the fingerprint
+    of ``get_extra_info("ssl_object").getpeercert(True)`` itself.
+    """
+    pin_sha256 = b""
+
+    def wrap_socket(self, *args, **kwargs):  # type: ignore[override]
+        sock = super().wrap_socket(*args, **kwargs)
+        handshaken = kwargs.get("do_handshake_on_connect", args[2] if len(args) > 2 else True)
+        if handshaken:
+            der = sock.getpeercert(binary_form=True) or b""
+            seen = hashlib.sha256(der).digest()
+            if seen != self.pin_sha256:
+                sock.close()
+                raise CertificatePinError(
+                    f"certificate fingerprint {seen.hex()} does not match the pinned "
+                    f"{self.pin_sha256.hex()}")
+        return sock
+
+
+def make_ssl_context(cafile: Optional[str] = None,
+                     pin_sha256: Optional[str] = None) -> ssl.SSLContext:
+    """A client TLS context for https trackers.
+
+    - neither argument: the system's CAs, with hostname checks (same as the default);
+    - ``cafile``: trust the certificate(s) in that PEM file instead of the system CAs, hostname
+      still checked. A lab's self-signed certificate works as its own CA, provided its
+      subjectAltName lists the name or IP address used in the tracker URL (for
+      ``https://192.168.88.114:4000/announce`` it needs ``IP:192.168.88.114``);
+    - ``pin_sha256``: the hex SHA-256 fingerprint of the server's DER certificate (colons and
+      case ignored, as ``openssl x509 -fingerprint -sha256`` prints it). CA and hostname checks
+      are off; the connection is accepted only if the fingerprint matches.
+    """
+    if pin_sha256 is not None:
+        if cafile is not None:
+            raise TrackerError("give either a CA file or a certificate pin, not both")
+        digits = re.sub(r"[\s:]", "", pin_sha256).lower()
+        if not re.fullmatch(r"[0-9a-f]{64}", digits):
+            raise TrackerError("certificate pin must be 64 hex digits (a SHA-256 fingerprint), "
+                               f"got {pin_sha256!r}")
+        context = _PinnedContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.pin_sha256 = bytes.fromhex(digits)
+        return context
+    try:
+        context = ssl.create_default_context(cafile=cafile)
+    except (OSError, ssl.SSLError) as exc:
+        raise TrackerError(f"cannot load CA file {cafile!r}: {exc}") from None
+    if cafile is not None:
+        # Python 3.13 turns on strict X.509 checks by default; self-made lab certificates often
+        # lack the extensions they demand, and the file is trusted explicitly anyway.
+        context.verify_flags &= ~getattr(ssl, "VERIFY_X509_STRICT", 0)
+    return context
+
+
+# ---------------------------------------------------------------------------------------------
+# Scheduling (pure)
+
+class TrackerSchedule:
+    """When the next announce is due, for one announcer: the whole list in BEP 12 mode, or one
+    tracker in all-at-once mode. Due at once when new."""
+
+    def __init__(self) -> None:
+        self.next_at: Optional[float] = None      # None: due now
+        self.failures = 0                         # consecutive failed rounds
+        self.last_success_at: Optional[float] = None
+        self.min_interval = MIN_ANNOUNCE_INTERVAL
+
+    def is_due(self, now: float) -> bool:
+        return self.next_at is None or now >= self.next_at
+
+    def succeeded(self, now: float, interval: int, min_interval: Optional[int] = None) -> float:
+        self.failures = 0
+        self.last_success_at = now
+        self.min_interval = max(min_interval or 0, MIN_ANNOUNCE_INTERVAL)
+        self.next_at = now + max(interval, self.min_interval)
+        return self.next_at
+
+    def failed(self, now: float) -> float:
+        self.failures += 1
+        self.next_at = now + self.retry_delay(self.failures)
+        return self.next_at
+
+    def reannounce(self, now: float) -> float:
+        """Announce again as soon as the tracker's min interval allows (the engine wants peers).
+        A failing tracker keeps its backoff: asking it sooner would only hammer it."""
+        if self.failures and self.next_at is not None:
+            return self.next_at
+        earliest = now if self.last_success_at is None else self.last_success_at + self.min_interval
+        self.next_at = min(self.next_at if self.next_at is not None else now, max(now, earliest))
+        return self.next_at
+
+    def force(self, now: float) -> None:
+        """Due now, whatever the interval: for the "completed" event."""
+        self.next_at = now
+
+    @staticmethod
+    def retry_delay(failures: int) -> float:
+        return float(min(RETRY_MAX_DELAY, RETRY_BASE_DELAY * 2 ** min(max(failures - 1, 0), 20)))
+
+
+@dataclass(frozen=True)
+class AnnounceJob:
+    """One announce the engine should make now (adding its own byte counts)."""
+    url: str
+    event: Optional[str]
+    tracker_id: Optional[bytes]
+
+
+@dataclass(frozen=True)
+class TrackerStatus:
+    """One tracker as the UI shows it; times are in the engine's clock."""
+    url: str
+    tier: int
+    next_announce_at: Optional[float]
+    last_error: Optional[str]
+    warning: Optional[str]
+    complete: Optional[int]
+    incomplete: Optional[int]
+    peers: int
+
+
+class _Tracker:
+    def __init__(self, url: str, tier: int) -> None:
+        self.url = url
+        self.tier = tier
+        self.tracker_id: Optional[bytes] = None
+        self.started = False          # this tracker acknowledged "started"
+        self.completed_sent = False
+        self.schedule = TrackerSchedule()   # used in all-at-once mode only
+        self.last_error: Optional[str] = None
+        self.warning: Optional[str] = None
+        self.complete: Optional[int] = None
+        self.incomplete: Optional[int] = None
+        self.peers = 0
+
+
+class TrackerList:
+    """Which tracker to announce to, when, and with which event.
+
+    BEP 12 mode (default): tiers are shuffled internally once; a round tries the tiers in order
+    and each tier's trackers in turn until one answers, which moves to the front of its tier;
+    the next round starts from the top again. All-at-once mode (for magnet links, where every
+    source of peers counts): each tracker has its own schedule and is announced to concurrently.
+
+    Events: "started" to a tracker before anything else, "completed" once to each tracker that
+    saw us start while downloading, "stopped" from ``stop()`` to every tracker that saw us start.
+    Tracker ids are kept per tracker, the old one surviving answers without one.
+    """
+
+    def __init__(self, tiers: Sequence[Sequence[str]], *, all_at_once: bool = False,
+                 rng: Optional[random.Random] = None) -> None:
+        rng = rng or random.Random()
+        self.all_at_once = all_at_once
+        self._tiers: List[List[_Tracker]] = []
+        self._by_url: Dict[str, _Tracker] = {}
+        for urls in tiers:
+            tier: List[_Tracker] = []
+            for url in urls:
+                if url in self._by_url:
+                    continue
+                if not is_supported_url(url):
+                    log.info("skipping tracker %s: only http and https trackers are supported",
+                             display_url(url))
+                    continue
+                tracker = _Tracker(url, len(self._tiers))
+                self._by_url[url] = tracker
+                tier.append(tracker)
+            if tier:
+                rng.shuffle(tier)
+                self._tiers.append(tier)
+        self._schedule = TrackerSchedule()     # BEP 12 mode: one schedule for the list
+        self._cursor = (0, 0)                  # (tier, position) tried next in this round
+        # url -> whether the download was complete when that announce was issued
+        self._in_flight: Dict[str, bool] = {}
+        self._completed = False
+        self._stopping = False
+
+    def __len__(self) -> int:
+        return len(self._by_url)
+
+    @property
+    def tiers(self) -> Tuple[Tuple[str, ...], ...]:
+        """Current order of the tiers (shuffled, with promotions)."""
+        return tuple(tuple(t.url for t in tier) for tier in self._tiers)
+
+    def tracker_id(self, url: str) -> Optional[bytes]:
+        return self._by_url[url].tracker_id
+
+    def due(self, now: float) -> List[AnnounceJob]:
+        """The announces to start now; each must be answered with succeeded() or failed()."""
+        if self._stopping or not self._tiers:
+            return []
+        if self.all_at_once:
+            candidates = [t for tier in self._tiers for t in tier
+                          if t.url not in self._in_flight and t.schedule.is_due(now)]
+        elif self._in_flight or not self._schedule.is_due(now):
+            return []
+        else:
+            tier, position = self._cursor
+            candidates = [self._tiers[tier][position]]
+        jobs = [AnnounceJob(t.url, self._event_for(t), t.tracker_id) for t in candidates]
+        for job in jobs:
+            self._in_flight[job.url] = self._completed
+        return jobs
+
+    def next_due_at(self) -> Optional[float]:
+        """Earliest time due() may return something (None: nothing planned, or waiting for an
+        answer). A value in the past means now."""
+        if self._stopping or not self._tiers:
+            return None
+        if not self.all_at_once:
+            if self._in_flight:
+                return None
+            return self._schedule.next_at if self._schedule.next_at is not None else float("-inf")
+        times = [t.schedule.next_at if t.schedule.next_at is not None else float("-inf")
+                 for tier in self._tiers for t in tier if t.url not in self._in_flight]
+        return min(times) if times else None
+
+    def succeeded(self, job: AnnounceJob, response: AnnounceResponse, now: float) -> None:
+        tracker = self._by_url[job.url]
+        issued_complete = self._in_flight.pop(job.url, self._completed)
+        if response.tracker_id is not None:
+            tracker.tracker_id = response.tracker_id
+        tracker.last_error = None
+        tracker.warning = response.warning
+        if response.warning:
+            log.warning("tracker %s: warning: %s", display_url(job.url), response.warning)
+        tracker.complete, tracker.incomplete = response.complete, response.incomplete
+        tracker.peers = len(response.peers)
+        if job.event == "stopped":
+            tracker.started = False
+            return
+        if job.event == "started":
+            tracker.started = True
+            # Started with left=0 after finishing: the tracker already counts us as a seed.
+            tracker.completed_sent = issued_complete
+        elif job.event == "completed":
+            tracker.completed_sent = True
+        if self.all_at_once:
+            schedule = tracker.schedule
+        else:
+            tier = self._tiers[tracker.tier]
+            tier.remove(tracker)
+            tier.insert(0, tracker)          # BEP 12: the one that answered goes first
+            self._cursor = (0, 0)
+            schedule = self._schedule
+        schedule.succeeded(now, response.interval, response.min_interval)
+        if self._event_for(tracker) == "completed":
+            schedule.force(now)              # finished while this announce was on its way
+
+    def failed(self, job: AnnounceJob, error: Exception, now: float) -> None:
+        tracker = self._by_url[job.url]
+        self._in_flight.pop(job.url, None)
+        tracker.last_error = getattr(error, "reason", None) or str(error)
+        log.warning("%s", error if isinstance(error, TrackerError) and error.url
+                    else f"tracker {display_url(job.url)}: {error}")
+        if job.event == "stopped" or self._stopping:
+            return
+        if self.all_at_once:
+            tracker.schedule.failed(now)
+            return
+        tier, position = self._cursor
+        if position + 1 < len(self._tiers[tier]):
+            self._cursor = (tier, position + 1)      # next tracker of this tier, right away
+        elif tier + 1 < len(self._tiers):
+            self._cursor = (tier + 1, 0)             # then the next tier
+        else:
+            self._cursor = (0, 0)                    # every tracker failed: back off
+            self._schedule.failed(now)
+
+    def download_completed(self, now: float) -> None:
+        """The download finished in this session: "completed" goes out now, once per tracker."""
+        if self._completed:
+            return
+        self._completed = True
+        if self.all_at_once:
+            for tier in self._tiers:
+                for t in tier:
+                    if t.started and not t.completed_sent:
+                        t.schedule.force(now)
+        else:
+            self._schedule.force(now)
+
+    def reannounce(self, now: float) -> None:
+        """Ask for peers again as soon as the trackers' min intervals allow."""
+        schedules = ([t.schedule for tier in self._tiers for t in tier] if self.all_at_once
+                     else [self._schedule])
+        for schedule in schedules:
+            schedule.reannounce(now)
+
+    def stop(self, now: float) -> List[AnnounceJob]:
+        """Stop announcing; return the "stopped" announces to make (to trackers that saw us)."""
+        self._stopping = True
+        return [AnnounceJob(t.url, "stopped", t.tracker_id)
+                for tier in self._tiers for t in tier if t.started]
+
+    def status(self) -> List[TrackerStatus]:
+        return [TrackerStatus(
+            url=t.url, tier=t.tier,
+            next_announce_at=(t.schedule if self.all_at_once else self._schedule).next_at,
+            last_error=t.last_error, warning=t.warning, complete=t.complete,
+            incomplete=t.incomplete, peers=t.peers) for tier in self._tiers for t in tier]
+
+    def _event_for(self, tracker: _Tracker) -> Optional[str]:
+        if not tracker.started:
+            return "started"
+        if self._completed and not tracker.completed_sent:
+            return "completed"
+        return None

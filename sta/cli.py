@@ -1,0 +1,626 @@
+"""Command line: ``sta tracker | create | seed | download | shell | info``.
+
+One argparse parser serves both the command line and the interactive shell, which parses each
+line it reads with the same parser; so parsing never exits the process: ``StaArgumentParser``
+raises ``UsageError`` (and ``ParserExit`` for --help), and ``main`` turns them into the usual
+usage line and exit status.
+
+Exit status: 0 success, 1 failure at run time (one line on stderr, ``sta: error: ...``), 2 bad
+usage, 130 interrupted. A traceback is always a bug.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import re
+import sys
+import time
+from typing import Any, Callable, Dict, List, NoReturn, Optional, Sequence, Tuple
+
+from . import __version__, magnet, metainfo, ui
+
+__all__ = [
+    "main", "build_parser", "UsageError", "ParserExit", "StaArgumentParser", "tracker_url",
+    "parse_size", "cmd_tracker", "cmd_create", "cmd_seed", "cmd_download", "cmd_shell", "cmd_info",
+]
+
+log = logging.getLogger(__name__)
+
+PROG = "sta"
+COMMANDS = ("tracker", "create", "seed", "download", "shell", "info")
+DEFAULT_TRACKER_PORT = 4000
+DEFAULT_PEER_PORT = 6881
+DEFAULT_DOWNLOAD_DIR = os.path.join(".", "downloads")
+ENCRYPTION_MODES = ("require", "prefer", "off")
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+# Uploading a .torrent to the tracker is one small POST; 30 s covers a slow lab network without
+# leaving a user staring at a hung command.
+UPLOAD_TIMEOUT = 30.0
+# The tracker answers an upload with a short JSON document; more than this is not that answer.
+MAX_UPLOAD_REPLY = 64 * 1024
+
+_HOST_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                      r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+_SIZE_RE = re.compile(r"^([0-9]+)\s*([kmg]?)(?:i?b)?$", re.IGNORECASE)
+
+
+class UsageError(Exception):
+    """The command line is wrong; ``usage`` is the usage line of the (sub)command."""
+
+    def __init__(self, message: str, usage: str = "", prog: str = PROG) -> None:
+        super().__init__(message)
+        self.usage = usage
+        self.prog = prog
+
+
+class ParserExit(Exception):
+    """argparse finished early (--help, --version) with ``status``; output already written."""
+
+    def __init__(self, status: int = 0) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+class StaArgumentParser(argparse.ArgumentParser):
+    """An ArgumentParser that raises instead of calling sys.exit."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message, self.format_usage(), self.prog)
+
+    def exit(self, status: int = 0, message: Optional[str] = None) -> NoReturn:
+        if message:
+            sys.stderr.write(message)
+        raise ParserExit(status)
+
+
+# ----------------------------------------------------------------------------- argument types
+
+def _port(text: str) -> int:
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"bad port {text!r}: expected 0-65535")
+    return int(text)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"bad number of seconds {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) == 0:
+        raise argparse.ArgumentTypeError(f"bad number {text!r}: expected a positive integer")
+    return int(text)
+
+
+def _peer(text: str) -> Tuple[str, int]:
+    """"HOST:PORT" or "[IPv6]:PORT" -> (host, port)."""
+    host, sep, port = text.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"bad peer {text!r}: expected HOST:PORT")
+    return host, int(port)
+
+
+def parse_size(text: str) -> int:
+    """"262144", "256K", "256KiB", "1M", "4MB" -> bytes (binary multiples)."""
+    match = _SIZE_RE.match(text.strip())
+    if not match:
+        raise ValueError(f"bad size {text!r}: expected bytes or a number with K, M or G")
+    return int(match.group(1)) * {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[
+        match.group(2).lower()]
+
+
+def _piece_length(text: str) -> int:
+    try:
+        value = parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    lo, hi = metainfo.MIN_PIECE_LENGTH, metainfo.MAX_PIECE_LENGTH
+    if value < lo or value > hi or value & (value - 1):
+        raise argparse.ArgumentTypeError(
+            f"bad piece length {text!r}: expected a power of two from 16K to {hi >> 20}M")
+    return value
+
+
+def tracker_url(text: str) -> str:
+    """A tracker as the user typed it -> an announce URL.
+
+    A bare host (``192.168.88.114``) means ``http://HOST:4000/announce``, ``HOST:PORT`` means
+    ``http://HOST:PORT/announce``; an http(s) URL without a path gets ``/announce``, the path
+    STA's tracker (and most others) answer on. Raises ``UsageError`` for anything else.
+    """
+    text = text.strip()
+    if "://" in text:
+        scheme, _, rest = text.partition("://")
+        if scheme.lower() not in ("http", "https", "udp") or not rest or rest[0] in "/?#":
+            raise UsageError(f"bad tracker {text!r}: expected an http(s):// or udp:// URL "
+                             "or HOST[:PORT]")
+        if scheme.lower() in ("http", "https") and "/" not in rest.rstrip("/"):
+            return f"{scheme}://{rest.rstrip('/')}/announce"
+        return text
+    host, port = _split_host_port(text)
+    if host is None:
+        raise UsageError(f"bad tracker {text!r}: expected a URL or HOST[:PORT]")
+    return f"http://{host}:{port or DEFAULT_TRACKER_PORT}/announce"
+
+
+def _split_host_port(text: str):
+    """"h" / "h:p" / "[v6]:p" / "v6" -> (host for a URL, port or None); (None, None) if bad."""
+    if text.startswith("["):
+        host, sep, port = text[1:].partition("]")
+        if not sep or not host or ":" not in host or (port and not port.startswith(":")):
+            return None, None
+        port = port[1:]
+        host = f"[{host}]"
+    elif text.count(":") > 1:  # a bare IPv6 address
+        if not all(c in "0123456789abcdefABCDEF:." for c in text):
+            return None, None
+        return f"[{text}]", None
+    else:
+        host, _, port = text.partition(":")
+        if not _HOST_RE.match(host):
+            return None, None
+    if port and (not port.isdigit() or not 0 < int(port) < 65536):
+        return None, None
+    return host, (int(port) if port else None)
+
+
+def _looks_like_tracker(text: str) -> bool:
+    """The seed report's ``create HOST FILE...``: is the first argument the tracker?"""
+    if "://" in text:
+        return True
+    if os.path.exists(text):
+        return False
+    return _split_host_port(text)[0] is not None
+
+
+# --------------------------------------------------------------------------------- the parser
+
+def build_parser() -> StaArgumentParser:
+    """The parser for every command; the shell parses each line it reads with it."""
+    common = StaArgumentParser(add_help=False)
+    group = common.add_argument_group("logging")
+    group.add_argument("--log-level", choices=LOG_LEVELS, default="warning",
+                       help="log messages from this level up (default: warning)")
+    group.add_argument("--log-file", metavar="PATH",
+                       help="write the log to PATH instead of stderr")
+
+    parser = StaArgumentParser(
+        prog=PROG, description="STA, the Simple Torrent-like Application: a BitTorrent tracker, "
+                               "seeder and downloader.",
+        epilog="Run 'sta COMMAND --help' for the options of a command.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+
+    def add(name: str, handler: Callable[[argparse.Namespace], int], help_text: str,
+            description: str) -> StaArgumentParser:
+        p = sub.add_parser(name, parents=[common], help=help_text, description=description)
+        p.set_defaults(handler=handler)
+        return p
+
+    p = add("tracker", cmd_tracker, "run a tracker",
+            "Run a tracker: announce, scrape, hosted .torrent files and a dashboard over HTTP.")
+    p.add_argument("--host", default="0.0.0.0", help="address to listen on (default: 0.0.0.0)")
+    p.add_argument("--port", type=_port, default=DEFAULT_TRACKER_PORT,
+                   help=f"port to listen on (default: {DEFAULT_TRACKER_PORT})")
+    p.add_argument("--db", default="tracker.db", metavar="PATH",
+                   help="SQLite file for swarms and hosted torrents (default: tracker.db)")
+    p.add_argument("--interval", type=_positive_int, default=1800, metavar="SECONDS",
+                   help="announce interval given to peers (default: 1800)")
+    p.add_argument("--tls", action="store_true", help="serve HTTPS")
+    p.add_argument("--certfile", metavar="PEM", help="TLS certificate (with --tls)")
+    p.add_argument("--keyfile", metavar="PEM", help="TLS private key (with --tls)")
+
+    p = add("create", cmd_create, "make a .torrent from files or a folder",
+            "Make a .torrent. One file gives a single-file torrent, a folder or several paths a "
+            "multi-file torrent. Without -t, a first argument that is a URL, or a host that is "
+            "not an existing path, is the tracker: 'sta create 192.168.88.114 a.pdf b.pdf'.")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="files or folders to share")
+    p.add_argument("-t", "--tracker", action="append", default=[], metavar="TRACKER",
+                   help="announce URL or HOST[:PORT] (meaning http://HOST:4000/announce); "
+                        "repeat for backup trackers, each its own tier")
+    p.add_argument("-o", "--output", metavar="OUT",
+                   help="where to write the .torrent (default: NAME.torrent here)")
+    p.add_argument("--piece-length", type=_piece_length, metavar="N",
+                   help="piece length in bytes or with K/M (default: about 1,000-2,000 pieces)")
+    p.add_argument("--name", help="torrent name (default: the file or folder name)")
+    p.add_argument("--comment", help="free-text comment")
+    p.add_argument("--private", action="store_true",
+                   help="private torrent: peers only from the tracker (BEP 27)")
+    p.add_argument("--web-seed", action="append", default=[], metavar="URL",
+                   help="HTTP URL holding the same files (BEP 19); repeatable")
+    p.add_argument("--upload", action="store_true",
+                   help="also upload the .torrent to the tracker (POST /torrents)")
+    p.add_argument("-f", "--force", action="store_true", help="overwrite an existing OUT")
+    p.add_argument("--threads", type=_positive_int, metavar="N",
+                   help="hashing threads (default: one per CPU)")
+
+    p = add("seed", cmd_seed, "share files you have",
+            "Seed torrents from the data in DIR.")
+    p.add_argument("torrents", nargs="+", metavar="TORRENT", help=".torrent files to seed")
+    p.add_argument("--data", default=".", metavar="DIR",
+                   help="folder holding the files (default: .)")
+    p.add_argument("--port", type=_port, default=DEFAULT_PEER_PORT,
+                   help=f"port for peers (default: {DEFAULT_PEER_PORT}; 0 picks a free one)")
+    p.add_argument("--encryption", choices=ENCRYPTION_MODES, default="prefer",
+                   help="peer connection encryption (default: prefer)")
+    p.add_argument("--timeout", type=_positive_float, metavar="SECONDS",
+                   help="stop after SECONDS (default: run until interrupted)")
+
+    p = add("download", cmd_download, "download torrents or magnet links",
+            "Download torrents, several at once, from the tracker's peers and given peers.")
+    p.add_argument("torrents", nargs="+", metavar="TORRENT",
+                   help=".torrent files or magnet links")
+    p.add_argument("-o", "--output", default=DEFAULT_DOWNLOAD_DIR, metavar="DIR",
+                   help="download folder (default: ./downloads)")
+    p.add_argument("--port", type=_port, default=DEFAULT_PEER_PORT,
+                   help=f"port for peers (default: {DEFAULT_PEER_PORT}; 0 picks a free one)")
+    p.add_argument("--peer", action="append", default=[], type=_peer, metavar="HOST:PORT",
+                   help="also connect to this peer; repeatable")
+    p.add_argument("--seed", action="store_true", help="keep seeding after the download")
+    p.add_argument("--recheck", action="store_true",
+                   help="verify existing data in full before downloading")
+    p.add_argument("--timeout", type=_positive_float, metavar="SECONDS",
+                   help="give up after SECONDS")
+    p.add_argument("--encryption", choices=ENCRYPTION_MODES, default="prefer",
+                   help="peer connection encryption (default: prefer)")
+
+    p = add("shell", cmd_shell, "interactive shell",
+            "Interactive shell: create, seed, download and watch torrents in one session.")
+    p.add_argument("--port", type=_port, default=DEFAULT_PEER_PORT,
+                   help=f"port for peers (default: {DEFAULT_PEER_PORT})")
+    p.add_argument("-o", "--output", default=DEFAULT_DOWNLOAD_DIR, metavar="DIR",
+                   help="download folder (default: ./downloads)")
+
+    p = add("info", cmd_info, "describe a .torrent or magnet link",
+            "Show what a .torrent file or magnet link holds.")
+    p.add_argument("target", metavar="TORRENT_OR_MAGNET")
+    p.add_argument("--fetch", action="store_true",
+                   help="fetch the metadata of a magnet link from peers")
+    p.add_argument("--peer", action="append", default=[], type=_peer, metavar="HOST:PORT",
+                   help="peer to fetch metadata from (with --fetch); repeatable")
+    p.add_argument("-o", "--output", metavar="OUT",
+                   help="save the fetched .torrent to OUT (with --fetch)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    return parser
+
+
+# ----------------------------------------------------------------------------------- main
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run one command line; return the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if getattr(args, "handler", None) is None:
+            parser.print_help(sys.stderr)
+            return 2
+        configure_logging(args.log_level, args.log_file)
+        return args.handler(args)
+    except UsageError as exc:
+        if exc.usage:
+            sys.stderr.write(exc.usage)
+        sys.stderr.write(f"{exc.prog}: error: {exc}\n")
+        return 2
+    except ParserExit as exc:
+        return exc.status
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # the reader of stdout went away (sta info ... | head): nothing left to tell anyone
+        _silence_stdout()
+        return 1
+    except Exception as exc:
+        if not is_user_error(exc):
+            raise
+        sys.stderr.write(f"{PROG}: error: {describe_error(exc)}\n")
+        return 1
+
+
+def is_user_error(exc: BaseException) -> bool:
+    """True for errors a user can act on: OSError and every error class defined by STA."""
+    if isinstance(exc, OSError):
+        return True
+    return any(cls.__module__.startswith("sta.") and issubclass(cls, Exception)
+               and cls is not Exception for cls in type(exc).__mro__)
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for the user; OSError as "what: file" rather than "[Errno 2] ..."."""
+    urllib_error = sys.modules.get("urllib.error")  # loaded only by commands that use HTTP
+    if urllib_error is not None:
+        if isinstance(exc, urllib_error.HTTPError):
+            return f"HTTP {exc.code} {exc.reason} from {exc.geturl()}"
+        if isinstance(exc, urllib_error.URLError):
+            return f"cannot reach the server: {exc.reason}"
+    if isinstance(exc, OSError) and exc.strerror:
+        if exc.filename is not None:
+            return f"{exc.filename}: {exc.strerror}"
+        return exc.strerror
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+def configure_logging(level: str, log_file: Optional[str] = None) -> None:
+    handlers: List[logging.Handler] = [
+        logging.FileHandler(log_file, encoding="utf-8") if log_file
+        else logging.StreamHandler(sys.stderr)]
+    logging.basicConfig(level=getattr(logging, level.upper()), handlers=handlers, force=True,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def _not_available(name: str) -> int:
+    sys.stderr.write(f"{PROG}: '{name}' is not available yet\n")
+    return 2
+
+
+# ------------------------------------------------------------------------------- commands
+
+def cmd_tracker(args: argparse.Namespace) -> int:
+    return _not_available("tracker")
+
+
+def cmd_seed(args: argparse.Namespace) -> int:
+    from . import transfer
+    return transfer.run(transfer.TransferOptions(
+        sources=args.torrents, folder=args.data, port=args.port, seed_only=True,
+        timeout=args.timeout, encryption=args.encryption))
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    from . import transfer
+    return transfer.run(transfer.TransferOptions(
+        sources=args.torrents, folder=args.output, port=args.port, peers=args.peer,
+        keep_seeding=args.seed, recheck=args.recheck, timeout=args.timeout,
+        encryption=args.encryption))
+
+
+def cmd_shell(args: argparse.Namespace) -> int:
+    return _not_available("shell")
+
+
+def cmd_create(args: argparse.Namespace) -> int:
+    paths: List[str] = list(args.paths)
+    trackers = [tracker_url(t) for t in args.tracker]
+    if not trackers and len(paths) >= 2 and _looks_like_tracker(paths[0]):
+        trackers = [tracker_url(paths.pop(0))]  # the seed report's "create HOST FILE..."
+    for p in paths:
+        if not os.path.exists(p):
+            raise metainfo.MetainfoError(f"no such file or folder: {p}")
+    if not trackers:
+        _note("no tracker given (-t): peers will have to be given with --peer")
+    name = args.name
+    if len(paths) > 1 and not name:
+        name = metainfo.default_name(paths)
+        _note(f"several paths and no --name: the torrent is named {name!r}")
+    out = _output_path(args.output, paths, name)
+    if os.path.exists(out) and not args.force:
+        raise metainfo.MetainfoError(f"{out} already exists (use -f to overwrite it)")
+
+    # progress only on a terminal: in a pipe the few seconds of hashing need no log lines
+    progress = ui.ProgressLine(sys.stderr) if _isatty(sys.stderr) else None
+    started = time.monotonic()
+
+    def show(done: int, total: int) -> None:
+        if progress is None:
+            return
+        elapsed = max(1e-6, time.monotonic() - started)
+        rate = done / elapsed
+        progress.update("hashing %s %5.1f%%  %s of %s  %s  eta %s" % (
+            ui.progress_bar(done / total), 100.0 * done / total, ui.human_size(done),
+            ui.human_size(total), ui.human_rate(rate),
+            ui.human_eta((total - done) / rate if rate else None)), force=done >= total)
+
+    try:
+        data = metainfo.make_torrent(
+            paths, trackers, piece_length=args.piece_length, name=name, comment=args.comment,
+            private=args.private, web_seeds=args.web_seed, progress=show, workers=args.threads,
+            exclude=[out])
+    finally:
+        if progress is not None:
+            progress.finish()
+    meta = metainfo.parse(data)
+    _write_file(out, data)
+    elapsed = time.monotonic() - started
+    info = meta.info
+    print(f"torrent:   {out}")
+    print(f"name:      {info.name} ({ui.human_size(info.length)}, {info.num_pieces} pieces of "
+          f"{ui.human_size(info.piece_length)}, hashed in {elapsed:.1f} s)")
+    print(f"info hash: {info.info_hash.hex()}")
+    link = meta.magnet()
+    if args.upload:
+        if not trackers:
+            raise metainfo.MetainfoError("--upload needs a tracker (-t)")
+        source = upload_torrent(trackers[0], data, info.info_hash)
+        print(f"uploaded:  {source}")
+        link = dataclasses.replace(link, sources=(source,))
+    print(f"magnet:    {link.uri()}")
+    return 0
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+def _note(text: str) -> None:
+    sys.stderr.write(f"{PROG}: note: {text}\n")
+
+
+def _output_path(output: Optional[str], paths: List[str], name: Optional[str]) -> str:
+    """NAME.torrent in the current folder (or in OUT if OUT is a folder), else OUT itself."""
+    if output and not os.path.isdir(output):
+        return output
+    if len(paths) == 1 and not os.path.isdir(paths[0]):
+        base = os.path.splitext(name or os.path.basename(os.path.abspath(paths[0])))[0]
+    else:
+        base = name or os.path.basename(os.path.abspath(paths[0]))
+    base = metainfo.safe_path_part(base or "torrent", windows=True)
+    return os.path.join(output, base + ".torrent") if output else base + ".torrent"
+
+
+def _write_file(path: str, data: bytes) -> None:
+    """Write via a temporary file and rename, so a reader never sees half a .torrent."""
+    tmp = path + ".part"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def upload_torrent(announce: str, data: bytes, info_hash: bytes) -> str:
+    """POST the .torrent to ``<tracker base>/torrents``; return the URL it can be fetched from."""
+    import urllib.error  # here, not at the top: it costs ~20 ms of start-up for every command
+    import urllib.request
+    if not announce.lower().startswith(("http://", "https://")):
+        raise metainfo.MetainfoError(f"cannot upload to {announce}: not an HTTP tracker")
+    base = announce.split("?", 1)[0]
+    if base.endswith("/announce"):
+        base = base[:-len("/announce")]
+    url = base.rstrip("/") + "/torrents"
+    request = urllib.request.Request(url, data=data, method="POST",
+                                     headers={"Content-Type": "application/x-bittorrent",
+                                              "User-Agent": f"STA/{__version__}"})
+    try:
+        with urllib.request.urlopen(request, timeout=UPLOAD_TIMEOUT) as reply:
+            body = reply.read(MAX_UPLOAD_REPLY)
+    except urllib.error.HTTPError as exc:
+        detail = exc.read(MAX_UPLOAD_REPLY).decode("utf-8", "replace")
+        try:
+            detail = json.loads(detail).get("error", detail)
+        except (ValueError, AttributeError):
+            pass
+        detail = " ".join(str(detail).split())[:200]
+        raise metainfo.MetainfoError(f"upload to {url} failed: HTTP {exc.code}"
+                                     + (f": {detail}" if detail else "")) from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise metainfo.MetainfoError(f"upload to {url} failed: {reason}") from None
+    try:
+        source = json.loads(body.decode("utf-8")).get("url")
+    except (ValueError, AttributeError):
+        source = None
+    return source if isinstance(source, str) and source else \
+        f"{base.rstrip('/')}/torrents/{info_hash.hex()}.torrent"
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    if args.fetch:
+        sys.stderr.write(f"{PROG}: --fetch is not available yet\n")
+        return 2
+    target = args.target
+    if target[:7].lower() == "magnet:":
+        try:
+            m = magnet.parse(target)
+        except magnet.MagnetError as exc:
+            raise magnet.MagnetError(f"bad magnet link: {exc}") from None
+        if args.json:
+            _print_json(magnet_json(m))
+        else:
+            _print_magnet(m)
+        return 0
+    meta = metainfo.load(target)
+    if args.json:
+        _print_json(torrent_json(meta))
+    else:
+        _print_torrent(meta)
+    return 0
+
+
+def torrent_json(meta: metainfo.Metainfo) -> Dict[str, Any]:
+    info = meta.info
+    return {
+        "type": "torrent", "name": info.name, "info_hash": info.info_hash.hex(),
+        "total_size": info.length, "piece_length": info.piece_length,
+        "num_pieces": info.num_pieces, "private": info.private, "multi_file": info.multi_file,
+        "files": [{"path": "/".join(f.path), "length": f.length, "offset": f.offset,
+                   "pad": f.pad} for f in info.files],
+        "announce": meta.announce, "trackers": [list(t) for t in meta.trackers],
+        "url_list": list(meta.url_list), "comment": meta.comment, "created_by": meta.created_by,
+        "creation_date": meta.creation_date, "magnet": meta.magnet_link(),
+    }
+
+
+def magnet_json(m: magnet.Magnet) -> Dict[str, Any]:
+    return {
+        "type": "magnet", "name": m.name, "info_hash": m.info_hash.hex(), "length": m.length,
+        "trackers": list(m.trackers), "web_seeds": list(m.web_seeds),
+        "sources": list(m.sources), "peers": list(m.peers),
+        "select_only": list(m.select_only), "magnet": m.uri(),
+    }
+
+
+def _print_json(value: Dict[str, Any]) -> None:
+    print(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+def _field(label: str, value: Any) -> None:
+    print(f"{label + ':':<12} {value}")
+
+
+def _print_torrent(meta: metainfo.Metainfo) -> None:
+    info = meta.info
+    _field("name", info.name)
+    _field("info hash", info.info_hash.hex())
+    _field("size", f"{ui.human_size(info.length)} ({info.length:,} bytes)")
+    _field("pieces", f"{info.num_pieces} x {ui.human_size(info.piece_length)}")
+    _field("private", "yes" if info.private else "no")
+    if not meta.trackers:
+        _field("trackers", "none")
+    for i, tier in enumerate(meta.trackers):
+        label = "tracker" if len(meta.trackers) == 1 else f"tier {i + 1}"
+        _field(label, ", ".join(tier))
+    for url in meta.url_list:
+        _field("web seed", url)
+    if meta.comment:
+        _field("comment", meta.comment)
+    if meta.created_by:
+        _field("created by", meta.created_by)
+    if meta.creation_date:
+        _field("created on", time.strftime("%Y-%m-%d %H:%M:%S UTC",
+                                           time.gmtime(meta.creation_date)))
+    _field("magnet", meta.magnet_link())
+    real = [f for f in info.files if not f.pad]
+    print(f"files ({len(real)}):")
+    for f in real:
+        print(f"  {ui.human_size(f.length):>10}  {'/'.join(f.path)}")
+
+
+def _print_magnet(m: magnet.Magnet) -> None:
+    _field("name", m.name or "(not given)")
+    _field("info hash", m.info_hash.hex())
+    if m.length is not None:
+        _field("size", f"{ui.human_size(m.length)} ({m.length:,} bytes)")
+    if not m.trackers:
+        _field("trackers", "none")
+    for url in m.trackers:
+        _field("tracker", url)
+    for url in m.web_seeds:
+        _field("web seed", url)
+    for url in m.sources:
+        _field("source", url)
+    for peer in m.peers:
+        _field("peer", peer)
+    if m.select_only:
+        _field("files", "only " + magnet.format_select(m.select_only))
+    _field("magnet", m.uri())
+    print("(a magnet link carries no file list; 'sta info --fetch' will get it from peers)")

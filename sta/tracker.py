@@ -1,0 +1,491 @@
+"""The tracker server: announce (BEP 3, 23, 7), scrape (BEP 48), hosted .torrent files, stats.
+
+``Tracker`` turns one request (method, target, body, client address) into one response and knows
+nothing about sockets; ``TrackerServer`` puts it behind the HTTP/1.1 front end of
+``tracker_http`` with the swarm store of ``tracker_db`` (answers from memory, SQLite written
+behind) and is what the `tracker` command runs.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import socket
+import ssl
+import threading
+import time
+from typing import Any, Callable, Dict, List, Optional, Tuple
+from urllib.parse import unquote_to_bytes
+
+from sta import bencode
+from sta.tracker_db import DEFAULT_INTERVAL, MAX_COUNTER, TrackerDbError, TrackerStore
+from sta import tracker_pages
+from sta.tracker_http import TrackerHTTPServer, normalise_ip
+
+__all__ = ["TrackerError", "Tracker", "TrackerServer", "run", "server_ssl_context",
+           "lan_address", "DEFAULT_PORT", "DEFAULT_NUMWANT", "MAX_NUMWANT"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORT = 4000
+
+# BEP 3: numwant is optional and 50 is the customary default. Answers are capped at 200, the most
+# any big client asks for (libtorrent and Transmission ask for 200 at most) and what keeps one
+# compact answer near 1 KiB.
+DEFAULT_NUMWANT = 50
+MAX_NUMWANT = 200
+
+# A peer asking too often gets the same peers back; half the interval (opentracker's choice)
+# capped at two minutes, so a lab user who restarts a download is not kept waiting long.
+MAX_MIN_INTERVAL = 120
+
+# Scrape limits: explicit info hashes per request (a client scrapes a handful) and the number of
+# torrents a full scrape (no info_hash) lists, so one request cannot dump an unbounded answer.
+MAX_SCRAPE_HASHES = 100
+MAX_SCRAPE_ALL = 1000
+
+# /stats and the dashboard list at most this many torrents and peers per torrent.
+MAX_STATS_TORRENTS = 500
+MAX_STATS_PEERS = 200
+
+# How often the accept loop checks for shutdown(): the longest shutdown() waits. Ctrl-C does not
+# wait for it (the signal interrupts select()).
+POLL_SECONDS = 0.05
+
+# Client addresses whose "is it a local network" answer is remembered (cleared when full).
+MAX_CACHED_ADDRESSES = 10_000
+
+# A `key` longer than this is not a client's random key (they send 4-8 bytes of hex).
+MAX_KEY_BYTES = 64
+
+# BEP 3 lets the peer name its address with `ip`. opentracker honours it only from blessed proxy
+# addresses; this tracker is meant for lab LANs where a machine may announce from one interface
+# and want peers to use another, so it accepts `ip` from requests that come from loopback,
+# private or link-local addresses, and ignores it (with a warning) from public ones, so nobody on
+# the internet can point a swarm at a third party.
+ACCEPT_IP_FROM_LOCAL_NETWORKS = True
+
+_EVENTS = {b"": b"", b"started": b"started", b"completed": b"completed", b"stopped": b"stopped",
+           # BEP 21's "paused" and the "empty" some clients send are regular announces.
+           b"paused": b"", b"empty": b""}
+
+_MAX_COUNTER_DIGITS = len(str(MAX_COUNTER))
+
+Response = Tuple[int, str, bytes]
+
+
+class TrackerError(Exception):
+    """The tracker cannot start or serve (bad address, database, certificate)."""
+
+
+class _BadRequest(Exception):
+    """An announce or scrape to answer with a BEP 3 failure reason."""
+
+
+def failure(reason: str) -> bytes:
+    """A BEP 3 failure answer: the failure reason and nothing else."""
+    return bencode.encode({b"failure reason": reason})
+
+
+def unquote(value: bytes) -> bytes:
+    """Percent-decode (and ``+`` as space, as form encoding does) to raw bytes."""
+    # Clients escape every byte of a binary info_hash or peer_id ("%12%34..."): bytes.fromhex
+    # decodes that in one C call, several times faster than the general unquote.
+    if value[:1] == b"%" and len(value) % 3 == 0 and value[::3] == b"%" * (len(value) // 3):
+        try:
+            return bytes.fromhex(value.replace(b"%", b"").decode("ascii"))
+        except ValueError:
+            pass
+    return unquote_to_bytes(value.replace(b"+", b" "))
+
+
+def parse_query(query: bytes) -> List[Tuple[bytes, bytes]]:
+    """Split a raw query string into (name, value) byte pairs, in order.
+
+    Values carry raw bytes (info_hash, peer_id) percent-encoded: they are unquoted to bytes and
+    never decoded as text. Invalid escapes are kept literally, as browsers and clients do.
+    """
+    pairs = []
+    for part in query.split(b"&"):
+        if not part:
+            continue
+        name, _, value = part.partition(b"=")
+        if b"%" in value or b"+" in value:
+            value = unquote(value)
+        if b"%" in name or b"+" in name:
+            name = unquote(name)
+        pairs.append((name, value))
+    return pairs
+
+
+def query_dict(query: bytes) -> Dict[bytes, bytes]:
+    """The query as a dictionary (the last of repeated names wins), built the fast way."""
+    params = dict(part.partition(b"=")[::2] for part in query.split(b"&"))
+    names = b"".join(params)
+    if b"%" in names or b"+" in names:
+        return dict(parse_query(query))
+    for name, value in params.items():
+        if b"%" in value or b"+" in value:
+            params[name] = unquote(value)
+    return params
+
+
+def _counter(params: Dict[bytes, bytes], name: bytes, default: Optional[int] = None,
+             maximum: int = MAX_COUNTER) -> int:
+    value = params.get(name)
+    if value is None:
+        if default is None:
+            raise _BadRequest(f"missing {name.decode()}")
+        return default
+    if not value.isdigit() or len(value) > _MAX_COUNTER_DIGITS:
+        raise _BadRequest(f"{name.decode()} must be a whole number from 0 to {maximum}")
+    number = int(value)
+    if number > maximum:
+        raise _BadRequest(f"{name.decode()} must be a whole number from 0 to {maximum}")
+    return number
+
+
+def _is_local(ip: str) -> bool:
+    address = ipaddress.ip_address(ip)
+    return address.is_private or address.is_loopback or address.is_link_local
+
+
+class Tracker:
+    """Request -> response logic of the tracker; no sockets, so tests call it directly too."""
+
+    def __init__(self, store: TrackerStore, scheme: str = "http") -> None:
+        self.store = store
+        self.scheme = scheme
+        self.interval = store.interval
+        self.min_interval = max(1, min(store.interval // 2, MAX_MIN_INTERVAL))
+        self._local_cache: Dict[str, bool] = {}
+        # The part of every answer that never changes, ready to paste after the counters.
+        self._timing = b"8:intervali%de12:min intervali%de" % (self.interval, self.min_interval)
+        self._tracker_id = b"10:tracker id%d:%s" % (len(store.tracker_id), store.tracker_id)
+
+    # --- announce -------------------------------------------------------------------------------
+
+    def announce(self, query: bytes, client_ip: str) -> bytes:
+        """Answer one announce (the bencoded body; failures are BEP 3 failure answers)."""
+        try:
+            return self._announce(query_dict(query), client_ip)
+        except _BadRequest as exc:
+            return failure(str(exc))
+        except TrackerDbError as exc:
+            return failure(str(exc))
+
+    def _announce(self, params: Dict[bytes, bytes], client_ip: str) -> bytes:
+        info_hash = params.get(b"info_hash")
+        if info_hash is None or len(info_hash) != 20:
+            raise _BadRequest("info_hash must be 20 bytes (percent-encoded)")
+        peer_id = params.get(b"peer_id")
+        if peer_id is None or len(peer_id) != 20:
+            raise _BadRequest("peer_id must be 20 bytes (percent-encoded)")
+        port = params.get(b"port")
+        if port is None or not port.isdigit() or len(port) > 5 or not 0 < int(port) < 65536:
+            raise _BadRequest("port must be a number from 1 to 65535")
+        port = int(port)
+        left = _counter(params, b"left")
+        uploaded = _counter(params, b"uploaded", 0)
+        downloaded = _counter(params, b"downloaded", 0)
+        warnings = []
+        event = params.get(b"event", b"")
+        if event not in _EVENTS:
+            warnings.append("unknown event ignored")
+            event = b""
+        else:
+            event = _EVENTS[event]
+        numwant = params.get(b"numwant")
+        if numwant is None or not numwant.isdigit() or len(numwant) > 6:
+            numwant = DEFAULT_NUMWANT  # absent, or -1 / garbage: some clients mean "default"
+        else:
+            numwant = min(int(numwant), MAX_NUMWANT)
+        key = params.get(b"key")
+        if key is not None and len(key) > MAX_KEY_BYTES:
+            raise _BadRequest(f"key longer than {MAX_KEY_BYTES} bytes")
+        ip = client_ip
+        wanted_ip = params.get(b"ip")
+        if wanted_ip:
+            ip, warning = self._announced_ip(wanted_ip, client_ip)
+            if warning:
+                warnings.append(warning)
+        complete, incomplete, completed, peers = self.store.announce(
+            info_hash, peer_id, ip, port, uploaded, downloaded, left, event, key, numwant)
+        # Keys in bencode order: complete downloaded incomplete interval "min interval" peers
+        # peers6 "tracker id" "warning message".
+        head = b"d8:completei%de10:downloadedi%de10:incompletei%de%s" % (
+            complete, completed, incomplete, self._timing)
+        if params.get(b"compact") == b"0":
+            body = bencode.encode(self._peer_dicts(peers, params.get(b"no_peer_id") == b"1"))
+            body = head + b"5:peers" + body + self._tracker_id
+        else:
+            v4 = b"".join([p.compact for p in peers if not p.is_v6])
+            v6 = b"".join([p.compact for p in peers if p.is_v6])
+            body = head + b"5:peers%d:%s" % (len(v4), v4)
+            if v6:
+                body += b"6:peers6%d:%s" % (len(v6), v6)
+            body += self._tracker_id
+        if warnings:
+            message = "; ".join(warnings).encode()
+            body += b"15:warning message%d:%s" % (len(message), message)
+        return body + b"e"
+
+    @staticmethod
+    def _peer_dicts(peers: list, no_peer_id: bool) -> List[Dict[bytes, Any]]:
+        # The BEP 3 dictionary model (clients that send compact=0); IPv6 peers are listed here
+        # too, as text, since the model carries any address.
+        if no_peer_id:
+            return [{b"ip": p.ip, b"port": p.port} for p in peers]
+        return [{b"ip": p.ip, b"peer id": p.peer_id, b"port": p.port} for p in peers]
+
+    def _announced_ip(self, wanted: bytes, client_ip: str) -> Tuple[str, Optional[str]]:
+        try:
+            ip = normalise_ip(str(ipaddress.ip_address(wanted.decode("ascii"))))
+        except (UnicodeDecodeError, ValueError):
+            return client_ip, "ip parameter ignored: not an IP address"
+        address = ipaddress.ip_address(ip)
+        if address.is_unspecified or address.is_multicast:
+            return client_ip, "ip parameter ignored: not a unicast address"
+        if ip == client_ip:
+            return ip, None
+        local = self._local_cache.get(client_ip)
+        if local is None:
+            local = self._local_cache[client_ip] = _is_local(client_ip)
+            if len(self._local_cache) > MAX_CACHED_ADDRESSES:
+                self._local_cache.clear()
+        if ACCEPT_IP_FROM_LOCAL_NETWORKS and local:
+            return ip, None
+        return client_ip, "ip parameter ignored: accepted only from local networks"
+
+    # --- scrape ---------------------------------------------------------------------------------
+
+    def scrape(self, query: bytes) -> bytes:
+        """BEP 48: counts for the info hashes asked for, or for all torrents (capped)."""
+        hashes = [value for name, value in parse_query(query) if name == b"info_hash"]
+        if len(hashes) > MAX_SCRAPE_HASHES:
+            return failure(f"at most {MAX_SCRAPE_HASHES} info_hash values per scrape")
+        if any(len(h) != 20 for h in hashes):
+            return failure("info_hash must be 20 bytes (percent-encoded)")
+        if not hashes:
+            hashes = self.store.known_hashes(MAX_SCRAPE_ALL)
+        files = {info_hash: {b"complete": seeders, b"incomplete": leechers,
+                             b"downloaded": completed}
+                 for info_hash, (seeders, leechers, completed) in self.store.scrape(hashes).items()}
+        return bencode.encode({b"files": files})
+
+    # --- everything else ------------------------------------------------------------------------
+
+    def handle(self, method: bytes, target: bytes, body: bytes, client_ip: str,
+               host: bytes) -> Response:
+        """Answer any request: (status, content type, body)."""
+        path, _, query = target.partition(b"?")
+        if method == b"GET" or method == b"HEAD":
+            if path == b"/announce":
+                return 200, "text/plain", self.announce(query, client_ip)
+            if path == b"/scrape":
+                return 200, "text/plain", self.scrape(query)
+            if path == b"/stats":
+                return 200, "application/json", json.dumps(self.stats()).encode()
+            if path == b"/":
+                return 200, "text/html; charset=utf-8", tracker_pages.dashboard(self.stats())
+            if path == b"/torrents":
+                return self._json(200, [self._hosted_json(h, host)
+                                        for h in self.store.list_hosted()])
+            if path.startswith(b"/torrents/") and path.endswith(b".torrent"):
+                return self._get_torrent(path[10:-8])
+            return self._text(404, "not found")
+        if method == b"POST":
+            if path == b"/torrents":
+                return self._post_torrent(body, host)
+            return self._text(404, "not found")
+        return self._text(405, "method not allowed")
+
+    def stats(self) -> Dict[str, Any]:
+        return self.store.stats(MAX_STATS_TORRENTS, MAX_STATS_PEERS)
+
+    @staticmethod
+    def _text(status: int, message: str) -> Response:
+        return status, "text/plain; charset=utf-8", (message + "\n").encode()
+
+    @staticmethod
+    def _json(status: int, value: Any) -> Response:
+        return status, "application/json", json.dumps(value).encode()
+
+    def _base_url(self, host: bytes) -> str:
+        text = host.decode("ascii", "replace")
+        if not host or len(host) > 255 or not all(c.isalnum() or c in ".-:[]" for c in text):
+            text = "127.0.0.1"
+        return f"{self.scheme}://{text}"
+
+    def _hosted_json(self, hosted: Any, host: bytes) -> Dict[str, Any]:
+        base = self._base_url(host)
+        hex_hash = hosted.info_hash.hex()
+        url = f"{base}/torrents/{hex_hash}.torrent"
+        return {"info_hash": hex_hash, "name": hosted.name, "size": hosted.size, "url": url,
+                "magnet": tracker_pages.magnet(hosted.info_hash, hosted.name,
+                                               f"{base}/announce", url)}
+
+    def _get_torrent(self, hex_hash: bytes) -> Response:
+        try:
+            info_hash = bytes.fromhex(hex_hash.decode("ascii"))
+        except (UnicodeDecodeError, ValueError):
+            info_hash = b""
+        if len(info_hash) != 20:
+            return self._text(400, "expected /torrents/<40 hex digits>.torrent")
+        data = self.store.hosted_data(info_hash)
+        if data is None:
+            return self._text(404, "no such torrent on this tracker")
+        return 200, "application/x-bittorrent", data
+
+    def _post_torrent(self, body: bytes, host: bytes) -> Response:
+        from sta import metainfo  # imported here: only this request needs the parser
+        try:
+            meta = metainfo.parse(body)
+        except (metainfo.MetainfoError, ValueError) as exc:
+            return self._json(400, {"error": f"not a valid .torrent file: {exc}"})
+        hosted = self.store.add_hosted(meta.info_hash, meta.info.name, meta.info.length, body)
+        return self._json(201, self._hosted_json(hosted, host))
+
+
+class TrackerServer:
+    """The tracker: an HTTP(S) server on (host, port) with its SQLite database."""
+
+    def __init__(self, host: str = "0.0.0.0", port: int = DEFAULT_PORT,
+                 db_path: str = "tracker.db", interval: int = DEFAULT_INTERVAL,
+                 ssl_context: Optional[ssl.SSLContext] = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        if interval < 1:
+            raise TrackerError("the announce interval must be at least 1 second")
+        try:
+            self.store = TrackerStore(db_path, interval, clock)
+        except TrackerDbError as exc:
+            raise TrackerError(str(exc)) from exc
+        self.host = host
+        self.app = Tracker(self.store, "https" if ssl_context else "http")
+        try:
+            self.httpd = TrackerHTTPServer((host, port), self.app, ssl_context)
+        except OSError as exc:
+            self.store.close()
+            raise TrackerError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+        self._thread: Optional[threading.Thread] = None
+        self._closed = False
+
+    @property
+    def port(self) -> int:
+        return self.httpd.server_address[1]
+
+    @property
+    def urls(self) -> List[str]:
+        """Base URLs the tracker answers on (loopback, and the LAN address when on all)."""
+        scheme = self.app.scheme
+        if self.host in ("", "0.0.0.0", "::"):
+            hosts = ["127.0.0.1"]
+            lan = lan_address()
+            if lan and lan not in hosts:
+                hosts.append(lan)
+        else:
+            hosts = [self.host]
+        return [f"{scheme}://{_url_host(h)}:{self.port}" for h in hosts]
+
+    def banner(self) -> List[str]:
+        """The start-up lines the CLI prints."""
+        lines = []
+        if self.host in ("", "0.0.0.0", "::"):
+            lines.append(f"* Running on all addresses ({self.host or '0.0.0.0'})")
+        lines.extend(f"* Running on {url}" for url in self.urls)
+        lines.append(f"* Announce URL: {self.urls[-1]}/announce")
+        lines.append(f"* Dashboard: {self.urls[0]}/  (Ctrl-C to stop)")
+        return lines
+
+    def start(self) -> "TrackerServer":
+        """Serve in a background thread (tests, embedding); returns self."""
+        self.store.start()
+        self._thread = threading.Thread(target=self.httpd.serve_forever, args=(POLL_SECONDS,),
+                                        name="tracker-http", daemon=True)
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        """Serve in this thread until shutdown() from another thread or KeyboardInterrupt."""
+        self.store.start()
+        self.httpd.serve_forever(POLL_SECONDS)
+
+    def shutdown(self) -> None:
+        """Stop serving, close connections, save pending changes and close the database."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._thread is not None:
+            self.httpd.shutdown()
+            self._thread.join(timeout=10)
+        self.httpd.server_close()
+        self.httpd.close_connections()
+        self.store.close()
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def lan_address() -> Optional[str]:
+    """This host's LAN IPv4 address, found without sending a packet.
+
+    connect() on a UDP socket only picks the route and source address; nothing is sent.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.connect(("10.255.255.255", 1))
+        address = sock.getsockname()[0]
+    except OSError:
+        address = None
+    finally:
+        sock.close()
+    if not address or address.startswith(("0.", "127.")):
+        try:
+            address = socket.gethostbyname(socket.gethostname())
+        except OSError:
+            return None
+        if address.startswith("127."):
+            return None
+    return address
+
+
+def server_ssl_context(certfile: str, keyfile: Optional[str] = None) -> ssl.SSLContext:
+    """A server-side TLS context from PEM files."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(certfile, keyfile)
+    except (OSError, ssl.SSLError) as exc:
+        raise TrackerError(f"cannot load certificate {certfile}: {exc}") from exc
+    return context
+
+
+def run(args: Any, emit: Optional[Callable[[str], None]] = None,
+        ssl_context: Optional[ssl.SSLContext] = None) -> int:
+    """The `tracker` command: serve until Ctrl-C. ``args`` has host, port, db, interval,
+    certfile, keyfile, tls; ``emit`` receives the lines to show; ``ssl_context`` (from --tls)
+    takes precedence over certfile/keyfile. Raises TrackerError when it cannot start."""
+    emit = emit or log.info
+    context = ssl_context
+    certfile = getattr(args, "certfile", None)
+    keyfile = getattr(args, "keyfile", None)
+    if context is None and certfile:
+        context = server_ssl_context(certfile, keyfile)
+    elif context is None and keyfile:
+        raise TrackerError("--keyfile needs --certfile")
+    if context is None and getattr(args, "tls", False):
+        raise TrackerError("--tls needs a TLS context; pass --certfile and --keyfile")
+    server = TrackerServer(getattr(args, "host", "0.0.0.0"), getattr(args, "port", DEFAULT_PORT),
+                           getattr(args, "db", "tracker.db"),
+                           getattr(args, "interval", DEFAULT_INTERVAL), context)
+    for line in server.banner():
+        emit(line)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        emit("Stopping the tracker")
+    finally:
+        server.shutdown()
+    return 0

@@ -1,0 +1,264 @@
+"""HTTP/1.1 front end of the tracker: an http.server subclass tuned for announces.
+
+BaseHTTPRequestHandler parses headers through the email package, which costs more than a whole
+announce; this handler reads the request line and the few headers the tracker needs itself,
+keeps connections alive (HTTP/1.1, Content-Length always set) so a client's announces share one
+connection, bounds every part of a request, and hands (method, target, body, client address,
+Host) to the application object (``sta.tracker.Tracker``) the server was given.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import http.server
+import logging
+import socket
+import ssl
+import threading
+import time
+from typing import Any, Optional, Tuple
+
+__all__ = ["TrackerHTTPServer", "TrackerRequestHandler", "normalise_ip", "MAX_REQUEST_LINE",
+           "MAX_HEADER_BYTES", "MAX_HEADER_COUNT", "MAX_TORRENT_BYTES", "IDLE_TIMEOUT",
+           "MAX_CONNECTIONS"]
+
+log = logging.getLogger(__name__)
+
+# Request size limits. An announce URL is under 400 bytes; 8 KiB is the request-line limit of
+# Apache and nginx's default large buffer, and 16 KiB of headers (Apache's 100 x 8 KiB is far
+# more than any tracker client sends) still leaves room for proxies.
+MAX_REQUEST_LINE = 8192
+MAX_HEADER_BYTES = 16384
+MAX_HEADER_COUNT = 64
+
+# The largest .torrent (request body) accepted by POST /torrents: libtorrent refuses to load
+# .torrent files over 10 MB by default (load_torrent_limits), so no client could use a bigger one;
+# that is also about 500,000 pieces, far more than any torrent made with a sensible piece size.
+MAX_TORRENT_BYTES = 10_000_000
+
+# A connection silent this long is closed: an idle keep-alive connection (clients announce every
+# interval minutes and reconnect anyway) or a client that stopped in the middle of a request.
+IDLE_TIMEOUT = 30.0
+TLS_HANDSHAKE_TIMEOUT = 10.0
+
+# Pending connections the kernel queues before accept() (capped by net.core.somaxconn).
+LISTEN_BACKLOG = 1024
+
+# Each connection is one thread; past this many, new ones get 503 at once instead of a thread.
+MAX_CONNECTIONS = 1000
+
+
+def normalise_ip(text: str) -> str:
+    """A client address as peers should see it (IPv4-mapped IPv6 back to IPv4, no zone)."""
+    if text.startswith("::ffff:") and "." in text:
+        return text[7:]
+    return text.split("%", 1)[0]
+
+
+class _ReplyAndClose(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class TrackerRequestHandler(http.server.BaseHTTPRequestHandler):
+    """HTTP/1.1 with keep-alive, parsing only the headers the tracker uses."""
+
+    protocol_version = "HTTP/1.1"
+    server_version = "STA-tracker"
+    timeout = IDLE_TIMEOUT
+    disable_nagle_algorithm = True
+    server: "TrackerHTTPServer"
+
+    def setup(self) -> None:
+        super().setup()
+        self.client_ip = normalise_ip(self.client_address[0])
+
+    def handle_one_request(self) -> None:
+        self.close_connection = True
+        try:
+            request = self._read_request()
+        except _ReplyAndClose as exc:
+            self._send(exc.status, "text/plain; charset=utf-8", (str(exc) + "\n").encode(),
+                       False)
+            return
+        except (OSError, ValueError):  # timeout, reset, or the server closing the socket
+            return
+        if request is None:
+            return
+        method, target, body, host, keep_alive = request
+        app = self.server.app
+        if method == b"GET" and target.startswith(b"/announce?"):
+            status, ctype, payload = 200, "text/plain", app.announce(target[10:], self.client_ip)
+        else:
+            status, ctype, payload = app.handle(method, target, body, self.client_ip, host)
+            if method == b"HEAD":
+                self._send(status, ctype, b"", keep_alive, len(payload))
+                self.close_connection = not keep_alive
+                return
+        self._send(status, ctype, payload, keep_alive)
+        self.close_connection = not keep_alive
+
+    def _read_request(self) -> Optional[Tuple[bytes, bytes, bytes, bytes, bool]]:
+        rfile = self.rfile
+        line = rfile.readline(MAX_REQUEST_LINE + 1)
+        if not line:
+            return None
+        self.raw_requestline = line
+        if len(line) > MAX_REQUEST_LINE:
+            raise _ReplyAndClose(414, "request line too long")
+        parts = line.split()
+        if len(parts) != 3 or not parts[2].startswith(b"HTTP/1.") or parts[1][:1] != b"/":
+            raise _ReplyAndClose(400, "malformed request line")
+        method, target, version = parts
+        self.command = method.decode("latin-1")
+        self.path = target.decode("latin-1")
+        self.request_version = version.decode("latin-1")
+        length = 0
+        connection = b""
+        host = b""
+        total = 0
+        for _ in range(MAX_HEADER_COUNT):
+            header = rfile.readline(MAX_HEADER_BYTES + 1)
+            total += len(header)
+            if total > MAX_HEADER_BYTES:
+                raise _ReplyAndClose(431, "request headers too large")
+            if header == b"\r\n" or header == b"\n":
+                break
+            if not header:
+                return None
+            name, sep, value = header.partition(b":")
+            if not sep:
+                raise _ReplyAndClose(400, "malformed header line")
+            name = name.strip().lower()
+            if name == b"content-length":
+                value = value.strip()
+                if not value.isdigit() or len(value) > 12:
+                    raise _ReplyAndClose(400, "bad Content-Length")
+                length = int(value)
+                if length > MAX_TORRENT_BYTES:
+                    raise _ReplyAndClose(413, "request body too large")
+            elif name == b"connection":
+                connection = value.strip().lower()
+            elif name == b"host":
+                host = value.strip()
+            elif name == b"transfer-encoding":
+                raise _ReplyAndClose(411, "send the body with a Content-Length")
+        else:
+            raise _ReplyAndClose(431, "too many request headers")
+        if version == b"HTTP/1.1":
+            keep_alive = connection != b"close"
+        else:
+            keep_alive = connection == b"keep-alive"
+        body = b""
+        if length:
+            body = rfile.read(length)
+            if len(body) < length:
+                return None
+        return method, target, body, host, keep_alive
+
+    def _send(self, status: int, ctype: str, payload: bytes, keep_alive: bool,
+              length: Optional[int] = None) -> None:
+        head = self.server.status_line(status) + (
+            b"Content-Type: %s\r\nContent-Length: %d\r\n%s\r\n" % (
+                ctype.encode(), len(payload) if length is None else length,
+                b"" if keep_alive else b"Connection: close\r\n"))
+        try:
+            self.wfile.write(head + payload)
+        except OSError:
+            self.close_connection = True
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (base class name)
+        log.debug("%s %s", self.client_ip, format % args)
+
+
+class TrackerHTTPServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+    allow_reuse_address = True
+    # socketserver's default backlog of 5 drops SYNs when many peers (or a load test) connect at
+    # once, and each dropped SYN costs that client a one-second retransmit.
+    request_queue_size = LISTEN_BACKLOG
+
+    def __init__(self, address: Tuple[str, int], app: Any,
+                 ssl_context: Optional[ssl.SSLContext]) -> None:
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        self.app = app
+        self.ssl_context = ssl_context
+        self._connections: set = set()
+        self._connections_lock = threading.Lock()
+        self._date = (0, b"")
+        super().__init__(address, TrackerRequestHandler)
+
+    def server_bind(self) -> None:
+        # Skip HTTPServer.server_bind's getfqdn(): a reverse lookup can stall start-up for
+        # seconds on a LAN without DNS.
+        if self.address_family == socket.AF_INET6 and hasattr(socket, "IPPROTO_IPV6"):
+            try:  # "::" serves IPv4 too where the system allows it
+                self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            except (OSError, AttributeError):
+                pass
+        super(http.server.HTTPServer, self).server_bind()
+        self.server_name, self.server_port = self.server_address[:2]
+
+    def status_line(self, status: int) -> bytes:
+        # A Date header is required of servers with a clock (RFC 9110); formatting it once a
+        # second instead of per response saves a measurable share of an announce.
+        now = int(time.time())
+        if self._date[0] != now:
+            self._date = (now, b"Date: %s\r\nServer: STA-tracker\r\n" % (
+                email.utils.formatdate(now, usegmt=True).encode()))
+        return b"HTTP/1.1 %d %s\r\n%s" % (status, _REASONS.get(status, b"Error"), self._date[1])
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if len(self._connections) >= MAX_CONNECTIONS:
+            try:
+                request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
+                                b"Connection: close\r\n\r\n")
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        conn = request
+        try:
+            if self.ssl_context is not None:
+                # The TLS handshake runs here, in the connection's own thread, so a slow or
+                # silent client cannot stall accept() for everyone else.
+                request.settimeout(TLS_HANDSHAKE_TIMEOUT)
+                try:
+                    conn = self.ssl_context.wrap_socket(request, server_side=True)
+                except (OSError, ValueError) as exc:
+                    log.debug("TLS handshake with %s failed: %s", client_address, exc)
+                    return
+            with self._connections_lock:
+                self._connections.add(conn)
+            self.RequestHandlerClass(conn, client_address, self)
+        finally:
+            with self._connections_lock:
+                self._connections.discard(conn)
+            if conn is not request:
+                conn.close()
+
+    def close_connections(self) -> None:
+        with self._connections_lock:
+            connections = list(self._connections)
+        for conn in connections:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client vanishing mid-answer is routine for a tracker; anything else is a bug worth a
+        # log line, never a traceback on the console.
+        log.debug("error while serving %s", client_address, exc_info=True)
+
+
+_REASONS = {200: b"OK", 201: b"Created", 400: b"Bad Request", 404: b"Not Found",
+            405: b"Method Not Allowed", 411: b"Length Required", 413: b"Payload Too Large",
+            414: b"URI Too Long", 431: b"Request Header Fields Too Large",
+            503: b"Service Unavailable"}
