@@ -29,7 +29,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench import common  # noqa: E402
-from bench.common import BenchError, Child, GIB, MIB  # noqa: E402
+from bench.common import BenchError, Child, GIB  # noqa: E402
 from tests.interop import clients  # noqa: E402
 
 STA = os.path.join(common.REPO, "sta.py")

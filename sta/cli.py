@@ -16,6 +16,7 @@ import dataclasses
 import json
 import logging
 import os
+import signal
 import re
 import sys
 import time
@@ -375,7 +376,22 @@ def _not_available(name: str) -> int:
 # ------------------------------------------------------------------------------- commands
 
 def cmd_tracker(args: argparse.Namespace) -> int:
-    return _not_available("tracker")
+    from . import tracker
+    _stop_on_sigterm()
+    return tracker.run(args, emit=_say)
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM ends the command the way Ctrl-C does, so it shuts down cleanly (the tracker
+    flushes its database; nothing is left half-written)."""
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+    if hasattr(signal, "SIGTERM"):
+        signal.signal(signal.SIGTERM, handler)
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
 
 
 def cmd_seed(args: argparse.Namespace) -> int:
@@ -394,7 +410,8 @@ def cmd_download(args: argparse.Namespace) -> int:
 
 
 def cmd_shell(args: argparse.Namespace) -> int:
-    return _not_available("shell")
+    from . import shell
+    return shell.run(args)
 
 
 def cmd_create(args: argparse.Namespace) -> int:
@@ -405,6 +422,8 @@ def cmd_create(args: argparse.Namespace) -> int:
     for p in paths:
         if not os.path.exists(p):
             raise metainfo.MetainfoError(f"no such file or folder: {p}")
+        if not os.path.isfile(p) and not os.path.isdir(p):
+            raise metainfo.MetainfoError(f"not a regular file or folder: {p}")
     if not trackers:
         _note("no tracker given (-t): peers will have to be given with --peer")
     name = args.name
@@ -482,9 +501,14 @@ def _output_path(output: Optional[str], paths: List[str], name: Optional[str]) -
 def _write_file(path: str, data: bytes) -> None:
     """Write via a temporary file and rename, so a reader never sees half a .torrent."""
     tmp = path + ".part"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
 
 
 def upload_torrent(announce: str, data: bytes, info_hash: bytes) -> str:

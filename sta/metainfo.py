@@ -587,7 +587,9 @@ def _walk(folder: str, prefix: Tuple[str, ...], out: List[Tuple[Tuple[str, ...],
         with os.scandir(folder) as it:
             items = sorted(it, key=lambda e: e.name)
         for item in items:
-            if os.path.realpath(item.path) in excluded:
+            # realpath costs a system call per path component: only for a name that may match
+            if excluded and any(item.name == os.path.basename(x) for x in excluded) \
+                    and os.path.realpath(item.path) in excluded:
                 continue
             if item.is_dir():
                 _walk(item.path, prefix + (_utf8_name(item.path),), out, excluded, active)
@@ -613,7 +615,7 @@ def _utf8_name(path: str) -> str:
     return part
 
 
-def hash_files(files: Sequence[Tuple[str, int]], piece_length: int,
+def hash_files(files: Sequence[Tuple[Optional[str], int]], piece_length: int,
                progress: Optional[ProgressCallback] = None,
                workers: Optional[int] = None) -> bytes:
     """SHA-1 of every piece of the files laid end to end, hashed on ``workers`` threads.
@@ -621,7 +623,8 @@ def hash_files(files: Sequence[Tuple[str, int]], piece_length: int,
     Each task covers one piece-aligned chunk of HASH_CHUNK_BYTES (crossing file boundaries as
     needed). It reads it in blocks of about HASH_READ_BYTES into its thread's own buffer and
     hashes each block through a memoryview while it is still in the CPU cache: no copy after the
-    read. ``files`` are (path, expected size); a file that got shorter is an error.
+    read. ``files`` are (path, expected size), path None for a pad file (zeros); a file that got
+    shorter is an error.
     """
     total = sum(size for _, size in files)
     starts: List[int] = []
@@ -643,7 +646,7 @@ def hash_files(files: Sequence[Tuple[str, int]], piece_length: int,
         end = min(total, start + chunk)
         sha1 = hashlib.sha1
         digests: List[bytes] = []
-        handles: Dict[str, Any] = {}
+        handles: Dict[Optional[str], Any] = {}
         try:
             for at in range(start, end, block):
                 n = min(block, end - at)
@@ -677,8 +680,8 @@ def hash_files(files: Sequence[Tuple[str, int]], piece_length: int,
     return b"".join(out)
 
 
-def _read_range(files: Sequence[Tuple[str, int]], starts: List[int], start: int, length: int,
-                buf: memoryview, handles: Dict[str, Any]) -> None:
+def _read_range(files: Sequence[Tuple[Optional[str], int]], starts: List[int], start: int, length: int,
+                buf: memoryview, handles: Dict[Optional[str], Any]) -> None:
     """Fill ``buf[:length]`` with the torrent bytes from ``start``, file after file.
 
     ``handles`` keeps files open between calls of one task (the caller closes them).
@@ -689,7 +692,10 @@ def _read_range(files: Sequence[Tuple[str, int]], starts: List[int], start: int,
         path, size = files[i]
         within = start + filled - starts[i]
         want = min(size - within, length - filled)
-        if want > 0:
+        if want > 0 and path is None:  # a BEP 47 pad file: zeros, never on disk
+            buf[filled:filled + want] = bytes(want)
+            filled += want
+        elif want > 0:
             f = handles.get(path)
             if f is None:
                 for old in handles.values():  # one open file per task is enough

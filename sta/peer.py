@@ -73,7 +73,9 @@ class PeerConnection(asyncio.Protocol):
         self.incoming = torrent is None
         self.address = address
         self.transport: Optional[asyncio.Transport] = None
-        self.reader = wire.MessageReader(expect_handshake=True)
+        # Blocks come out as views into the received chunk, not copies: the torrent copies each
+        # one into its piece buffer (or writes it) before data_received returns.
+        self.reader = wire.MessageReader(expect_handshake=True, copy_blocks=False)
         self.peer_id: Optional[bytes] = None
         self.reserved = b"\0" * 8
         self.handshaken = False
@@ -97,6 +99,9 @@ class PeerConnection(asyncio.Protocol):
         # (index, begin) -> monotonic time the request was sent.
         self.outstanding: Dict[Tuple[int, int], float] = {}
         self.queue_target = MIN_OUTSTANDING_REQUESTS
+        # Slow start, as in TCP: each block that arrives adds one request to the pipeline, so it
+        # doubles every round trip until the rate stops growing; then the rate sizes it.
+        self.slow_start = True
         self.upload_queue: Deque[Tuple[int, int, int]] = deque()
 
         # Payload byte counters (pieces only) and the rates derived from them each second.
@@ -186,7 +191,9 @@ class PeerConnection(asyncio.Protocol):
             return
         self.closed = True
         self.close_reason = reason
-        log.info("peer %s:%s closed: %s", *(self.address or ("?", 0)), reason)
+        host, port = self.address or ("?", 0)
+        log.info("%s: peer %s:%s closed: %s", self.torrent.name if self.torrent else "-",
+                 host, port, reason)
         if self.transport is not None:
             self.flush_quietly()
             self.transport.close()
@@ -248,12 +255,19 @@ class PeerConnection(asyncio.Protocol):
         down = (self.downloaded - down_mark) / elapsed
         up = (self.uploaded - up_mark) / elapsed
         self._rate_mark = (self.downloaded, self.uploaded)
+        previous = self.down_rate
         self.down_rate = self.down_rate * 0.6 + down * 0.4
         self.up_rate = self.up_rate * 0.6 + up * 0.4
+        if self.slow_start and self.downloaded and self.down_rate < previous * 1.1:
+            self.slow_start = False
         # Size the request pipeline for REQUEST_QUEUE_SECONDS at the current rate.
         target = int(self.down_rate * REQUEST_QUEUE_SECONDS / wire.BLOCK_SIZE)
-        limit = min(MAX_OUTSTANDING_REQUESTS, self.peer_reqq)
-        self.queue_target = max(MIN_OUTSTANDING_REQUESTS, min(limit, max(target, self.queue_target)))
+        self.queue_target = max(MIN_OUTSTANDING_REQUESTS,
+                                min(self.queue_limit, max(target, self.queue_target)))
+
+    @property
+    def queue_limit(self) -> int:
+        return min(MAX_OUTSTANDING_REQUESTS, self.peer_reqq)
 
     # -- serving -----------------------------------------------------------------------------
 
@@ -376,6 +390,8 @@ class PeerConnection(asyncio.Protocol):
     def _on_piece(self, event: "wire.Piece") -> None:
         if self._require_handshake():
             self.last_block = self.last_received
+            if self.slow_start and self.queue_target < self.queue_limit:
+                self.queue_target += 1
             self.torrent.peer_block(self, event.index, event.begin, event.block)
 
     def _on_ext_handshake(self, event: "wire.ExtendedHandshake") -> None:

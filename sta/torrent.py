@@ -52,9 +52,10 @@ SNUB_TIMEOUT = 20.0
 # One request unanswered this long while other blocks arrive was lost or dropped by the peer.
 REQUEST_TIMEOUT = 40.0
 
-# Reconnect backoff for a peer that failed or dropped: 5 s, doubling, capped at 5 minutes.
+# Reconnect backoff for a peer that failed or dropped: 5 s, doubling, capped at one minute
+# (libtorrent's min_reconnect_time is 60 s): a lab peer that restarts is found again quickly.
 RECONNECT_BASE = 5.0
-RECONNECT_MAX = 300.0
+RECONNECT_MAX = 60.0
 # A peer whose data failed the hash this many times is banned (libtorrent bans after one piece
 # it alone sent; we allow a few since a lab peer with a flaky disk is more likely than a liar).
 MAX_HASH_FAILURES = 3
@@ -255,6 +256,7 @@ class Torrent:
         for address in addresses:
             if address not in self.known and not self.session.is_self(address):
                 self.known[address] = PeerRecord(address, source)
+        self._connect_more(time.monotonic())  # now, not at the next tick
 
     def accept_peer(self, conn: PeerConnection) -> bool:
         if self.state not in (DOWNLOADING, SEEDING):
@@ -420,6 +422,8 @@ class Torrent:
         if not wanted:
             self.wasted += size
             return
+        if conn.address is not None:
+            self.contributions[conn.address] = self.contributions.get(conn.address, 0) + size
         if not self._write_buffers.store(index, begin, block):
             try:
                 self.storage.write_block(index, begin, block)
@@ -496,10 +500,6 @@ class Torrent:
         if ok:
             picker.piece_verified(index)
             self.storage.mark_verified(index)
-            for conn in contributors:
-                if conn.address is not None:
-                    self.contributions[conn.address] = (self.contributions.get(conn.address, 0)
-                                                        + self.info.piece_size(index))
             message = wire.have(index)
             for conn in self.peers:
                 conn.send(message)

@@ -30,9 +30,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 4000
 
-# BEP 3: numwant is optional and 50 is the customary default. Answers are capped at 200, the most
-# any big client asks for (libtorrent and Transmission ask for 200 at most) and what keeps one
-# compact answer near 1 KiB.
+# BEP 3: numwant is optional and 50 is the customary default. Answers are capped at 200, what
+# libtorrent asks for by default (Transmission asks for 80): more peers than a client can dial
+# in one interval are wasted bytes, and 200 compact peers keep an answer near 1 KiB.
 DEFAULT_NUMWANT = 50
 MAX_NUMWANT = 200
 
@@ -67,7 +67,7 @@ MAX_KEY_BYTES = 64
 ACCEPT_IP_FROM_LOCAL_NETWORKS = True
 
 _EVENTS = {b"": b"", b"started": b"started", b"completed": b"completed", b"stopped": b"stopped",
-           # BEP 21's "paused" and the "empty" some clients send are regular announces.
+           # BEP 21's "paused" and BEP 3's "empty" (same as no event) are regular announces.
            b"paused": b"", b"empty": b""}
 
 _MAX_COUNTER_DIGITS = len(str(MAX_COUNTER))
@@ -369,6 +369,7 @@ class TrackerServer:
             self.store.close()
             raise TrackerError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
         self._thread: Optional[threading.Thread] = None
+        self._serving: Optional[int] = None
         self._closed = False
 
     @property
@@ -401,23 +402,32 @@ class TrackerServer:
     def start(self) -> "TrackerServer":
         """Serve in a background thread (tests, embedding); returns self."""
         self.store.start()
-        self._thread = threading.Thread(target=self.httpd.serve_forever, args=(POLL_SECONDS,),
-                                        name="tracker-http", daemon=True)
+        self._thread = threading.Thread(target=self._serve, name="tracker-http", daemon=True)
+        self._serving = -1  # a shutdown() before the thread runs must still stop it
         self._thread.start()
         return self
 
     def serve_forever(self) -> None:
         """Serve in this thread until shutdown() from another thread or KeyboardInterrupt."""
         self.store.start()
-        self.httpd.serve_forever(POLL_SECONDS)
+        self._serve()
+
+    def _serve(self) -> None:
+        self._serving = threading.get_ident()
+        try:
+            self.httpd.serve_forever(POLL_SECONDS)
+        finally:
+            self._serving = None
 
     def shutdown(self) -> None:
         """Stop serving, close connections, save pending changes and close the database."""
         if self._closed:
             return
         self._closed = True
+        serving = self._serving
+        if serving is not None and serving != threading.get_ident():
+            self.httpd.shutdown()  # waits for the serving loop to notice (POLL_SECONDS)
         if self._thread is not None:
-            self.httpd.shutdown()
             self._thread.join(timeout=10)
         self.httpd.server_close()
         self.httpd.close_connections()

@@ -41,6 +41,11 @@ MAX_TORRENT_BYTES = 10_000_000
 IDLE_TIMEOUT = 30.0
 TLS_HANDSHAKE_TIMEOUT = 10.0
 
+# After an error answer, input still arriving is read and dropped for at most this long and
+# this many bytes before the connection is closed (see _linger).
+LINGER_SECONDS = 1.0
+LINGER_BYTES = 256 * 1024
+
 # Pending connections the kernel queues before accept() (capped by net.core.somaxconn).
 LISTEN_BACKLOG = 1024
 
@@ -81,6 +86,7 @@ class TrackerRequestHandler(http.server.BaseHTTPRequestHandler):
         except _ReplyAndClose as exc:
             self._send(exc.status, "text/plain; charset=utf-8", (str(exc) + "\n").encode(),
                        False)
+            self._linger()
             return
         except (OSError, ValueError):  # timeout, reset, or the server closing the socket
             return
@@ -88,15 +94,20 @@ class TrackerRequestHandler(http.server.BaseHTTPRequestHandler):
             return
         method, target, body, host, keep_alive = request
         app = self.server.app
-        if method == b"GET" and target.startswith(b"/announce?"):
-            status, ctype, payload = 200, "text/plain", app.announce(target[10:], self.client_ip)
+        try:
+            if method == b"GET" and target.startswith(b"/announce?"):
+                status, ctype, payload = 200, "text/plain", app.announce(target[10:],
+                                                                         self.client_ip)
+            else:
+                status, ctype, payload = app.handle(method, target, body, self.client_ip, host)
+        except Exception:  # a bug: log it, answer 500, keep serving everyone else
+            log.exception("error answering %s %r", method, target[:200])
+            self._send(500, "text/plain; charset=utf-8", b"internal error\n", False)
+            return
+        if method == b"HEAD":
+            self._send(status, ctype, b"", keep_alive, len(payload))
         else:
-            status, ctype, payload = app.handle(method, target, body, self.client_ip, host)
-            if method == b"HEAD":
-                self._send(status, ctype, b"", keep_alive, len(payload))
-                self.close_connection = not keep_alive
-                return
-        self._send(status, ctype, payload, keep_alive)
+            self._send(status, ctype, payload, keep_alive)
         self.close_connection = not keep_alive
 
     def _read_request(self) -> Optional[Tuple[bytes, bytes, bytes, bytes, bool]]:
@@ -156,6 +167,22 @@ class TrackerRequestHandler(http.server.BaseHTTPRequestHandler):
             if len(body) < length:
                 return None
         return method, target, body, host, keep_alive
+
+    def _linger(self) -> None:
+        # Closing a socket with unread input makes the kernel send a reset, and a reset can
+        # destroy the error answer before the client reads it. Like Apache's lingering close:
+        # stop sending, read what the client still sends (bounded in bytes and time), then close.
+        try:
+            self.connection.shutdown(socket.SHUT_WR)
+            self.connection.settimeout(LINGER_SECONDS)
+            left = LINGER_BYTES
+            while left > 0:
+                data = self.rfile.read1(min(left, 65536))
+                if not data:
+                    break
+                left -= len(data)
+        except (OSError, ValueError):
+            pass
 
     def _send(self, status: int, ctype: str, payload: bytes, keep_alive: bool,
               length: Optional[int] = None) -> None:
@@ -261,4 +288,4 @@ class TrackerHTTPServer(http.server.ThreadingHTTPServer):
 _REASONS = {200: b"OK", 201: b"Created", 400: b"Bad Request", 404: b"Not Found",
             405: b"Method Not Allowed", 411: b"Length Required", 413: b"Payload Too Large",
             414: b"URI Too Long", 431: b"Request Header Fields Too Large",
-            503: b"Service Unavailable"}
+            500: b"Internal Server Error", 503: b"Service Unavailable"}

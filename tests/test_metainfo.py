@@ -602,6 +602,11 @@ class MakeTorrentTest(unittest.TestCase):
         with self.assertRaisesRegex(MetainfoError, "changed while it was being hashed"):
             metainfo.hash_files([(f, 200)], PL)
 
+    def test_hash_files_reads_pad_files_as_zeros(self) -> None:
+        f = write(self.path("f"), b"x" * 100)
+        pieces = metainfo.hash_files([(f, 100), (None, PL - 100), (f, 100)], PL)
+        self.assertEqual(pieces, expected_pieces(b"x" * 100 + bytes(PL - 100) + b"x" * 100, PL))
+
     def test_auto_piece_length(self) -> None:
         self.assertEqual(metainfo.auto_piece_length(1), 16384)
         self.assertEqual(metainfo.auto_piece_length(2000 * 16384), 16384)

@@ -12,6 +12,7 @@ import socket
 import ssl
 import subprocess
 import tempfile
+import time
 import unittest
 from typing import Any, Dict, List, Optional, Tuple
 from unittest import mock
@@ -118,8 +119,11 @@ class TrackerTestCase(unittest.TestCase):
         """Send raw bytes, return everything the server answers until it closes."""
         with socket.create_connection(("127.0.0.1", self.server.port),
                                       timeout=CLIENT_TIMEOUT) as sock:
-            sock.sendall(data)
-            sock.shutdown(socket.SHUT_WR)
+            try:
+                sock.sendall(data)
+                sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass  # the server answered and closed before reading it all
             chunks = []
             while True:
                 try:
@@ -512,6 +516,43 @@ class BadInputTests(TrackerTestCase):
 
     def test_client_vanishing_mid_request_leaves_server_serving(self):
         self.assertEqual(self.raw(b"GET /announce?info_hash=abc HTTP/1.1\r\nHost: x"), b"")
+        self.assert_still_serving()
+
+    def test_internal_error_is_500_and_server_keeps_serving(self):
+        with mock.patch.object(Tracker, "handle", side_effect=RuntimeError("boom")), \
+                self.assertLogs("sta.tracker_http", "ERROR"):
+            status, _, body = self.get("/stats")
+        self.assertEqual((status, body), (500, b"internal error\n"))
+        self.assert_still_serving()
+
+    def test_connections_over_the_limit_get_503(self):
+        with mock.patch.object(tracker_http, "MAX_CONNECTIONS", 2):
+            idle = []
+            for _ in range(2):
+                sock = socket.create_connection(("127.0.0.1", self.server.port),
+                                                timeout=CLIENT_TIMEOUT)
+                self.addCleanup(sock.close)
+                idle.append(sock)
+            deadline = time.monotonic() + CLIENT_TIMEOUT
+            while len(self.server.httpd._connections) < 2 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            # The answer comes at once, before any request: read it without sending.
+            with socket.create_connection(("127.0.0.1", self.server.port),
+                                          timeout=CLIENT_TIMEOUT) as sock:
+                reply = b""
+                try:
+                    while len(reply) < 12:
+                        chunk = sock.recv(65536)
+                        if not chunk:
+                            break
+                        reply += chunk
+                except ConnectionResetError:
+                    pass
+            self.assertTrue(reply.startswith(b"HTTP/1.1 503 "), reply)
+            for sock in idle:
+                sock.close()
+            while self.server.httpd._connections and time.monotonic() < deadline:
+                time.sleep(0.01)
         self.assert_still_serving()
 
     def test_too_many_scrape_hashes_get_failure_reason(self):

@@ -178,9 +178,12 @@ def add_params(save_path, torrent=None, magnet=None):
 
 def add_trackers(params, urls):
     """Announce to these trackers as well (each its own tier)."""
-    params.trackers = list(params.trackers) + list(urls)
-    params.tracker_tiers = list(params.tracker_tiers) + [
-        len(params.tracker_tiers) + i for i in range(len(urls))]
+    trackers = list(params.trackers)
+    # libtorrent puts trackers without a tier entry in tier 0.
+    tiers = (list(params.tracker_tiers) + [0] * len(trackers))[:len(trackers)]
+    first = max(tiers) + 1 if tiers else 0
+    params.trackers = trackers + list(urls)
+    params.tracker_tiers = tiers + [first + i for i in range(len(urls))]
 
 
 def check_errors(ses):

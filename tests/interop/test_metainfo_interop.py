@@ -27,6 +27,19 @@ TOOL_TIMEOUT = 60.0
 TRACKER = "http://127.0.0.1:4000/announce"
 BACKUP = "udp://backup.example:1337/announce"
 NO_LIBTORRENT = "libtorrent is not importable by %s" % clients.LT_PYTHON
+# Run by clients.LT_PYTHON: a v1 torrent of argv[1] written to argv[2], files padded to pieces.
+LT_PADDED_CREATE = """
+import os, sys
+import libtorrent as lt
+fs = lt.file_storage()
+lt.add_files(fs, sys.argv[1])
+ct = lt.create_torrent(fs, 16384, flags=lt.create_torrent.v1_only
+                       | lt.create_torrent.canonical_files)
+ct.add_tracker(sys.argv[3])
+lt.set_piece_hashes(ct, os.path.dirname(os.path.abspath(sys.argv[1])))
+with open(sys.argv[2], "wb") as f:
+    f.write(lt.bencode(ct.generate()))
+"""
 
 
 def run(cmd: List[str], cwd: Optional[str] = None) -> str:
@@ -162,7 +175,8 @@ class OtherCreatorsTest(unittest.TestCase):
         self.assertEqual(meta.announce, TRACKER)
         # STA's own view of the same files agrees piece by piece
         data_root = os.path.dirname(self.share if meta.info.multi_file else self.single)
-        ordered = [(os.path.join(data_root, *f.path), f.length) for f in meta.info.files]
+        ordered = [(None if f.pad else os.path.join(data_root, *f.path), f.length)
+                   for f in meta.info.files]
         self.assertEqual(metainfo.hash_files(ordered, piece_length), meta.info.pieces)
         return meta
 
@@ -202,11 +216,22 @@ class OtherCreatorsTest(unittest.TestCase):
         self.check(out, "single.iso", [("single.iso", 123457)], 16 * 1024)
 
     @unittest.skipUnless(clients.have_libtorrent(), NO_LIBTORRENT)
-    def test_libtorrent_torrent_with_pad_files_loads_in_sta(self) -> None:
+    def test_libtorrent_torrent_loads_in_sta(self) -> None:
         out = os.path.join(self.dir, "lt.torrent")
         run(clients.lt_helper_cmd("create", self.share, "--out", out, "--tracker", TRACKER,
                                   "--piece-length", "16384"))
+        self.check(out, "share", self.tree_files(), 16384)
+
+    @unittest.skipUnless(clients.have_libtorrent(), NO_LIBTORRENT)
+    def test_libtorrent_torrent_with_pad_files_loads_in_sta(self) -> None:
+        # canonical_files makes libtorrent align every file to a piece with BEP 47 pad files
+        out = os.path.join(self.dir, "pad.torrent")
+        run([clients.LT_PYTHON, "-c", LT_PADDED_CREATE, self.share, out, TRACKER])
         meta = self.check(out, "share", self.tree_files(), 16384)
+        self.assertTrue(any(f.pad for f in meta.info.files))
+        for f in meta.info.files:
+            if not f.pad:
+                self.assertEqual(f.offset % 16384, 0, f)
         lt = clients.lt_info(out)
         self.assertEqual([(f["path"], f["size"], f["offset"], f["pad"]) for f in lt["all_files"]],
                          [("/".join(f.path), f.length, f.offset, f.pad)

@@ -12,9 +12,7 @@ Each test skips with a reason when its tool is not installed.
 from __future__ import annotations
 
 import http.client
-import json
 import os
-import socket
 import tempfile
 import time
 import unittest

@@ -1,0 +1,358 @@
+"""The peer engine end to end: real sessions and real `sta.py` processes on 127.0.0.1.
+
+Transfers between STA nodes (multi-file, two seeds, two torrents, a swarm that trades), a lying
+peer, the rules a seed applies to what it serves, and the exit codes of `seed` and `download`.
+In-process tests run every session on one event loop in a background thread (enginekit.Engine)
+and read the engine's own counters; process tests read what the commands print.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sys
+import unittest
+
+from sta import torrent as torrent_mod
+from sta import wire
+from tests import enginekit as kit
+from tests.enginekit import WAIT
+
+# 8 pieces of 32 KiB: small enough that every test runs in a second or two when the machine is
+# idle, several blocks per piece so block-to-piece assembly is exercised.
+SMALL_PIECE = 32 * 1024
+
+
+class StaTransferTests(unittest.TestCase):
+    """`sta.py seed` and `sta.py download` processes moving real files."""
+
+    def test_multi_file_torrent_with_nested_empty_and_small_files_arrives_byte_exact(self):
+        tmp = kit.temp_dir(self)
+        data = os.path.join(tmp, "data")
+        sizes = {
+            "tree/a/b/c/deep.bin": 200003,       # nested three folders deep
+            "tree/a/empty.dat": 0,               # zero-length file
+            "tree/a/tiny.txt": 1001,             # smaller than a piece
+            "tree/top.bin": 150000,              # spans piece boundaries
+            "tree/z/last.bin": 33333,            # odd total size: the last piece is short
+        }
+        kit.make_tree(data, sizes, seed=1)
+        torrent = os.path.join(tmp, "tree.torrent")
+        meta = kit.write_torrent(os.path.join(data, "tree"), torrent, piece_length=SMALL_PIECE)
+        self.assertEqual(sum(sizes.values()) % 2, 1)
+        self.assertEqual(len(meta.info.files), len(sizes))
+
+        seed = kit.StaProcess(self, "seed", torrent, "--data", data, "--port", "0")
+        port = seed.listen_port()
+        seed.wait_for(r"^Seeding tree")
+        out = os.path.join(tmp, "out")
+        down = kit.StaProcess(self, "download", torrent, "-o", out, "--port", "0",
+                              "--peer", "127.0.0.1:%d" % port, "--timeout", str(WAIT))
+        status = down.wait_exit(WAIT + 15)
+
+        self.assertEqual(status, 0, down.describe())
+        self.assertNotIn("Traceback", down.output)
+        self.assertEqual(kit.tree_bytes(os.path.join(out, "tree")),
+                         kit.tree_bytes(os.path.join(data, "tree")))
+        self.assertTrue(os.path.isfile(os.path.join(out, "tree", "a", "empty.dat")),
+                        "the zero-length file must exist after the download")
+
+    def test_one_download_command_fetches_two_torrents_from_different_seeds(self):
+        tmp = kit.temp_dir(self)
+        data1, data2 = os.path.join(tmp, "d1"), os.path.join(tmp, "d2")
+        kit.make_tree(data1, {"first.bin": 300001}, seed=2)
+        kit.make_tree(data2, {"second/x.bin": 200000, "second/y.bin": 77777}, seed=3)
+        t1, t2 = os.path.join(tmp, "1.torrent"), os.path.join(tmp, "2.torrent")
+        kit.write_torrent(os.path.join(data1, "first.bin"), t1, piece_length=SMALL_PIECE)
+        kit.write_torrent(os.path.join(data2, "second"), t2, piece_length=SMALL_PIECE)
+
+        seed1 = kit.StaProcess(self, "seed", t1, "--data", data1, "--port", "0")
+        seed2 = kit.StaProcess(self, "seed", t2, "--data", data2, "--port", "0")
+        port1, port2 = seed1.listen_port(), seed2.listen_port()
+        seed1.wait_for(r"^Seeding first\.bin")
+        seed2.wait_for(r"^Seeding second")
+        out = os.path.join(tmp, "out")
+        down = kit.StaProcess(self, "download", t1, t2, "-o", out, "--port", "0",
+                              "--peer", "127.0.0.1:%d" % port1, "--peer", "127.0.0.1:%d" % port2,
+                              "--timeout", str(WAIT))
+        status = down.wait_exit(WAIT + 15)
+
+        self.assertEqual(status, 0, down.describe())
+        self.assertEqual(kit.tree_bytes(out), {
+            "first.bin": kit.tree_bytes(data1)["first.bin"],
+            "second/x.bin": kit.tree_bytes(data2)["second/x.bin"],
+            "second/y.bin": kit.tree_bytes(data2)["second/y.bin"],
+        })
+        # Each torrent came from its own seed (the summary names the peers per torrent).
+        self.assertRegex(down.output, r"first\.bin: downloaded .*\n  from 127\.0\.0\.1:%d:"
+                         % port1)
+        self.assertRegex(down.output, r"second: downloaded .*\n  from 127\.0\.0\.1:%d:" % port2)
+
+
+class SwarmTests(unittest.TestCase):
+    """Several sessions in one process: who sends what, counted by the engine itself."""
+
+    def setUp(self):
+        self.tmp = kit.temp_dir(self)
+        self.engine = kit.Engine(self)
+
+    def shared_file(self, size, piece_length, trackers=(), seed=0):
+        data = os.path.join(self.tmp, "seed")
+        kit.make_tree(data, {"payload.bin": size}, seed=seed)
+        meta = kit.write_torrent(os.path.join(data, "payload.bin"),
+                                 os.path.join(self.tmp, "payload.torrent"), trackers=trackers,
+                                 piece_length=piece_length)
+        with open(os.path.join(data, "payload.bin"), "rb") as f:
+            return meta, data, f.read()
+
+    def downloaded(self, folder):
+        with open(os.path.join(folder, "payload.bin"), "rb") as f:
+            return f.read()
+
+    def test_two_seeds_present_from_the_start_each_send_at_least_a_quarter(self):
+        size = 16 * 1024 * 1024
+        meta, data, content = self.shared_file(size, 128 * 1024, seed=4)
+        copy = os.path.join(self.tmp, "seed2")
+        shutil.copytree(data, copy)
+        seed_a = self.engine.node(meta, data, readonly=True)
+        seed_b = self.engine.node(meta, copy, readonly=True)
+        peers = [kit.listen_address(seed_a), kit.listen_address(seed_b)]
+        out = os.path.join(self.tmp, "out")
+        down = self.engine.node(meta, out, peers=peers)
+
+        self.engine.wait_done([down])
+
+        self.assertEqual(self.downloaded(out), content)
+        contributions = self.engine.call(lambda: dict(down.contributions))
+        uploads = self.engine.call(lambda: (seed_a.uploaded, seed_b.uploaded))
+        for address, uploaded in zip(peers, uploads):
+            self.assertGreaterEqual(
+                contributions.get(address, 0), size // 4,
+                "seed %s:%d contributed %d of %d bytes (contributions %s, seeds uploaded %s)"
+                % (address[0], address[1], contributions.get(address, 0), size, contributions,
+                   uploads))
+            self.assertGreaterEqual(uploaded, size // 4)
+
+    def test_four_downloaders_trade_so_the_seed_uploads_less_than_twice_the_data(self):
+        server, announce = kit.start_tracker(self, self.tmp)
+        size = 8 * 1024 * 1024
+        meta, data, content = self.shared_file(size, 64 * 1024, trackers=[announce], seed=5)
+        seed = self.engine.node(meta, data, readonly=True)
+        kit.wait_for_swarm(server, meta.info_hash, seeders=1)
+        outs = [os.path.join(self.tmp, "out%d" % i) for i in range(4)]
+        downloaders = [self.engine.node(meta, out) for out in outs]
+
+        self.engine.wait_done(downloaders, timeout=2 * WAIT)
+
+        for out in outs:
+            self.assertEqual(self.downloaded(out), content, out)
+        uploaded = self.engine.call(lambda: seed.uploaded)
+        traded = self.engine.call(lambda: [d.uploaded for d in downloaders])
+        self.assertLess(uploaded, 2 * size,
+                        "the seed uploaded %.2f copies; downloaders uploaded %s"
+                        % (uploaded / size, traded))
+
+    def test_a_peer_sending_corrupt_pieces_is_banned_and_the_file_is_still_exact(self):
+        # One block per piece: every piece the liar sends is wholly its own, so each one it
+        # answers is a hash failure charged to it alone.
+        size = 2 * 1024 * 1024 + 12345
+        meta, data, content = self.shared_file(size, 16 * 1024, seed=6)
+        liar = kit.LyingSeed(self, meta)
+        honest = self.engine.node(meta, data, readonly=True)
+        out = os.path.join(self.tmp, "out")
+        liar_address = ("127.0.0.1", liar.port)
+        down = self.engine.node(meta, out, peers=[liar_address, kit.listen_address(honest)])
+
+        self.engine.wait_done([down])
+
+        self.assertEqual(self.downloaded(out), content)
+        self.assertGreater(liar.blocks_sent, 0, "the liar was never asked for data")
+        self.engine.wait_until(lambda: down.known[liar_address].banned,
+                               "the lying peer is banned", timeout=10)
+        failures = self.engine.call(lambda: down.known[liar_address].hash_failures)
+        self.assertGreaterEqual(failures, torrent_mod.MAX_HASH_FAILURES)
+        self.assertEqual(liar.connections, 1, "a banned peer must not be connected again")
+        honest_record = self.engine.call(lambda: down.known[kit.listen_address(honest)])
+        self.assertFalse(honest_record.banned)
+        self.assertEqual(honest_record.hash_failures, 0)
+
+    def test_pieces_mixing_good_and_corrupt_blocks_do_not_ban_the_honest_seed(self):
+        # Four blocks per piece: the liar and the honest seed may both contribute to a piece
+        # that fails. The honest seed must never be banned for it (that would stall the download,
+        # since it is the only source of good data).
+        size = 2 * 1024 * 1024
+        meta, data, content = self.shared_file(size, 64 * 1024, seed=7)
+        liar = kit.LyingSeed(self, meta)
+        honest = self.engine.node(meta, data, readonly=True)
+        out = os.path.join(self.tmp, "out")
+        down = self.engine.node(meta, out, peers=[("127.0.0.1", liar.port),
+                                                  kit.listen_address(honest)])
+
+        self.engine.wait_done([down])
+
+        self.assertEqual(self.downloaded(out), content)
+        honest_record = self.engine.call(lambda: down.known[kit.listen_address(honest)])
+        self.assertFalse(honest_record.banned)
+
+
+class ServingRulesTests(unittest.TestCase):
+    """A raw wire client against an STA seed that lacks one piece."""
+
+    MISSING = 5
+
+    def setUp(self):
+        tmp = kit.temp_dir(self)
+        data = os.path.join(tmp, "data")
+        kit.make_tree(data, {"serve.bin": 8 * SMALL_PIECE}, seed=8)
+        self.meta = kit.write_torrent(os.path.join(data, "serve.bin"),
+                                      os.path.join(tmp, "serve.torrent"),
+                                      piece_length=SMALL_PIECE)
+        # Spoil one piece of the seed's copy: the seed finds it missing when it checks.
+        with open(os.path.join(data, "serve.bin"), "r+b") as f:
+            f.seek(self.MISSING * SMALL_PIECE + 100)
+            f.write(b"spoiled")
+        self.engine = kit.Engine(self)
+        self.seed = self.engine.node(self.meta, data)
+        self.port = self.seed.session.listen_port
+
+    def connect(self):
+        """A raw peer past the handshake, interested and unchoked; returns it and the seed's bits."""
+        peer = kit.RawPeer(self.port)
+        self.addCleanup(peer.close)
+        theirs = peer.handshake(self.meta.info_hash)
+        self.assertEqual(theirs.info_hash, self.meta.info_hash)
+        bits = peer.read_until(lambda e: isinstance(e, wire.Bitfield))
+        peer.send(wire.interested())
+        peer.read_until(lambda e: isinstance(e, wire.Unchoke))
+        return peer, bits.bits
+
+    def assertServes(self, peer, index):
+        peer.send(wire.request(index, 0, wire.BLOCK_SIZE))
+        block = peer.read_until(lambda e: isinstance(e, wire.Piece))
+        self.assertEqual((block.index, block.begin, len(block.block)),
+                         (index, 0, wire.BLOCK_SIZE))
+
+    def test_request_for_a_piece_the_seed_does_not_have_is_refused(self):
+        peer, bits = self.connect()
+        self.assertFalse(bits[self.MISSING // 8] & (0x80 >> self.MISSING % 8),
+                         "the seed must not claim the piece it lacks")
+        peer.send(wire.request(self.MISSING, 0, wire.BLOCK_SIZE))
+        # Past the end of piece 2: refused too.
+        peer.send(wire.request(2, SMALL_PIECE - wire.BLOCK_SIZE // 2, wire.BLOCK_SIZE))
+        # Requests are served in order: a reply to either refused one would come first.
+        peer.send(wire.request(1, 0, wire.BLOCK_SIZE))
+        block = peer.read_until(lambda e: isinstance(e, wire.Piece))
+        self.assertEqual((block.index, block.begin), (1, 0))
+        self.assertFalse([e for e in peer.events if isinstance(e, wire.Piece)])
+        self.assertEqual(self.engine.call(lambda: self.seed.uploaded), wire.BLOCK_SIZE)
+
+    def test_oversized_request_is_refused(self):
+        peer, _ = self.connect()
+        peer.send(wire.request(1, 0, 1 << 20))
+        peer.send(wire.request(2, 0, wire.BLOCK_SIZE))
+        # Refusing may mean ignoring the request or dropping the connection: either way no data
+        # for the 1 MiB request, and nothing counted as uploaded for it.
+        try:
+            block = peer.read_until(lambda e: isinstance(e, wire.Piece), timeout=15)
+        except kit.EngineTestError:
+            self.assertTrue(peer.closed, "the seed neither answered nor closed")
+        else:
+            self.assertEqual((block.index, len(block.block)), (2, wire.BLOCK_SIZE))
+        self.assertLessEqual(self.engine.call(lambda: self.seed.uploaded), wire.BLOCK_SIZE)
+        # The seed serves others as before.
+        other, _ = self.connect()
+        self.assertServes(other, 3)
+
+    def test_garbage_on_the_listen_port_closes_only_that_connection(self):
+        good, _ = self.connect()
+        junk = kit.RawPeer(self.port)
+        self.addCleanup(junk.close)
+        junk.send(b"GET /announce HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" + os.urandom(200))
+        junk.wait_closed(timeout=30)
+        # A peer that handshakes properly, then sends a message of absurd length.
+        bad = kit.RawPeer(self.port)
+        self.addCleanup(bad.close)
+        bad.handshake(self.meta.info_hash, peer_id=b"-XX0001-badframing01")
+        bad.send(b"\xff\xff\xff\xf0\x07" + os.urandom(64))
+        bad.wait_closed(timeout=30)
+
+        self.assertServes(good, 0)
+        fresh, _ = self.connect()
+        self.assertServes(fresh, 4)
+
+
+class CommandLineTests(unittest.TestCase):
+    """Exit statuses and messages of `seed` and `download` as a user sees them."""
+
+    def setUp(self):
+        self.tmp = kit.temp_dir(self)
+
+    def small_torrent(self, trackers=()):
+        data = os.path.join(self.tmp, "data")
+        kit.make_tree(data, {"cli.bin": 100001}, seed=9)
+        path = os.path.join(self.tmp, "cli.torrent")
+        meta = kit.write_torrent(os.path.join(data, "cli.bin"), path, trackers=trackers,
+                                 piece_length=SMALL_PIECE)
+        return meta, path, data
+
+    @unittest.skipIf(sys.platform == "win32", "SIGTERM cannot be delivered to a process there")
+    def test_seed_announces_then_exits_zero_on_sigterm_and_says_stopped(self):
+        server, announce = kit.start_tracker(self, self.tmp)
+        meta, torrent, data = self.small_torrent(trackers=[announce])
+        seed = kit.StaProcess(self, "seed", torrent, "--data", data, "--port", "0")
+        seed.wait_for(r"^Seeding cli\.bin")
+        kit.wait_for_swarm(server, meta.info_hash, seeders=1)
+
+        seed.proc.send_signal(signal.SIGTERM)
+        status = seed.wait_exit(30)
+
+        self.assertEqual(status, 0, seed.describe())
+        self.assertNotIn("Traceback", seed.output)
+        # The "stopped" announce took it out of the swarm.
+        swarm = server.store.scrape([meta.info_hash]).get(meta.info_hash, (0, 0, 0))
+        self.assertEqual(swarm[0], 0, "the tracker still lists the seed: %s" % (swarm,))
+
+    def test_download_with_no_peers_times_out_with_status_one_and_one_line(self):
+        _, torrent, _ = self.small_torrent()
+        out = os.path.join(self.tmp, "out")
+        down = kit.StaProcess(self, "download", torrent, "-o", out, "--port", "0",
+                              "--timeout", "2")
+        status = down.wait_exit(WAIT)
+
+        self.assertEqual(status, 1, down.describe())
+        self.assertNotIn("Traceback", down.output)
+        timeouts = [line for line in down.all_lines if "timed out" in line]
+        self.assertEqual(len(timeouts), 1, down.describe())
+        self.assertIn("cli.bin", timeouts[0])
+
+    def test_download_of_a_corrupt_torrent_fails_with_one_line(self):
+        bad = os.path.join(self.tmp, "bad.torrent")
+        with open(bad, "wb") as f:
+            f.write(b"d8:announce3:abc4:infod6:lengthi-5ee")
+        done = kit.run_sta("download", bad, "-o", os.path.join(self.tmp, "out"), "--port", "0",
+                           "--timeout", "10")
+        err = done.stderr.decode("utf-8", "replace")
+        self.assertEqual(done.returncode, 1, err)
+        self.assertNotIn("Traceback", err)
+        self.assertEqual(len(err.strip().splitlines()), 1, err)
+        self.assertIn("bad.torrent", err)
+        self.assertEqual(done.stdout, b"")
+        self.assertFalse(os.path.exists(os.path.join(self.tmp, "out", "cli.bin")))
+
+    def test_download_of_a_truncated_torrent_fails_with_one_line(self):
+        _, torrent, _ = self.small_torrent()
+        with open(torrent, "rb") as f:
+            data = f.read()
+        with open(torrent, "wb") as f:
+            f.write(data[:len(data) // 2])
+        done = kit.run_sta("download", torrent, "-o", os.path.join(self.tmp, "out"),
+                           "--port", "0")
+        err = done.stderr.decode("utf-8", "replace")
+        self.assertEqual(done.returncode, 1, err)
+        self.assertNotIn("Traceback", err)
+        self.assertEqual(len(err.strip().splitlines()), 1, err)
+
+
+if __name__ == "__main__":
+    unittest.main()
