@@ -32,11 +32,26 @@ NUMWANT = 50
 NUMWANT_SEEDING = 0
 
 
+def private_urls(urls: Sequence[str], encryption: str, what: str, name: str) -> list:
+    """With encryption required, only https URLs: an http announce or .torrent download carries
+    the info hash in clear, which `require` promises never happens."""
+    if encryption != "require":
+        return list(urls)
+    kept = [url for url in urls if url.lower().startswith("https://")]
+    for url in urls:
+        if url not in kept:
+            log.warning("%s: not using %s %s: encryption is required and it is not https",
+                        name, what, announce.display_url(url))
+    return kept
+
+
 class Announcer:
     def __init__(self, torrent: "Torrent", tiers: Sequence[Sequence[str]], *,
                  all_at_once: bool = False, ssl_context: Any = None) -> None:
         self.torrent = torrent
-        self.trackers = TrackerList(tiers, all_at_once=all_at_once)
+        encryption = torrent.session.encryption
+        tiers = [private_urls(tier, encryption, "tracker", torrent.name) for tier in tiers]
+        self.trackers = TrackerList([tier for tier in tiers if tier], all_at_once=all_at_once)
         self.ssl_context = ssl_context
         self._wake: Optional[asyncio.Event] = None
         self._task: Optional["asyncio.Task[None]"] = None

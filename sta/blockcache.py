@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 # Memory for pieces being assembled. A loopback pipeline of 500 blocks spans about 8 MiB, so
 # 32 MiB holds every piece in flight for one fast peer with room for a few more, and keeps a
@@ -78,12 +78,34 @@ class WriteBuffers:
         self.buffered_bytes = 0
 
 
-def verify_and_write(storage: Any, index: int, expected: bytes, data: bytearray) -> bool:
-    """Worker-thread half of a buffered piece: hash it, and only if it matches, write it."""
-    if hashlib.sha1(data).digest() != expected:
-        return False
-    storage.write_block(index, 0, data)
-    return True
+def block_digests(data: Any, block_size: int) -> List[bytes]:
+    """SHA-1 of each block of a piece: what tells, after a piece failed and was fetched again,
+    which of the peers that sent its blocks sent the corrupt ones."""
+    view = memoryview(data)
+    return [hashlib.sha1(view[begin:begin + block_size]).digest()
+            for begin in range(0, len(view), block_size)]
+
+
+def verify_and_write(storage: Any, index: int, expected: bytes, data: bytearray,
+                     block_size: int, want_digests: bool) -> Tuple[bool, Optional[List[bytes]]]:
+    """Worker-thread half of a buffered piece: hash it, and only if it matches, write it.
+
+    Returns (ok, block digests): the digests come with a failure, or when asked for.
+    """
+    ok = hashlib.sha1(data).digest() == expected
+    digests = block_digests(data, block_size) if want_digests or not ok else None
+    if ok:
+        storage.write_block(index, 0, data)
+    return ok, digests
+
+
+def verify_stored(storage: Any, index: int, size: int, block_size: int,
+                  want_digests: bool) -> Tuple[bool, Optional[List[bytes]]]:
+    """The same for a piece written block by block: hash it by reading it back."""
+    ok = storage.verify_piece(index)
+    digests = (block_digests(storage.read_block(index, 0, size), block_size)
+               if want_digests or not ok else None)
+    return ok, digests
 
 
 class ReadCache:

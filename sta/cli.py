@@ -292,6 +292,8 @@ def build_parser() -> StaArgumentParser:
                    help="peer to fetch metadata from (with --fetch); repeatable")
     p.add_argument("-o", "--output", metavar="OUT",
                    help="save the fetched .torrent to OUT (with --fetch)")
+    p.add_argument("--timeout", type=_positive_float, metavar="SECONDS",
+                   help="give up fetching after SECONDS (default: 60)")
     p.add_argument("--json", action="store_true", help="print JSON")
     return parser
 
@@ -366,11 +368,6 @@ def _silence_stdout() -> None:
         os.dup2(devnull, sys.stdout.fileno())
     except (OSError, ValueError, AttributeError):
         pass
-
-
-def _not_available(name: str) -> int:
-    sys.stderr.write(f"{PROG}: '{name}' is not available yet\n")
-    return 2
 
 
 # ------------------------------------------------------------------------------- commands
@@ -548,15 +545,17 @@ def upload_torrent(announce: str, data: bytes, info_hash: bytes) -> str:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    if args.fetch:
-        sys.stderr.write(f"{PROG}: --fetch is not available yet\n")
-        return 2
     target = args.target
+    if args.fetch and target[:7].lower() != "magnet:":
+        raise UsageError("--fetch is for magnet links (a .torrent already has its metadata)",
+                         prog=f"{PROG} info")
     if target[:7].lower() == "magnet:":
         try:
             m = magnet.parse(target)
         except magnet.MagnetError as exc:
             raise magnet.MagnetError(f"bad magnet link: {exc}") from None
+        if args.fetch:
+            return _info_fetch(args, m)
         if args.json:
             _print_json(magnet_json(m))
         else:
@@ -567,6 +566,25 @@ def cmd_info(args: argparse.Namespace) -> int:
         _print_json(torrent_json(meta))
     else:
         _print_torrent(meta)
+    return 0
+
+
+def _info_fetch(args: argparse.Namespace, m: magnet.Magnet) -> int:
+    """`info MAGNET --fetch`: get the metadata from the swarm, print it like a .torrent's."""
+    from . import transfer
+    raw = transfer.fetch_metadata(m, args.peer, getattr(args, "timeout", None))
+    data = metainfo.encode_torrent(raw, trackers=m.trackers, url_list=m.web_seeds,
+                                   created_by=metainfo.CREATED_BY)
+    meta = metainfo.parse(data)
+    if args.output:
+        with open(args.output, "wb") as f:
+            f.write(data)
+    if args.json:
+        _print_json(torrent_json(meta))
+    else:
+        _print_torrent(meta)
+        if args.output:
+            print(f"saved to {args.output}")
     return 0
 
 

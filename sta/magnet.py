@@ -80,6 +80,11 @@ def parse(uri: str) -> Magnet:
         raise MagnetError(f"magnet link longer than {MAX_URI_LENGTH} characters")
     if uri[:len(_PREFIX)].lower() != _PREFIX:
         raise MagnetError("not a magnet link (it must start with 'magnet:?')")
+    try:
+        uri.encode("utf-8")
+    except UnicodeEncodeError:
+        # A command line with bytes that are not UTF-8 reaches us as lone surrogates.
+        raise MagnetError("magnet link with characters that are not valid text") from None
     query = uri[len(_PREFIX):]
     # Some pages strip the query of trailing fragments; a '#...' is never part of a magnet.
     query = query.split("#", 1)[0]

@@ -10,11 +10,12 @@ peer gone) and says which pieces to request of whom. The caller owns sockets and
 method that needs the time takes ``now`` (seconds, any monotonic time base). Peers are opaque
 keys (the connection objects, or addresses).
 
-Sizes that disagree. libtorrent believes the first size it hears and ignores data of any other
-size; Transmission believes the first handshake. Either way one peer announcing a wrong size can
-hold up the whole fetch. Here each announced size is a candidate with its own pieces, filled only
-by the peers that announced it, and the info hash decides: the true size is the only one whose
-pieces can hash right. A few candidates are kept at once (``MAX_CANDIDATE_SIZES``).
+Sizes that disagree. libtorrent keeps one size (the last handshake hint, else the first data
+message) and ignores data of any other size; Transmission keeps the first size announced. Either
+way one peer announcing a wrong size can hold up the whole fetch. Here each announced size is a
+candidate with its own pieces, filled only by the peers that announced it, and the info hash
+decides: the true size is the only one whose pieces can hash right. A few candidates are kept at
+once (``MAX_CANDIDATE_SIZES``).
 
 Lying peers. Pieces of one candidate are spread over its peers, so a liar rarely supplies them
 all. When the assembled dictionary fails the hash, every piece is fetched again from a peer that
@@ -322,7 +323,10 @@ class MetadataFetcher:
 
     def next_requests(self, peer: Key, now: float,
                       max_outstanding: int = MAX_OUTSTANDING_PER_PEER) -> List[int]:
-        """Metadata pieces to request of ``peer`` now (each is then in flight to it)."""
+        """Metadata pieces to request of ``peer`` now; each is then in flight to it. A peer gets
+        at most ``max_outstanding`` (one while slow or of unknown size) and at most its share of
+        the missing pieces, so they spread over the peers; a piece in flight elsewhere for
+        REREQUEST_INTERVAL may be asked again here."""
         self._expire(now)
         p = self._peers.get(peer)
         if (p is None or p.bad or p.refused or self._done is not None

@@ -19,7 +19,7 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any, Deque, Dict, List, Optional, Tuple
 
-from . import wire
+from . import tls, wire
 from .bitfield import Bitfield
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -62,17 +62,29 @@ KEEPALIVE_INTERVAL = 90.0
 
 CLIENT_VERSION = "STA 0.1"
 
+# BEP 10 extensions we speak, with the message ids we ask peers to use for them (libtorrent
+# uses 2 for ut_metadata too; any id from 1 to 255 would do).
+UT_METADATA = "ut_metadata"
+EXTENSION_IDS = {UT_METADATA: 2}
+
 
 class PeerConnection(asyncio.Protocol):
     """A TCP connection to one peer, plain BitTorrent framing."""
 
     def __init__(self, session: Any, torrent: Optional["Torrent"] = None,
-                 address: Optional[Tuple[str, int]] = None) -> None:
+                 address: Optional[Tuple[str, int]] = None, mode: str = "plain") -> None:
+        """``torrent`` and ``address`` for an outgoing connection (``mode`` "tls" or "plain");
+        an incoming one learns both, and its mode from the first byte the peer sends."""
         self.session = session
         self.torrent = torrent
         self.incoming = torrent is None
         self.address = address
         self.transport: Optional[asyncio.Transport] = None
+        # TLS between STA nodes (tls.py): every byte passes through the link, and BitTorrent
+        # starts inside it only once both sides proved they know the info hash.
+        self.mode = mode if not self.incoming else ""
+        self.link: Optional[tls.SecureLink] = None
+        self.encrypted = False
         # Blocks come out as views into the received chunk, not copies: the torrent copies each
         # one into its piece buffer (or writes it) before data_received returns.
         self.reader = wire.MessageReader(expect_handshake=True, copy_blocks=False)
@@ -90,6 +102,7 @@ class PeerConnection(asyncio.Protocol):
         self.is_seed = False
         self.snubbed = False
         self.bad_requests = 0
+        self.retry_plain = False
 
         # BEP 10 extension names -> the peer's message ids, and what its handshake said.
         self.extensions: Dict[str, int] = {}
@@ -131,7 +144,10 @@ class PeerConnection(asyncio.Protocol):
             peer = transport.get_extra_info("peername")
             self.address = (peer[0], peer[1]) if peer else ("?", 0)
         self.session.connection_opened(self)
-        if self.torrent is not None:
+        if self.torrent is not None and self.mode == "tls":
+            self.link = self.session.peer_tls.connect(self.torrent.info_hash)
+            self.transport.write(self.link.start())
+        elif self.torrent is not None:
             self._send_handshake()
             self.flush()
 
@@ -139,6 +155,14 @@ class PeerConnection(asyncio.Protocol):
         if self.closed:
             return
         self.last_received = time.monotonic()
+        if not self.mode:
+            self._choose_mode(data[0])
+            if self.closed:
+                return
+        if self.link is not None:
+            data = self._receive_tls(data)
+            if not data:
+                return
         try:
             events = self.reader.feed(data)
             for event in events:
@@ -153,6 +177,8 @@ class PeerConnection(asyncio.Protocol):
         self.flush()
 
     def connection_lost(self, exc: Optional[Exception]) -> None:
+        if self.link is not None and not self.link.authenticated and not self.closed:
+            self._tls_failed(tls.TlsError("peer closed the connection during the TLS handshake"))
         if not self.closed:
             self.closed = True
             self.close_reason = self.close_reason or (f"connection lost: {exc}" if exc else
@@ -180,11 +206,71 @@ class PeerConnection(asyncio.Protocol):
     def flush(self) -> None:
         self._flush_scheduled = False
         if self._out and self.transport is not None and not self.closed:
-            out, self._out = self._out, []
-            self.transport.writelines(out)
+            if self.link is not None:
+                if not self.link.authenticated:
+                    return  # nothing but the proof exchange leaves before authentication
+                out, self._out = self._out, []
+                self.transport.write(self.link.send_many(out))
+            else:
+                out, self._out = self._out, []
+                self.transport.writelines(out)
             self.last_sent = time.monotonic()
         elif self._out:
             self._out = []
+
+    # -- TLS ---------------------------------------------------------------------------------
+
+    def _choose_mode(self, first_byte: int) -> None:
+        """An incoming connection: 0x13 starts plain BitTorrent, 0x16 a TLS ClientHello."""
+        try:
+            self.mode = tls.incoming_mode(self.session.encryption, first_byte)
+        except tls.TlsError as exc:
+            self.close(str(exc))
+            return
+        if self.mode == "tls":
+            self.link = self.session.peer_tls.accept(self.session.info_hash_for_id)
+
+    def _receive_tls(self, data: bytes) -> bytes:
+        """Ciphertext in, BitTorrent bytes out (none until the proof exchange is over)."""
+        link = self.link
+        assert link is not None and self.transport is not None
+        try:
+            plain = link.receive(data)
+        except tls.TlsError as exc:
+            reply = link.outgoing()
+            if reply:
+                self.transport.write(reply)
+            self._tls_failed(exc)
+            return b""
+        reply = link.outgoing()
+        if reply:
+            self.transport.write(reply)
+        if link.authenticated and not self.encrypted:
+            self.encrypted = True
+            self.session.tls_worked(self.address)
+            if not self.incoming:
+                self._send_handshake()
+            self.flush()
+        if link.closed:
+            self.close("peer closed the TLS session")
+            return b""
+        return plain
+
+    def _tls_failed(self, exc: Exception) -> None:
+        """A TLS attempt failed: a peer that never completed the TLS handshake does not speak
+        it (a plain client answering our ClientHello); with `prefer` we dial it again in plain
+        BitTorrent. A failure after the handshake (a wrong proof) is never retried: that is how
+        a man in the middle looks."""
+        assert self.link is not None
+        unsupported = not self.link.handshake_complete or isinstance(exc, tls.TlsUnsupported)
+        reason = f"encrypted link failed: {exc}"
+        if not self.incoming and self.torrent is not None and self.address is not None:
+            if unsupported:
+                exc = tls.TlsUnsupported(str(exc))
+            if self.session.tls_failed(self.torrent, self.address, exc):
+                reason += "; retrying in plain BitTorrent"
+                self.retry_plain = True
+        self.close(reason)
 
     def close(self, reason: str) -> None:
         if self.closed:
@@ -322,6 +408,9 @@ class PeerConnection(asyncio.Protocol):
             self._send_handshake()
         elif event.info_hash != self.torrent.info_hash:
             self.close("handshake with the wrong info hash")
+            return
+        if self.link is not None and event.info_hash != self.link.info_hash:
+            self.close("handshake names another torrent than the one the peer proved it knows")
             return
         if event.peer_id == session.peer_id:
             session.mark_self(self.address)

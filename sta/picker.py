@@ -12,12 +12,9 @@ missing block some connected peer has is requested: a block may then go to a sec
 (ENDGAME_MAX_PEERS_PER_BLOCK) and block_received returns the other requests to cancel.
 
 Why it is cheap per block (budget: well under 10 microseconds per 16 KiB block):
-- availability is a count per piece of the non-seed peers having it, plus one seed counter (a
-  seed adds one to every piece and changes no order, so connecting one is O(1));
-- fresh pieces (missing, wanted, not started) are one int bitmask per availability value (bit
-  i = piece i, as Bitfield.to_int). The rarest fresh piece of a peer is a random set bit of the
-  first non-empty ``mask[a] & peer_bits``: C-level work once per started piece, never a Python
-  loop over pieces. A seed skips the AND; a peer with nothing fresh costs one AND;
+- fresh pieces (missing, wanted, not started) live in an ``Availability`` (availability.py):
+  peer counts per piece plus one int bitmask of fresh pieces per count, so the rarest fresh
+  piece of a peer is C-level work once per started piece, never a Python loop over pieces;
 - a started piece has a cursor to its next never-requested block plus a stack of blocks that
   came back, so handing out blocks is a few list operations;
 - an outstanding request is an int key (index * blocks_per_piece + block) in a per-peer set, so
@@ -31,15 +28,13 @@ counts), so unsolicited data is refused as libtorrent does.
 
 from __future__ import annotations
 
-import logging
 import random
 from typing import Dict, Hashable, List, Optional, Set, Tuple
 
+from .availability import Availability
 from .bitfield import Bitfield
 
 __all__ = ["PiecePicker", "PickerError", "BLOCK_SIZE", "ENDGAME_MAX_PEERS_PER_BLOCK"]
-
-log = logging.getLogger(__name__)
 
 # BEP 3: "All current implementations use 2^14 (16 kiB), and close connections which request
 # an amount greater than that." Every block but the last of the torrent is this size.
@@ -55,7 +50,7 @@ Request = Tuple[int, int, int]           # (index, begin, length)
 Cancel = Tuple[Peer, int, int, int]      # (peer, index, begin, length)
 
 # Piece states (one byte per piece).
-_FRESH = 0      # missing, wanted, not started: lives in the availability masks
+_FRESH = 0      # missing, wanted, not started: lives in the Availability's fresh set
 _ACTIVE = 1     # started: has a _Piece in _active (downloading, or complete and being hashed)
 _HAVE = 2       # verified
 _UNWANTED = 3   # missing and not wanted, not started
@@ -122,15 +117,11 @@ class PiecePicker:
         self._last_size = total_length - (num_pieces - 1) * piece_length if num_pieces else 0
         self._have = have
         self._wanted = None  # type: Optional[Bitfield]
-        self._random = (rng if rng is not None else random.Random()).random
-        self._avail = [0] * num_pieces    # non-seed peers having each piece
-        self._seeds = 0
+        rng = rng if rng is not None else random.Random()
+        self._av = Availability(num_pieces, rng.random)   # counts, fresh set, rarest first
         self._st = bytearray(num_pieces)
         for i in have.iter_set():
             self._st[i] = _HAVE
-        self._masks = [0]                 # type: List[int]  # fresh pieces by availability
-        self._fresh = 0                   # union of the masks
-        self._nfresh = 0
         self._active = {}                 # type: Dict[int, _Piece]
         self._open = {}                   # type: Dict[int, _Piece]  # active, blocks to hand out
         self._started = 0                 # pieces started so far (gives _Piece.seq)
@@ -162,41 +153,23 @@ class PiecePicker:
     def peer_added(self, bits: Bitfield) -> None:
         """A peer's bitfield (or BEP 6 have_all / have_none) arrived."""
         self._check_bits(bits)
-        if bits.complete:
-            self._seeds += 1
-        elif bits.count:
-            self._shift_availability(bits, 1)
+        self._av.peer_added(bits)
 
     def peer_removed(self, bits: Bitfield) -> None:
         """A peer went away; ``bits`` is its bitfield as it is now."""
         self._check_bits(bits)
-        # A complete peer adds exactly one to every piece, whether it was counted as a seed or
-        # piece by piece (it connected partial and completed through have messages), so taking
-        # one off the seed counter is the same as taking one off every piece.
-        if bits.complete and self._seeds:
-            self._seeds -= 1
-        elif bits.count:
-            self._shift_availability(bits, -1)
+        self._av.peer_removed(bits)
 
     def peer_has(self, index: int) -> None:
         """A peer announced piece ``index``: call it only when ``bits.set(index)`` returned True,
         so a repeated ``have`` is not counted twice."""
         self._check_index(index)
-        a = self._avail[index]
-        self._avail[index] = a + 1
-        if self._st[index] == _FRESH:
-            bit = 1 << index
-            masks = self._masks
-            masks[a] ^= bit
-            if a + 1 == len(masks):
-                masks.append(bit)
-            else:
-                masks[a + 1] |= bit
+        self._av.peer_has(index, self._st[index] == _FRESH)
 
     def availability(self, index: int) -> int:
         """Number of connected peers that have piece ``index``."""
         self._check_index(index)
-        return self._avail[index] + self._seeds
+        return self._av.avail[index] + self._av.seeds
 
     def interesting(self, bits: Bitfield) -> bool:
         """Does the peer have a wanted piece we lack?"""
@@ -241,8 +214,9 @@ class PiecePicker:
             for index in exhausted:
                 del self._open[index]
         # 2. new pieces, rarest first
-        while need and self._nfresh:
-            index = self._pick_fresh(bits, seed)
+        av = self._av
+        while need and av.nfresh:
+            index = av.take_rarest(bits, seed)
             if index < 0:
                 break
             ps = self._start(index)
@@ -294,34 +268,8 @@ class PiecePicker:
             need -= end - c
         return need
 
-    def _pick_fresh(self, bits: Bitfield, seed: bool) -> int:
-        """The rarest fresh piece the peer has (random among equals), or -1."""
-        if seed:
-            for m in self._masks:
-                if m:
-                    return self._random_bit(m)
-            return -1
-        p = bits.to_int()
-        if not self._fresh & p:
-            return -1
-        for m in self._masks:
-            if m:
-                m &= p
-                if m:
-                    return self._random_bit(m)
-        return -1
-
-    def _random_bit(self, m: int) -> int:
-        """A set bit of ``m``: the first one at or after a uniformly random position."""
-        r = int(self._random() * m.bit_length())
-        x = m >> r   # never 0: the top bit of m is at or above r
-        return r + (x & -x).bit_length() - 1
-
     def _start(self, index: int) -> _Piece:
-        bit = 1 << index
-        self._masks[self._avail[index]] ^= bit
-        self._fresh ^= bit
-        self._nfresh -= 1
+        """Start piece ``index``, just taken out of the fresh set."""
         self._st[index] = _ACTIVE
         size = self._last_size if index == self._n - 1 else self._plen
         self._started += 1
@@ -332,16 +280,11 @@ class PiecePicker:
 
     def _in_endgame(self) -> bool:
         """Has every missing block that some connected peer has been requested?"""
-        seeds = self._seeds
-        if seeds:
-            if self._nfresh:
-                return False
-        else:
-            masks = self._masks
-            for a in range(1, len(masks)):
-                if masks[a]:
-                    return False
-        avail = self._avail
+        av = self._av
+        if av.fresh_at_peers():
+            return False
+        seeds = av.seeds
+        avail = av.avail
         stale = []
         result = True
         for index, ps in self._open.items():
@@ -512,10 +455,7 @@ class PiecePicker:
             self._open.pop(index, None)
             self._forget_requests(ps)
         elif st == _FRESH:
-            bit = 1 << index
-            self._masks[self._avail[index]] ^= bit
-            self._fresh ^= bit
-            self._nfresh -= 1
+            self._av.remove(index)
         if self._wanted is None or index in self._wanted:
             self._nmissing -= 1
             self._left -= self._last_size if index == self._n - 1 else self._plen
@@ -535,13 +475,7 @@ class PiecePicker:
         self._open.pop(index, None)
         self._forget_requests(ps)
         if self._wanted is None or index in self._wanted:
-            bit = 1 << index
-            a = self._avail[index]
-            while len(self._masks) <= a:
-                self._masks.append(0)
-            self._masks[a] |= bit
-            self._fresh |= bit
-            self._nfresh += 1
+            self._av.add(index)
             self._st[index] = _FRESH
         else:
             self._st[index] = _UNWANTED
@@ -583,30 +517,21 @@ class PiecePicker:
         return (1 << self._n) - 1 if self._wanted is None else self._wanted.to_int()
 
     def _rebuild(self) -> None:
-        """Recompute the fresh masks and the progress counters from scratch: O(pieces)."""
+        """Recompute the fresh set and the progress counters from scratch: O(pieces)."""
         n = self._n
         wanted = self._wanted
         st = self._st
-        avail = self._avail
-        nbytes = (n + 7) >> 3
-        buckets = [bytearray(nbytes) for _ in range(max(avail, default=0) + 1)]
-        nfresh = 0
+        fresh = []
         for i in range(n):
             s = st[i]
             if s == _HAVE or s == _ACTIVE:
                 continue
             if wanted is None or i in wanted:
                 st[i] = _FRESH
-                buckets[avail[i]][i >> 3] |= 1 << (i & 7)   # little-endian: bit i = piece i
-                nfresh += 1
+                fresh.append(i)
             else:
                 st[i] = _UNWANTED
-        self._masks = [int.from_bytes(bucket, "little") for bucket in buckets]
-        fresh = 0
-        for m in self._masks:
-            fresh |= m
-        self._fresh = fresh
-        self._nfresh = nfresh
+        self._av.reset(fresh)
         need = self._wanted_int() & ~self._have.to_int()
         self._need = need
         self._nmissing = bin(need).count("1")
@@ -629,40 +554,6 @@ class PiecePicker:
         return self._left
 
     # -- internals ------------------------------------------------------------------------
-
-    def _shift_availability(self, bits: Bitfield, delta: int) -> None:
-        """Add ``delta`` (+1 or -1) to the availability of every piece in ``bits``."""
-        avail = self._avail
-        if delta > 0:
-            for i in bits.iter_set():
-                avail[i] += 1
-        else:
-            for i in bits.iter_set():
-                if avail[i]:
-                    avail[i] -= 1
-                else:
-                    log.debug("availability of piece %d would go below zero", i)
-        p = bits.to_int() & self._fresh
-        if not p:
-            return
-        masks = self._masks
-        if delta > 0:
-            # Top down, so a piece moved into bucket a+1 is not moved again.
-            if masks[-1]:
-                masks.append(0)
-            for a in range(len(masks) - 2, -1, -1):
-                moving = masks[a] & p
-                if moving:
-                    masks[a] ^= moving
-                    masks[a + 1] |= moving
-        else:
-            for a in range(1, len(masks)):
-                moving = masks[a] & p
-                if moving:
-                    masks[a] ^= moving
-                    masks[a - 1] |= moving
-            while len(masks) > 1 and not masks[-1]:
-                masks.pop()
 
     def _check_index(self, index: int) -> None:
         if not 0 <= index < self._n:

@@ -17,8 +17,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Dict, List, Optional, Set, Tuple
 
-from . import __version__
-from .peer import PeerConnection
+from . import __version__, tls
+from .peer import EXTENSION_IDS, PeerConnection
 from .torrent import Torrent
 
 log = logging.getLogger(__name__)
@@ -33,8 +33,10 @@ TICK_INTERVAL = 1.0
 # When the asked-for port is taken, try the next few (libtorrent's max_retry_port_bind is 10).
 PORT_RETRIES = 10
 
-# BEP 10 extension ids we assign to the extensions we speak.
-EXTENSION_IDS: Dict[str, int] = {}
+
+def node_state_dir() -> str:
+    """Where a node keeps what outlives one command (its TLS key): $STA_HOME, else ~/.sta."""
+    return os.environ.get("STA_HOME") or os.path.join(os.path.expanduser("~"), ".sta")
 
 
 class SessionError(Exception):
@@ -51,8 +53,15 @@ def make_peer_id() -> bytes:
 
 class Session:
     def __init__(self, *, port: int = 6881, host: str = "0.0.0.0",
-                 peer_id: Optional[bytes] = None, tracker_ssl_context: Any = None) -> None:
+                 peer_id: Optional[bytes] = None, tracker_ssl_context: Any = None,
+                 encryption: str = tls.DEFAULT_ENCRYPTION,
+                 state_dir: Optional[str] = None) -> None:
         self.tracker_ssl_context = tracker_ssl_context
+        self.encryption = tls.parse_policy(encryption)
+        self.state_dir = state_dir or node_state_dir()
+        self._peer_tls: Optional[tls.PeerTls] = None
+        self._modes = tls.PeerModeMemory()
+        self._torrent_ids: Dict[bytes, bytes] = {}
         self.requested_port = port
         self.host = host
         self.peer_id = peer_id or make_peer_id()
@@ -119,6 +128,7 @@ class Session:
         if torrent.info_hash in self.torrents:
             raise SessionError(f"{torrent.name} is already in this session")
         self.torrents[torrent.info_hash] = torrent
+        self._torrent_ids[tls.torrent_id(torrent.info_hash)] = torrent.info_hash
         try:
             await torrent.start(recheck=recheck)
         except Exception:
@@ -136,6 +146,11 @@ class Session:
             return torrent.delete_files()
         return []
 
+    def replace(self, old: Any, new: Torrent) -> None:
+        """A magnet's stand-in hands over to the real torrent once the metadata is in."""
+        if self.torrents.get(old.info_hash) is old:
+            self.torrents[new.info_hash] = new
+
     def torrent_for(self, info_hash: bytes) -> Optional[Torrent]:
         return self.torrents.get(info_hash)
 
@@ -150,18 +165,29 @@ class Session:
     def connection_closed(self, conn: PeerConnection) -> None:
         self.connections.discard(conn)
 
-    def start_connect(self, torrent: Torrent, address: Tuple[str, int]) -> None:
+    def start_connect(self, torrent: Torrent, address: Tuple[str, int],
+                      mode: Optional[str] = None) -> None:
         if len(self.connections) >= MAX_CONNECTIONS or self._closed:
             torrent.connect_failed(address)
             return
+        if mode is None:
+            mode = self._modes.first_attempt(self.encryption, address, time.monotonic())
+        if mode is None:
+            log.info("%s: not connecting to %s:%d: it speaks only plain BitTorrent and "
+                     "encryption is required", torrent.name, *address)
+            torrent.connect_failed(address)
+            return
         torrent.connecting += 1
-        self.spawn(self._connect(torrent, address))
+        self.spawn(self._connect(torrent, address, mode))
 
-    async def _connect(self, torrent: Torrent, address: Tuple[str, int]) -> None:
+    async def _connect(self, torrent: Torrent, address: Tuple[str, int], mode: str) -> None:
         host, port = address
         try:
+            if mode == "tls":
+                self.peer_tls  # make or load the node's key before the clock starts
             await asyncio.wait_for(self.loop.create_connection(
-                lambda: PeerConnection(self, torrent, address), host, port), CONNECT_TIMEOUT)
+                lambda: PeerConnection(self, torrent, address, mode), host, port),
+                CONNECT_TIMEOUT)
             log.debug("%s: connected to %s:%d", torrent.name, host, port)
         except (OSError, asyncio.TimeoutError) as exc:
             log.info("%s: cannot connect to %s:%d: %s", torrent.name, host, port,
@@ -182,6 +208,30 @@ class Session:
         if not task.cancelled() and task.exception() is not None:
             log.error("background task failed: %r", task.exception(),
                       exc_info=task.exception())
+
+    # -- encryption --------------------------------------------------------------------------
+
+    @property
+    def peer_tls(self) -> tls.PeerTls:
+        """The node's TLS key and contexts, made on first use in the state folder."""
+        if self._peer_tls is None:
+            self._peer_tls = tls.PeerTls.for_node(self.state_dir)
+        return self._peer_tls
+
+    def info_hash_for_id(self, torrent_id: bytes) -> Optional[bytes]:
+        """An encrypted peer names the torrent only by tls.torrent_id(info_hash)."""
+        return self._torrent_ids.get(torrent_id)
+
+    def tls_worked(self, address: Optional[Tuple[str, int]]) -> None:
+        if address is not None:
+            self._modes.record(address, "tls", time.monotonic())
+
+    def tls_failed(self, torrent: Any, address: Tuple[str, int], error: Exception) -> bool:
+        """An outgoing TLS attempt failed; True when it is being retried in plain BitTorrent."""
+        if not self._modes.tls_failed(self.encryption, address, error, time.monotonic()):
+            return False
+        self.loop.call_soon(self.start_connect, torrent, address, "plain")
+        return True
 
     def mark_self(self, address: Optional[Tuple[str, int]]) -> None:
         if address is not None:

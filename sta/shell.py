@@ -238,7 +238,7 @@ class _Console:
 
     def __init__(self, stdin: Any, stdout: Any, stderr: Any) -> None:
         self.stdin, self.stdout, self.stderr = stdin, stdout, stderr
-        self.interactive = ui._isatty(stdin)
+        self.interactive = _isatty(stdin)
         self.readline = _load_readline() if self.interactive else None
         self.color = ui.use_color(stdout)
         # Redrawing the prompt under a notice needs readline's buffer and ANSI erase.
@@ -247,12 +247,17 @@ class _Console:
         self._deferred: List[str] = []
         self._at_prompt = False
         self._prompt_shown = False
+        self._told_how_to_leave = False
         self._queue: "queue.Queue[Optional[str]]" = queue.Queue()
         self._thread = threading.Thread(target=self._write_notices, name="sta-shell-notices",
                                         daemon=True)
         if self.readline is not None:
-            self.readline.set_pre_input_hook(self._prompt_drawn)
-            if not self.color:
+            hook = getattr(self.readline, "set_pre_input_hook", None)  # absent with libedit
+            if hook is None:
+                self.redraw = False
+            else:
+                hook(self._prompt_drawn)
+            if not self.color and "libedit" not in (self.readline.__doc__ or ""):
                 # bracketed-paste mode writes escapes around every prompt: not with NO_COLOR
                 self.readline.parse_and_bind("set enable-bracketed-paste off")
 
@@ -261,18 +266,25 @@ class _Console:
 
     def stop(self) -> None:
         self._queue.put(None)
-        self._thread.join(JOIN_TIMEOUT)
+        if self._thread.ident is not None:
+            self._thread.join(JOIN_TIMEOUT)
         with self.lock:
             self._flush_deferred()
 
     def notice(self, text: str) -> None:
-        """Queue one line for stderr (any thread; never blocks)."""
-        self._queue.put(text)
+        """One line for stderr. From the main thread it is part of the command being run and is
+        written at once; from other threads it is queued (never blocks the event loop)."""
+        if threading.current_thread() is threading.main_thread():
+            with self.lock:
+                self._err(text)
+        else:
+            self._queue.put(text)
 
     def _prompt_drawn(self) -> None:
         self._prompt_shown = True
 
     def _write_notices(self) -> None:
+        _leave_signals_to_main_thread()
         while True:
             text = self._queue.get()
             if text is None:
@@ -324,6 +336,18 @@ class _Console:
             with self.lock:
                 self._at_prompt = False
 
+    def interrupted(self, during_command: bool = False) -> None:
+        """Ctrl-C: a new line and prompt; the first time, say how to leave instead."""
+        with self.lock:
+            if self.interactive:
+                self.stdout.write("\n")  # the terminal echoed ^C where the cursor was
+                self.stdout.flush()
+            if during_command or not self.interactive:
+                self._err("interrupted")
+            if not self._told_how_to_leave:
+                self._told_how_to_leave = True
+                self._err("(Ctrl-C cancels a line; 'exit' or Ctrl-D leaves)")
+
     def ask(self, question: str) -> bool:
         """A yes/no question on the terminal; anything but yes (Ctrl-C, Ctrl-D too) is no."""
         try:
@@ -353,6 +377,13 @@ class _NoticeHandler(logging.Handler):
             self.console.notice(self.format(record))
         except Exception:  # logging must never raise into the engine
             self.handleError(record)
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # closed, or not a real file
+        return False
 
 
 def _load_readline() -> Any:
@@ -409,7 +440,8 @@ class Shell:
                                    help="number shown by 'status', name, or info hash prefix")
         parsers["remove"].add_argument(
             "--delete-files", action="store_true",
-            help="also delete the torrent's files, and its folders left empty")
+            help="also delete the torrent's files, and its folders left empty (for a seed: "
+                 "the files in its --data folder)")
         parsers["remove"].add_argument("-y", "--yes", action="store_true",
                                        help="do not ask for confirmation on a terminal")
         add("help").add_argument("command", nargs="?", metavar="COMMAND")
@@ -443,6 +475,7 @@ class Shell:
 
     def _run_loop(self) -> None:
         assert self.loop is not None
+        _leave_signals_to_main_thread()  # inherited by the loop's worker threads too
         asyncio.set_event_loop(self.loop)
         self.loop.run_forever()
 
@@ -458,7 +491,7 @@ class Shell:
         if self.loop is None:
             return
         if self.session is not None:
-            count = len(self.session.torrents)
+            count = self.call(len, self.session.torrents)
             if count:
                 self.console.notice(f"stopping {count} torrent{'s' * (count != 1)} ...")
             try:
@@ -481,9 +514,14 @@ class Shell:
         """Announce finished downloads and torrents stopped by an error, one line each."""
         while True:
             await asyncio.sleep(WATCH_INTERVAL)
-            session = self.session
-            if session is None:
-                continue
+            try:
+                self._report_changes()
+            except Exception:  # a bug here must not silence every later notice
+                log.exception("watching the torrents failed")
+
+    def _report_changes(self) -> None:
+        session = self.session
+        if session is not None:
             for key in [k for k, (t, _) in self._reported.items()
                         if session.torrents.get(k) is not t]:
                 del self._reported[key]
@@ -492,8 +530,8 @@ class Shell:
                 if t.completed_at is not None and t.downloaded and "done" not in seen:
                     seen.add("done")
                     took = max(t.completed_at - t.started_at, 1e-3)
-                    self.console.notice(f"{t.name}: download complete ({ui.human_size(t.info.length)}"
-                                        f" in {took:.1f} s, "
+                    self.console.notice(f"{t.name}: download complete "
+                                        f"({ui.human_size(t.info.length)} in {took:.1f} s, "
                                         f"{ui.human_rate(t.downloaded / took)}); seeding")
                 if t.state == ERROR and "error" not in seen:
                     seen.add("error")
@@ -536,7 +574,7 @@ class Shell:
             try:
                 line = self.console.read_line()
             except KeyboardInterrupt:  # Ctrl-C drops the line being typed, not the node
-                self.console.stdout.write("\n" if self.console.interactive else "")
+                self.console.interrupted()
                 continue
             if line is None:
                 if self.console.interactive:
@@ -550,7 +588,7 @@ class Shell:
                     finally:
                         self.console.flush()
             except KeyboardInterrupt:
-                self.console.stderr.write("\ninterrupted\n")
+                self.console.interrupted(during_command=True)
             except BrokenPipeError:
                 return
 
@@ -607,7 +645,8 @@ class Shell:
 
     def cmd_seed(self, args: argparse.Namespace) -> None:
         if not os.path.isdir(args.data):
-            raise ShellError(f"{args.data}: no such folder (--data is the folder holding the files)")
+            raise ShellError(f"{args.data}: no such folder (--data is the folder that holds "
+                             "the files)")
         self._add(args, args.data, seed_only=True, peers=())
 
     def cmd_download(self, args: argparse.Namespace) -> None:
@@ -953,6 +992,21 @@ class _Terminate(BaseException):
     """SIGTERM or SIGHUP: leave as `exit` does (trackers told "stopped")."""
 
 
+def _leave_signals_to_main_thread() -> None:
+    """Block Ctrl-C and the termination signals in the calling (background) thread.
+
+    The kernel hands a process-wide signal to any thread that does not block it; only the main
+    thread's read of the prompt is interrupted by it, so the others must not take it.
+    """
+    block = getattr(signal, "pthread_sigmask", None)
+    if block is None:  # Windows: signals reach the main thread anyway
+        return
+    block(signal.SIG_BLOCK, [getattr(signal, n) for n in _SIGNALS if hasattr(signal, n)])
+
+
+_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
+
+
 def _install_signal_handlers() -> Callable[[], None]:
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
@@ -963,7 +1017,7 @@ def _install_signal_handlers() -> Callable[[], None]:
             signal.signal(sig, signal.SIG_IGN)
         raise _Terminate()
 
-    for name in ("SIGTERM", "SIGHUP"):
+    for name in _SIGNALS[1:]:
         sig = getattr(signal, name, None)
         if sig is not None:
             try:

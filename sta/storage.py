@@ -2,8 +2,9 @@
 
 A torrent's data is one byte string cut into pieces (BEP 3); its files are consecutive ranges of
 that string. ``FileStorage`` maps a block (piece index, offset, length) onto one or more file ranges
-and reads or writes them in place with ``os.pread``/``os.pwrite`` (seek + read/write under a
-per-handle lock where the platform has no positional I/O, i.e. Windows).
+(the geometry of ``sta.piecemap``) and reads or writes them in place with ``os.pread``/``os.pwrite``
+(seek + read/write under a per-handle lock where the platform has no positional I/O, i.e.
+Windows), through a small cache of open file descriptors.
 
 Safety rules (a crash, ``kill -9`` or power cut must never cost verified data):
 - files are written in place, extended sparsely up to their final size (never filled with zeros,
@@ -13,7 +14,7 @@ Safety rules (a crash, ``kill -9`` or power cut must never cost verified data):
 - ``save`` fsyncs the data files before it records their verified pieces in the resume file, so the
   resume file never claims data that is not on disk yet (see ``sta.resume`` for the atomic write).
 
-``MemoryStorage`` has the same interface over a bytearray, for engine tests.
+``sta.memstorage.MemoryStorage`` has the same interface over a bytearray, for engine tests.
 """
 
 from __future__ import annotations
@@ -23,19 +24,18 @@ import hashlib
 import logging
 import os
 import threading
-from array import array
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any, Iterable, List, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Iterable, Optional
 
 from sta.bitfield import Bitfield
+from sta.piecemap import Data, PieceMap, StorageError
 from sta.resume import (MISSING, STATE_DIR_NAME, Progress, ResumeError, ResumeState,
-                        hash_pieces, plan_restore, remove_stale_temporaries, resume_path,
-                        stat_file)
+                        plan_restore, remove_stale_temporaries, resume_path, stat_file)
 
 if TYPE_CHECKING:  # only for annotations: any object with Info's fields works (tests use one)
     from sta.metainfo import Info
 
-__all__ = ["StorageError", "FileStorage", "MemoryStorage", "MAX_OPEN_FILES", "Progress"]
+__all__ = ["StorageError", "FileStorage", "MAX_OPEN_FILES", "Progress"]
 
 log = logging.getLogger(__name__)
 
@@ -74,145 +74,6 @@ _ERROR_MESSAGES = {
                   "run fewer torrents at once",
 }
 
-Data = Union[bytes, bytearray, memoryview]
-
-
-class StorageError(Exception):
-    """A read or write failed; the message says which file and what to do."""
-
-
-class _PieceMap:
-    """Geometry shared by the file and memory storages, plus the verified-pieces record."""
-
-    def __init__(self, info: Info) -> None:
-        self.info = info
-        self._piece_length = info.piece_length
-        self._num_pieces = info.num_pieces
-        self._last = self._num_pieces - 1
-        self._last_size = info.piece_size(self._last) if self._num_pieces else 0
-        files = info.files
-        self._f_off = [f.offset for f in files]
-        self._f_len = [f.length for f in files]
-        self._f_pad = [bool(getattr(f, "pad", False)) for f in files]
-        if sum(self._f_len) != info.length:
-            raise StorageError("torrent file list does not add up to its total length")
-        # First file holding each piece's first byte (zero-length files skipped): with it a block's
-        # file ranges are found in a step or two, and it costs 8 bytes per piece where full span
-        # tables would cost hundreds.
-        first = array("q")
-        fi, nf = 0, len(files)
-        for i in range(self._num_pieces):
-            start = i * self._piece_length
-            while fi < nf and self._f_off[fi] + self._f_len[fi] <= start:
-                fi += 1
-            first.append(fi)
-        self._first_file = first
-        self._verified = Bitfield(self._num_pieces)
-        self._lock = threading.Lock()  # guards the verified record and counters
-        self._unsaved = 0  # pieces marked verified since the last save
-        self._state_stale = False  # the record changed by a check or restore
-
-    # -- verified record ----------------------------------------------------------------------
-
-    @property
-    def verified(self) -> Bitfield:
-        """Pieces verified and recorded. Live until check() or restore() replace it (take it again
-        after those); change it only through mark_verified."""
-        return self._verified
-
-    @property
-    def complete(self) -> bool:
-        return self._verified.count == self._num_pieces
-
-    @property
-    def dirty(self) -> bool:
-        """True when the record changed since the last save."""
-        return self._unsaved > 0 or self._state_stale
-
-    @property
-    def unsaved(self) -> int:
-        """Pieces marked verified since the last save (for a save-every-N-pieces policy)."""
-        return self._unsaved
-
-    def mark_verified(self, index: int) -> None:
-        """Record piece ``index`` as verified: from now on write_block refuses to touch it."""
-        self._check_index(index)
-        with self._lock:
-            if index not in self._verified:
-                self._verified.set(index)
-                self._unsaved += 1
-
-    def close(self) -> None:
-        pass
-
-    def __enter__(self) -> Any:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-    # -- geometry -----------------------------------------------------------------------------
-
-    def _check_index(self, index: int) -> None:
-        if not 0 <= index < self._num_pieces:
-            raise StorageError(f"piece {index} out of range (torrent has {self._num_pieces})")
-
-    def _check_block(self, index: int, begin: int, length: int) -> None:
-        self._check_index(index)
-        size = self._last_size if index == self._last else self._piece_length
-        if begin < 0 or length <= 0 or begin + length > size:
-            raise StorageError(f"block {begin}+{length} outside piece {index} of {size} bytes")
-
-    def _segments(self, index: int, begin: int, length: int) -> List[Tuple[int, int, int, int]]:
-        """(file index, offset in file, offset in block, length) for each file range of a block."""
-        pos = index * self._piece_length + begin
-        end = pos + length
-        start = pos
-        fi = self._first_file[index]
-        offs, lens = self._f_off, self._f_len
-        out = []
-        while pos < end:
-            fend = offs[fi] + lens[fi]
-            if fend > pos:
-                n = (end if end < fend else fend) - pos
-                out.append((fi, pos - offs[fi], pos - start, n))
-                pos += n
-            fi += 1
-        return out
-
-    def _piece_segments(self, index: int) -> List[Tuple[int, int, int, int]]:
-        size = self._last_size if index == self._last else self._piece_length
-        return self._segments(index, 0, size)
-
-    # -- checking -----------------------------------------------------------------------------
-
-    def verify_piece(self, index: int) -> bool:  # pragma: no cover - overridden
-        raise NotImplementedError
-
-    def _piece_present(self, index: int, sizes: dict) -> bool:
-        return True
-
-    def _current_sizes(self) -> dict:
-        return {}
-
-    def check(self, progress: Optional[Progress] = None, workers: Optional[int] = None) -> Bitfield:
-        """Hash all existing data and make the result the verified record; returns it."""
-        result = self._check_pieces(range(self._num_pieces), progress, workers)
-        with self._lock:
-            self._verified = result
-            self._unsaved = 0
-            self._state_stale = True
-        return result
-
-    def _check_pieces(self, indices: Iterable[int], progress: Optional[Progress],
-                      workers: Optional[int]) -> Bitfield:
-        """Hash ``indices`` in parallel; pieces whose files are missing or short are not read."""
-        indices = list(indices)
-        sizes = self._current_sizes()
-        candidates = [i for i in indices if self._piece_present(i, sizes)]
-        return hash_pieces(self.verify_piece, candidates, len(indices), self._num_pieces,
-                           progress, workers)
-
 
 class _Handle:
     __slots__ = ("fd", "writable", "users", "stale", "lock")
@@ -225,7 +86,7 @@ class _Handle:
         self.lock = threading.Lock()  # serialises seek+read/write where there is no pread/pwrite
 
 
-class FileStorage(_PieceMap):
+class FileStorage(PieceMap):
     """A torrent's pieces stored in its files under ``root`` (``root/<FileEntry.path...>``).
 
     ``readonly=True`` is for seeding complete data: files are opened read-only and never created,
@@ -615,58 +476,3 @@ class FileStorage(_PieceMap):
             template = "cannot {verb} {path}: {reason}"
         return StorageError(template.format(path=path, verb="write" if writing else "read",
                                             reason=exc.strerror or exc))
-
-
-class MemoryStorage(_PieceMap):
-    """The FileStorage interface over one bytearray, for engine tests (no files, no resume file).
-
-    ``data`` (the torrent's whole content, padding as zeros) starts it as a seed after ``check()``.
-    """
-
-    def __init__(self, info: Info, data: Optional[bytes] = None, *, readonly: bool = False) -> None:
-        super().__init__(info)
-        self.readonly = readonly
-        if data is not None and len(data) != info.length:
-            raise StorageError(f"data is {len(data)} bytes, the torrent has {info.length}")
-        self._buf = bytearray(data) if data is not None else bytearray(info.length)
-        self._has_pad = any(self._f_pad)
-
-    def write_block(self, index: int, begin: int, data: Data) -> None:
-        n = len(data)
-        self._check_block(index, begin, n)
-        if index in self._verified:
-            raise StorageError(f"refusing to overwrite piece {index}: it is already verified")
-        if self.readonly:
-            raise StorageError("storage is read-only (seeding): blocks cannot be written")
-        pos = index * self._piece_length + begin
-        if not self._has_pad:
-            self._buf[pos:pos + n] = data
-            return
-        mv = memoryview(data).cast("B")
-        for fi, foff, boff, length in self._segments(index, begin, n):
-            if not self._f_pad[fi]:
-                at = self._f_off[fi] + foff
-                self._buf[at:at + length] = mv[boff:boff + length]
-
-    def read_block(self, index: int, begin: int, length: int) -> bytes:
-        self._check_block(index, begin, length)
-        pos = index * self._piece_length + begin
-        return bytes(self._buf[pos:pos + length])
-
-    def verify_piece(self, index: int) -> bool:
-        self._check_index(index)
-        start = index * self._piece_length
-        size = self._last_size if index == self._last else self._piece_length
-        digest = hashlib.sha1(memoryview(self._buf)[start:start + size]).digest()
-        return digest == self.info.piece_hash(index)
-
-    def restore(self, recheck: bool = False, progress: Optional[Progress] = None,
-                workers: Optional[int] = None) -> Bitfield:
-        """No resume file in memory: the same as check()."""
-        return self.check(progress, workers)
-
-    def save(self) -> None:
-        with self._lock:
-            self._unsaved = 0
-            self._state_stale = False
-

@@ -38,14 +38,14 @@ does not expose SSL_export_keying_material.
 from __future__ import annotations
 
 import collections
-import datetime
 import hashlib
 import hmac
 import logging
 import os
 import secrets
 import ssl
-from typing import Callable, Iterable, NamedTuple, Optional, Tuple
+import threading
+from typing import Callable, Iterable, NamedTuple, Optional, Tuple, Union
 
 from . import x509
 from .x509 import fingerprint_sha256, make_self_signed
@@ -59,6 +59,7 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+_scratch = threading.local()
 
 ENCRYPTION_POLICIES = ("require", "prefer", "off")
 DEFAULT_ENCRYPTION = "prefer"
@@ -72,9 +73,12 @@ BITTORRENT_HANDSHAKE_BYTE = 0x13
 # node speaking this version of the link, before anything about the torrent is sent.
 ALPN_PROTOCOL = "sta-peer/1"
 
-# Plaintext gathered per receive() into one buffer: enough for sixteen full TLS records
-# (16 KiB each), so a 256 KiB socket read comes out as one bytes object with one copy.
-READ_BUFFER_SIZE = 256 * 1024
+# Largest plaintext of one TLS record (RFC 8446 5.1, RFC 5246 6.2.1: 2**14).
+TLS_MAX_PLAINTEXT = 16384
+# Smallest read buffer: a 256 KiB socket read (what asyncio hands a protocol) plus a partial
+# record. One per thread, not per connection (receive() copies out of it before returning), so
+# hundreds of links cost no more memory than one.
+READ_BUFFER_SIZE = 256 * 1024 + TLS_MAX_PLAINTEXT
 # send_many() joins small buffers (13-byte piece headers, requests) up to this size before
 # encrypting, so records are full (16 KiB) rather than one per message.
 WRITE_COALESCE_SIZE = 64 * 1024
@@ -94,15 +98,8 @@ SERVER_HELLO_SIZE = len(AUTH_MAGIC) + 2 + NONCE_SIZE + PROOF_SIZE
 # Info hash lengths: 20 bytes for BitTorrent v1 (BEP 3), 32 for v2 (BEP 52).
 INFO_HASH_SIZES = (20, 32)
 
-# The node's key material, under its state folder.
+# The node's key material lives in this folder of its state folder.
 TLS_FOLDER = "tls"
-CERT_FILE = "node-cert.pem"
-KEY_FILE = "node-key.pem"
-NODE_COMMON_NAME = "STA node"
-# Lifetime of a self-made certificate, and how long before its end a new one is made from the
-# same key (a pinned fingerprint changes then, so rarely: ten years).
-CERT_DAYS = 3650
-CERT_RENEW_BEFORE = datetime.timedelta(days=30)
 
 # What PeerModeMemory keeps: an hour is long enough that reconnects to a plain client skip the
 # TLS attempt, short enough to notice a peer that was upgraded; the entry cap bounds memory at a
@@ -197,98 +194,14 @@ def read_certificate_der(certfile: str) -> bytes:
         raise TlsError(f"cannot read certificate {certfile}: {exc}") from None
 
 
-def _publish(path: str, data: bytes, replace: bool) -> None:
-    """Write ``data`` to ``path`` with owner-only permissions, atomically: a reader never sees a
-    partial file. Without ``replace`` the first of several racing processes wins."""
-    tmp = f"{path}.{secrets.token_hex(8)}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        if replace:
-            os.replace(tmp, path)
-            return
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            pass  # another process made it first: use theirs
-        except OSError:  # no hard links here (some Windows and network file systems)
-            if not os.path.exists(path):
-                os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def _owner_only(path: str) -> None:
-    if os.name != "posix":
-        return  # Windows: the user profile's ACL already keeps other users out
-    mode = os.stat(path).st_mode & 0o777
-    if mode & 0o077:
-        log.warning("%s was readable by others (mode %o); restricting it to its owner",
-                    path, mode)
-        os.chmod(path, 0o600)
-
-
 def ensure_node_identity(state_dir: str, hosts: Iterable[str] = ()) -> Tuple[str, str]:
-    """The node's certificate and key files, (certfile, keyfile), made on first use.
-
-    They live in ``state_dir/tls`` (mode 0o700; files 0o600 on POSIX). The key is made once and
-    kept; the certificate is remade from the same key when it lacks one of ``hosts`` (names and
-    IP addresses an HTTPS client will use), or is about to expire.
-    """
-    folder = os.path.join(state_dir, TLS_FOLDER)
-    certfile, keyfile = os.path.join(folder, CERT_FILE), os.path.join(folder, KEY_FILE)
+    """The node's (certfile, keyfile) in ``state_dir/tls``, made on first use and kept with
+    owner-only permissions; the certificate is remade from the same key when it lacks one of
+    ``hosts`` or is about to expire (see x509.ensure_identity)."""
     try:
-        os.makedirs(folder, mode=0o700, exist_ok=True)
-        if os.name == "posix":
-            os.chmod(folder, 0o700)
-        if not os.path.exists(keyfile):
-            log.info("making this node's TLS key in %s (once)", folder)
-            _publish(keyfile, x509.private_key_pem(x509.generate_rsa_key()), replace=False)
-        _owner_only(keyfile)
-        with open(keyfile, "rb") as f:
-            key = x509.load_private_key(f.read())
-    except OSError as exc:
-        raise TlsError(f"cannot set up TLS key in {folder}: {exc.strerror or exc}") from None
+        return x509.ensure_identity(os.path.join(state_dir, TLS_FOLDER), hosts)
     except x509.X509Error as exc:
-        raise TlsError(f"the TLS key {keyfile} is damaged ({exc}); delete it and a new one "
-                       "will be made") from None
-    wanted = list(dict.fromkeys(hosts))
-    names: list = []
-    reason = "none yet"
-    if os.path.exists(certfile):
-        try:
-            with open(certfile, "rb") as f:
-                info = x509.certificate_info(f.read())
-        except (OSError, x509.X509Error) as exc:
-            reason = f"unreadable ({exc})"
-        else:
-            names = list(info.hosts)
-            now = datetime.datetime.now(datetime.timezone.utc)
-            if info.public_key != (key.n, key.e):
-                reason = "it does not match the key"
-            elif info.not_after - now < CERT_RENEW_BEFORE:
-                reason = "it expires soon"
-            elif not set(wanted) <= set(names):
-                reason = f"it lacks {', '.join(h for h in wanted if h not in names)}"
-            else:
-                return certfile, keyfile
-    names = list(dict.fromkeys(names + wanted))
-    if len(names) > x509.MAX_HOSTS:
-        names = wanted[:x509.MAX_HOSTS]
-    log.info("making a TLS certificate in %s (%s)", folder, reason)
-    try:
-        der = x509.make_certificate(key, NODE_COMMON_NAME, names, CERT_DAYS)
-        _publish(certfile, x509.der_to_pem(der, "CERTIFICATE"),
-                 replace=os.path.exists(certfile))
-    except OSError as exc:
-        raise TlsError(f"cannot write {certfile}: {exc.strerror or exc}") from None
-    except x509.X509Error as exc:
-        raise TlsError(f"cannot make a certificate: {exc}") from None
-    return certfile, keyfile
+        raise TlsError(str(exc)) from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -336,6 +249,7 @@ class ClientAuth:
         self._hello = (AUTH_MAGIC + bytes((binding.flags,)) + torrent_id(self.info_hash)
                        + nonce)
         self._buffer = b""
+        self.refused = False  # (the server's flag; a client raises instead)
         self.complete = False
         self.leftover = b""
 
@@ -453,8 +367,6 @@ class TlsLayer:
         self.server_side = server_side
         self.handshake_complete = False
         self.closed = False  # the peer ended TLS (close_notify)
-        self._buffer = bytearray(READ_BUFFER_SIZE)
-        self._view = memoryview(self._buffer)
 
     def start(self) -> bytes:
         """The client's first flight (the ClientHello)."""
@@ -477,42 +389,42 @@ class TlsLayer:
             self._incoming.write(data)
         if not self.handshake_complete and not self._handshake():
             return b""
-        chunks = []
-        view, size, pos = self._view, READ_BUFFER_SIZE, 0
+        # Plaintext cannot exceed the ciphertext waiting in the buffer plus the one partial
+        # record OpenSSL may already hold, so one read buffer of that size takes it all and
+        # the result is one copy out of it.
+        bound = self._incoming.pending + self._ssl.pending() + TLS_MAX_PLAINTEXT
+        buffer = getattr(_scratch, "buffer", None)
+        if buffer is None or len(buffer) < bound:
+            buffer = _scratch.buffer = bytearray(max(bound, READ_BUFFER_SIZE))
+        view = memoryview(buffer)
         read = self._ssl.read
-        while True:
+        pos = 0
+        while pos < bound:
             try:
-                n = read(size - pos, view[pos:])
+                n = read(bound - pos, view[pos:])
             except ssl.SSLWantReadError:
                 break
             except ssl.SSLZeroReturnError:
-                self.closed = True
-                break
+                n = 0
             except ssl.SSLError as exc:
                 raise TlsError(f"TLS record rejected: {_ssl_reason(exc)}") from None
-            if not n:
+            if not n:  # the peer's close_notify (ssl reports it as a read of 0 bytes)
+                self.closed = True
                 break
             pos += n
-            if pos == size:
-                chunks.append(bytes(view))
-                pos = 0
-        if not chunks:
-            return bytes(view[:pos])
-        chunks.append(bytes(view[:pos]))
-        return b"".join(chunks)
+        return bytes(view[:pos])
 
     def receive_eof(self) -> None:
         """The transport closed. Raises TlsUnsupported when the handshake had not finished (the
         peer hung up on our ClientHello), TlsError when data was cut short without a TLS close."""
         if self.closed:
             return
+        # receive() drains everything that has arrived, so a close_notify would have been seen
+        # already; asking OpenSSL now gives different answers on different Python versions.
         self._incoming.write_eof()
         if not self.handshake_complete:
             raise TlsUnsupported("peer closed the connection during the TLS handshake")
-        try:
-            self.receive(b"")
-        except TlsError:
-            raise TlsError("peer closed the connection without ending TLS") from None
+        raise TlsError("peer closed the connection without ending TLS")
 
     def write(self, data: bytes) -> None:
         """Encrypt ``data`` into the outgoing buffer (take it with ``outgoing()``)."""
@@ -591,7 +503,8 @@ class SecureLink:
     ``receive(ciphertext)`` returns BitTorrent bytes only after both sides have proved they know
     the info hash; ``send`` refuses before that, so no file data leaves unauthenticated. After
     every call, and after a TlsError too (a refusal is sent politely), write ``outgoing()``.
-    The server side checks that the BitTorrent handshake that follows names ``info_hash``.
+    The caller checks that the BitTorrent handshakes that follow name ``info_hash``, the torrent
+    both sides proved they know.
     """
 
     def __init__(self, context: ssl.SSLContext, server_side: bool, *,
@@ -607,7 +520,7 @@ class SecureLink:
         self.info_hash = _check_info_hash(info_hash) if info_hash is not None else None
         self._lookup = lookup
         self._certificate_der = certificate_der
-        self._auth = None  # type: Optional[object]
+        self._auth: Optional[Union[ClientAuth, ServerAuth]] = None
         self.authenticated = False
 
     @classmethod
@@ -623,6 +536,11 @@ class SecureLink:
     def handshake_complete(self) -> bool:
         return self.tls.handshake_complete
 
+    @property
+    def closed(self) -> bool:
+        """The peer ended TLS cleanly: close the transport."""
+        return self.tls.closed
+
     def start(self) -> bytes:
         """The client's first bytes (TLS ClientHello)."""
         return self.tls.start()
@@ -636,35 +554,32 @@ class SecureLink:
         if not plain:
             return b""
         auth = self._auth
-        reply = auth.receive(plain)  # type: ignore[attr-defined]
+        assert auth is not None
+        reply = auth.receive(plain)
         if reply:
             self.tls.write(reply)
-        if getattr(auth, "refused", False):
+        if auth.refused:
             self.tls.shutdown()
             raise TlsError("peer asked for a torrent this node does not have")
-        if not auth.complete:  # type: ignore[attr-defined]
+        if not auth.complete:
             return b""
         self.authenticated = True
-        self.info_hash = auth.info_hash  # type: ignore[attr-defined]
-        return auth.leftover  # type: ignore[attr-defined]
+        self.info_hash = auth.info_hash
+        return auth.leftover
 
     def _begin(self) -> None:
         if ssl.HAS_ALPN and self.tls.alpn_protocol != ALPN_PROTOCOL:
             raise TlsUnsupported("peer speaks TLS but not the STA peer protocol (no ALPN "
                                  f"{ALPN_PROTOCOL})")
-        if self.server_side:
-            der = self._certificate_der
-        else:
-            der = self.tls.peer_certificate()
-            if not der:
-                raise TlsAuthError("peer sent no TLS certificate")
+        der = self._certificate_der if self.server_side else self.tls.peer_certificate()
+        if not der:
+            raise TlsAuthError("peer sent no TLS certificate")
         binding = ChannelBinding(hashlib.sha256(der).digest(), self.tls.tls_unique())
-        if self.server_side:
-            self._auth = ServerAuth(self._lookup, binding)  # type: ignore[arg-type]
-        else:
-            auth = ClientAuth(self.info_hash, binding)  # type: ignore[arg-type]
-            self._auth = auth
-            self.tls.write(auth.hello())
+        if self._lookup is not None:
+            self._auth = ServerAuth(self._lookup, binding)
+        elif self.info_hash is not None:
+            self._auth = ClientAuth(self.info_hash, binding)
+            self.tls.write(self._auth.hello())
 
     def receive_eof(self) -> None:
         """The transport closed: raises the TlsError that explains it, if it was not clean."""

@@ -20,9 +20,11 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Set, Tuple
 from . import wire
 from .announcer import Announcer
 from .bitfield import Bitfield
-from .blockcache import ReadCache, WriteBuffers, verify_and_write
-from .peer import (CLIENT_VERSION, IDLE_TIMEOUT, KEEPALIVE_INTERVAL, MAX_INCOMING_REQUESTS,
-                   PeerConnection)
+from .blockcache import ReadCache, WriteBuffers, verify_and_write, verify_stored
+from . import metadata
+from .metadata import MetadataServer
+from .peer import (CLIENT_VERSION, EXTENSION_IDS, IDLE_TIMEOUT, KEEPALIVE_INTERVAL,
+                   MAX_INCOMING_REQUESTS, UT_METADATA, PeerConnection)
 from .picker import PiecePicker
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -109,6 +111,11 @@ class Torrent:
         self.contributions: Dict[Tuple[str, int], int] = {}
         self._verifying: Set[int] = set()
         self._write_buffers = WriteBuffers(self.info.piece_size)
+        self._metadata_server = MetadataServer(self.info.raw)
+        # Who sent each block of the pieces in progress, and for pieces that failed the hash
+        # with blocks from several peers, each block's sender and digest (see _convict).
+        self._block_origin: Dict[int, Dict[int, Tuple[str, int]]] = {}
+        self._suspects: Dict[int, Dict[int, Tuple[Tuple[str, int], bytes]]] = {}
         self.read_cache = ReadCache(storage.read_block, self.info.piece_size,
                                     self.info.piece_length)
         self._optimistic: Optional[PeerConnection] = None
@@ -280,12 +287,39 @@ class Torrent:
             record.failures = 0
         self.peers.add(conn)
         conn.bits = Bitfield(self.info.num_pieces)
-        log.info("%s: connected to %s:%s (%s, %s)", self.name, conn.address[0], conn.address[1],
-                 conn.client_name, "incoming" if conn.incoming else "outgoing")
+        log.info("%s: connected to %s:%s (%s, %s, %s)", self.name, conn.address[0],
+                 conn.address[1], conn.client_name, "incoming" if conn.incoming else "outgoing",
+                 "encrypted" if conn.encrypted else "plain")
         return True
+
+    def adopt(self, conn: PeerConnection, raw_bits: Optional[bytes], haves: List[int]) -> None:
+        """Take over a connection that a magnet's stand-in opened, replaying what the peer
+        said it has before the piece count was known."""
+        if not self.accept_peer(conn):
+            return
+        if raw_bits is not None:
+            self.peer_bitfield(conn, raw_bits)
+        for index in haves:
+            if conn.closed:
+                return
+            self.peer_have(conn, index)
+        if conn.bits is not None and not conn.closed:
+            self._peer_bits_changed(conn)
+        bits = self.have_bits()
+        if bits is not None and not conn.closed:
+            # BEP 3 allows a bitfield only right after the handshake, which is long past: what
+            # the resume state found on disk goes out as `have` messages instead.
+            for index in bits.iter_set():
+                conn.send(wire.have(index))
+        if not conn.closed:
+            self._fill_requests(conn)
 
     def peer_closed(self, conn: PeerConnection) -> None:
         if conn not in self.peers:
+            # An outgoing attempt that ended before the handshake: back off, unless it is being
+            # dialled again in plain BitTorrent right now (see PeerConnection._tls_failed).
+            if not conn.incoming and conn.address is not None and not conn.retry_plain:
+                self.connect_failed(conn.address)
             return
         self.peers.discard(conn)
         if self.picker is not None:
@@ -424,6 +458,10 @@ class Torrent:
             return
         if conn.address is not None:
             self.contributions[conn.address] = self.contributions.get(conn.address, 0) + size
+            origin = self._block_origin.get(index)
+            if origin is None:
+                origin = self._block_origin[index] = {}
+            origin[begin] = conn.address
         if not self._write_buffers.store(index, begin, block):
             try:
                 self.storage.write_block(index, begin, block)
@@ -463,10 +501,27 @@ class Torrent:
         pass
 
     def peer_extended(self, conn: PeerConnection, ext_id: int, payload: bytes) -> None:
-        log.debug("%s: %r sent extension message %d we did not offer", self.name, conn, ext_id)
+        if ext_id != EXTENSION_IDS[UT_METADATA]:
+            log.debug("%s: %r sent extension message %d we did not offer", self.name, conn,
+                      ext_id)
+            return
+        try:
+            msg = wire.decode_metadata(payload)
+        except wire.WireError as exc:
+            conn.close(f"bad ut_metadata message: {exc}")
+            return
+        # A private torrent's metadata is not handed out (libtorrent does the same): its peers
+        # get it from the .torrent file, through the tracker that admits them.
+        answer = (metadata.refuse(msg) if self.info.private
+                  else self._metadata_server.answer(msg))
+        peer_id = conn.extensions.get(UT_METADATA)
+        if answer is not None and peer_id:
+            conn.send(wire.extended(peer_id, answer))
 
     def ext_handshake_fields(self, conn: PeerConnection) -> Dict[str, Any]:
         fields: Dict[str, Any] = {"v": CLIENT_VERSION, "reqq": MAX_INCOMING_REQUESTS}
+        if not self.info.private:
+            fields["metadata_size"] = len(self.info.raw)
         if self.session.listen_port:
             fields["p"] = self.session.listen_port
         return fields
@@ -477,54 +532,80 @@ class Torrent:
         """Hash a whole piece off the loop (and write it, when it was assembled in memory)."""
         self._verifying.add(index)
         data = self._write_buffers.take(index)
+        suspect = index in self._suspects
         if data is not None:
-            call = partial(verify_and_write, self.storage, index, self.info.piece_hash(index), data)
+            call = partial(verify_and_write, self.storage, index, self.info.piece_hash(index), data,
+                           wire.BLOCK_SIZE, suspect)
         else:
-            call = partial(self.storage.verify_piece, index)
+            call = partial(verify_stored, self.storage, index, self.info.piece_size(index),
+                           wire.BLOCK_SIZE, suspect)
         future = self.session.loop.run_in_executor(self.session.hash_pool, call)
         if data is not None:
             future.add_done_callback(lambda _: self._write_buffers.release(len(data)))
         future.add_done_callback(partial(self._verified, index))
 
-    def _verified(self, index: int, future: "asyncio.Future[bool]") -> None:
+    def _verified(self, index: int, future: "asyncio.Future[Tuple[bool, Any]]") -> None:
         self._verifying.discard(index)
+        origins = self._block_origin.pop(index, {})
         picker = self.picker
         if picker is None or self.state not in (DOWNLOADING,):
             return
         try:
-            ok = future.result()
+            ok, digests = future.result()
         except Exception as exc:
             self.storage_failed(exc)
             return
-        contributors = picker.contributors(index)
         if ok:
             picker.piece_verified(index)
             self.storage.mark_verified(index)
+            self._convict(index, digests)
             message = wire.have(index)
             for conn in self.peers:
                 conn.send(message)
-                if conn.am_interested and conn.bits is not None and not picker.interesting(conn.bits):
-                    if not conn.outstanding:
-                        conn.set_interested(False)
+                if (conn.am_interested and not conn.outstanding and conn.bits is not None
+                        and not picker.interesting(conn.bits)):
+                    conn.set_interested(False)
             if picker.complete:
                 self._become_seed()
-        else:
-            picker.piece_failed(index)
-            self.wasted += self.info.piece_size(index)
-            log.warning("%s: piece %d failed the hash check (from %s)", self.name, index,
-                        ", ".join(f"{c.address[0]}:{c.address[1]}" for c in contributors) or "?")
-            for conn in contributors:
-                record = self.known.get(conn.address) if conn.address else None
-                if record is None and conn.address is not None:
-                    record = self.known.setdefault(conn.address, PeerRecord(conn.address, "incoming"))
-                if record is not None:
-                    record.hash_failures += 1
-                    if record.hash_failures >= MAX_HASH_FAILURES:
-                        record.banned = True
-                        log.warning("%s: banned %s:%s after %d pieces that failed the hash",
-                                    self.name, conn.address[0], conn.address[1],
-                                    record.hash_failures)
-                        conn.close("sent data that failed the hash check")
+            return
+        picker.piece_failed(index)
+        self.wasted += self.info.piece_size(index)
+        sources = set(origins.values())
+        log.warning("%s: piece %d failed the hash check (blocks from %s)", self.name, index,
+                    ", ".join(f"{h}:{p}" for h, p in sorted(sources)) or "?")
+        if len(sources) == 1:
+            self._strike(sources.pop(), f"piece {index} it alone sent failed the hash check")
+        elif sources and digests:
+            # Several peers sent blocks of it: remember who sent what, and once the piece passes
+            # the check, the blocks that differ name the liar (libtorrent's "smart ban").
+            self._suspects[index] = {begin: (address, digests[begin // wire.BLOCK_SIZE])
+                                     for begin, address in origins.items()}
+
+    def _convict(self, index: int, digests: Optional[List[bytes]]) -> None:
+        """A piece that once failed now passed: strike the peers whose blocks were different."""
+        suspects = self._suspects.pop(index, None)
+        if not suspects or not digests:
+            return
+        liars = {address for begin, (address, digest) in suspects.items()
+                 if digest != digests[begin // wire.BLOCK_SIZE]}
+        for address in liars:
+            self._strike(address, f"sent corrupt blocks of piece {index}")
+
+    def _strike(self, address: Tuple[str, int], reason: str) -> None:
+        """One proven bad piece from ``address``; ban it after MAX_HASH_FAILURES."""
+        record = self.known.get(address)
+        if record is None:
+            record = self.known.setdefault(address, PeerRecord(address, "incoming"))
+        record.hash_failures += 1
+        log.warning("%s: peer %s:%s %s (%d of %d before a ban)", self.name, address[0],
+                    address[1], reason, record.hash_failures, MAX_HASH_FAILURES)
+        if record.hash_failures >= MAX_HASH_FAILURES and not record.banned:
+            record.banned = True
+            log.warning("%s: banned %s:%s after %d bad pieces", self.name, address[0], address[1],
+                        record.hash_failures)
+            for conn in list(self.peers):
+                if conn.address == address:
+                    conn.close("sent data that failed the hash check")
 
     # -- periodic work -----------------------------------------------------------------------
 

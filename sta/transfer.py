@@ -17,7 +17,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, List, Optional, Sequence, Tuple
 
+from . import magnet as magnet_mod
 from . import metainfo as metainfo_mod
+from .magnet_torrent import MagnetTorrent, saved_metainfo
 from .session import Session
 from .storage import FileStorage
 from .torrent import DOWNLOADING, ERROR, SEEDING, Torrent
@@ -46,15 +48,21 @@ class TransferOptions:
     host: str = "0.0.0.0"
     encryption: str = "prefer"
     out: Any = None               # stream for progress and summary (default stderr)
+    tracker_ssl_context: Any = None   # trust for https trackers (announce.make_ssl_context)
     extra: dict = field(default_factory=dict)
 
 
 def load_sources(sources: Sequence[str]) -> List[Any]:
-    """Load every .torrent given; one clear error for the first that is unusable."""
-    loaded = []
+    """Load every .torrent and parse every magnet link given; one clear error for the first
+    that is unusable."""
+    loaded: List[Any] = []
     for source in sources:
         if source.startswith("magnet:"):
-            raise TransferError(f"{source[:60]}: magnet links are not supported by this command yet")
+            try:
+                loaded.append(magnet_mod.parse(source))
+            except magnet_mod.MagnetError as exc:
+                raise TransferError(f"{source[:60]}: {exc}") from None
+            continue
         try:
             loaded.append(metainfo_mod.load(source))
         except metainfo_mod.MetainfoError as exc:
@@ -78,7 +86,8 @@ def _run_loop(coro: Any) -> int:
 
 async def _transfer(options: TransferOptions, metainfos: List[Any]) -> int:
     out = options.out if options.out is not None else sys.stderr
-    session = Session(port=options.port, host=options.host)
+    session = Session(port=options.port, host=options.host, encryption=options.encryption,
+                      tracker_ssl_context=options.tracker_ssl_context)
     stop = asyncio.Event()
     _install_signal_handlers(stop)
     await session.start()
@@ -87,13 +96,14 @@ async def _transfer(options: TransferOptions, metainfos: List[Any]) -> int:
     try:
         ui.write_line(out, f"Listening for peers on port {session.listen_port}")
         for meta in metainfos:
-            if options.seed_only:
+            if options.seed_only and not isinstance(meta, magnet_mod.Magnet):
                 ui.write_line(out, f"Checking {meta.info.name} in {options.folder} ...")
             torrent = await add_torrent(session, meta, options.folder, seed_only=options.seed_only,
                                         recheck=options.recheck, peers=options.peers)
             torrents.append(torrent)
             _report_start(out, torrent, options)
-        if options.seed_only and not any(t.picker and t.picker.have.count for t in torrents):
+        if options.seed_only and not any(isinstance(t, MagnetTorrent) or t.picker.have.count
+                                         for t in torrents):
             raise TransferError("none of the data was found; is --data the folder that holds it?")
         status = await _watch(session, torrents, options, stop, out)
     finally:
@@ -108,6 +118,17 @@ async def add_torrent(session: Session, meta: Any, folder: str, *, seed_only: bo
 
     ``seed_only`` opens the files read-only: a seed never creates, grows or writes a file.
     """
+    if isinstance(meta, magnet_mod.Magnet):
+        saved = saved_metainfo(meta, folder)
+        if saved is None:
+            def build(fetched: Any) -> Torrent:
+                return Torrent(session, fetched, FileStorage(fetched.info, folder,
+                                                             readonly=seed_only))
+            stand_in = MagnetTorrent(session, meta, folder, build)
+            await session.add(stand_in)
+            stand_in.add_peers(list(peers), "command line")
+            return stand_in  # type: ignore[return-value]
+        meta = saved  # fetched by an earlier run: no need to fetch it again
     storage = FileStorage(meta.info, folder, readonly=seed_only)
     torrent = Torrent(session, meta, storage)
     await session.add(torrent, recheck=recheck)
@@ -115,7 +136,18 @@ async def add_torrent(session: Session, meta: Any, folder: str, *, seed_only: bo
     return torrent
 
 
+def current(torrent: Any) -> Any:
+    """A magnet's stand-in once its metadata arrived is the real torrent."""
+    while getattr(torrent, "successor", None) is not None:
+        torrent = torrent.successor
+    return torrent
+
+
 def _report_start(out: Any, torrent: Torrent, options: TransferOptions) -> None:
+    if isinstance(torrent, MagnetTorrent):
+        ui.write_line(out, f"{torrent.name}: fetching the metadata from peers, trackers and "
+                           "sources")
+        return
     have = torrent.picker.have.count if torrent.picker else 0
     total = torrent.info.num_pieces
     if options.seed_only:
@@ -139,6 +171,7 @@ async def _watch(session: Session, torrents: List[Torrent], options: TransferOpt
     downloading = not options.seed_only and not options.keep_seeding
     status = 0
     while True:
+        torrents[:] = [current(t) for t in torrents]
         block.update([_line(t) for t in torrents])
         failed = [t for t in torrents if t.state == ERROR]
         if downloading and all(t.state in (SEEDING, ERROR) for t in torrents):
@@ -152,6 +185,10 @@ async def _watch(session: Session, torrents: List[Torrent], options: TransferOpt
             if downloading or any(t.state == DOWNLOADING for t in torrents):
                 left = [t.name for t in torrents if not t.complete]
                 block.finish([_line(t) for t in torrents])
+                for t in torrents:
+                    if isinstance(t, MagnetTorrent):
+                        ui.write_line(out, f"{t.name}: no metadata within {options.timeout:g} s;"
+                                           f" tried {t.sources_tried()}")
                 ui.write_line(out, f"timed out after {options.timeout:g} s; incomplete: "
                                    + ", ".join(left))
                 return 1
@@ -200,3 +237,41 @@ def _install_signal_handlers(stop: asyncio.Event) -> None:
             # Windows' event loops have no add_signal_handler: a plain handler that wakes the
             # loop from the signal context does the same.
             signal.signal(sig, lambda *_: loop.call_soon_threadsafe(stop.set))
+
+
+def fetch_metadata(link: "magnet_mod.Magnet", peers: Sequence[Tuple[str, int]],
+                   timeout: Optional[float], port: int = 0) -> bytes:
+    """`info --fetch`: the verified info dictionary of a magnet link, from its trackers, its
+    sources and its peers; TransferError naming every source tried when none answers."""
+    return _run_loop(_fetch(link, peers, timeout or DEFAULT_FETCH_TIMEOUT, port))
+
+
+# Seconds `info --fetch` waits without --timeout: long enough for a tracker round trip and a
+# few peers on a LAN, short enough that a dead magnet does not hang a script.
+DEFAULT_FETCH_TIMEOUT = 60.0
+
+
+async def _fetch(link: "magnet_mod.Magnet", peers: Sequence[Tuple[str, int]], timeout: float,
+                 port: int) -> bytes:
+    session = Session(port=port)
+    stop = asyncio.Event()
+    _install_signal_handlers(stop)
+    await session.start()
+    try:
+        stand_in = MagnetTorrent(session, link, ".", None)
+        await session.add(stand_in)
+        stand_in.add_peers(list(peers), "command line")
+        waiter = asyncio.ensure_future(stand_in.done.wait())
+        stopper = asyncio.ensure_future(stop.wait())
+        await asyncio.wait([waiter, stopper], timeout=timeout,
+                           return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        stopper.cancel()
+        if stand_in.fetched is None:
+            if stop.is_set():
+                raise KeyboardInterrupt
+            raise TransferError(f"no metadata within {timeout:g} s; tried "
+                                + stand_in.sources_tried())
+        return stand_in.fetched
+    finally:
+        await session.close()

@@ -23,7 +23,9 @@ import base64
 import datetime
 import hashlib
 import ipaddress
+import logging
 import math
+import os
 import re
 import secrets
 from typing import Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
@@ -31,8 +33,10 @@ from typing import Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
 __all__ = [
     "X509Error", "RsaKey", "generate_rsa_key", "make_self_signed", "make_certificate",
     "fingerprint_sha256", "pem_to_der", "der_to_pem", "load_private_key", "certificate_info",
-    "CertificateInfo", "private_key_pem",
+    "CertificateInfo", "private_key_pem", "ensure_identity",
 ]
+
+log = logging.getLogger(__name__)
 
 # RSA modulus size. 2048 bits is the floor of NIST SP 800-57 for use past 2030 and what every TLS
 # stack accepts; larger keys would take many seconds to make in pure Python for no practical gain
@@ -78,6 +82,14 @@ OID_SERVER_AUTH = "1.3.6.1.5.5.7.3.1"
 OID_CLIENT_AUTH = "1.3.6.1.5.5.7.3.2"
 
 ORGANIZATION = "STA"
+# The node's own key material (ensure_identity).
+CERT_FILE = "node-cert.pem"
+KEY_FILE = "node-key.pem"
+NODE_COMMON_NAME = "STA node"
+# Lifetime of the node's certificate, and how long before its end a new one is made from the
+# same key (a pinned fingerprint changes then, so rarely: ten years).
+CERT_DAYS = 3650
+CERT_RENEW_BEFORE = datetime.timedelta(days=30)
 
 
 class X509Error(Exception):
@@ -524,3 +536,96 @@ def certificate_info(certificate: Union[bytes, str]) -> CertificateInfo:
                 elif ntag == 0x87:
                     hosts.append(str(ipaddress.ip_address(der[ns:ne])))
     return CertificateInfo((numbers[0], numbers[1]), not_before, not_after, tuple(hosts))
+
+
+# ---------------------------------------------------------------------------------------------
+# The node's identity on disk
+
+def _publish(path: str, data: bytes, replace: bool) -> None:
+    """Write ``data`` to ``path`` with owner-only permissions, atomically: a reader never sees a
+    partial file. Without ``replace`` the first of several racing processes wins."""
+    tmp = f"{path}.{secrets.token_hex(8)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        if replace:
+            os.replace(tmp, path)
+            return
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # another process made it first: use theirs
+        except OSError:  # no hard links here (some Windows and network file systems)
+            if not os.path.exists(path):
+                os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _owner_only(path: str, mode: int) -> None:
+    if os.name != "posix":
+        return  # Windows: the user profile's ACL already keeps other users out
+    current = os.stat(path).st_mode & 0o777
+    if current & ~mode:
+        log.warning("%s was open to others (mode %o); restricting it to its owner", path, current)
+        os.chmod(path, mode)
+
+
+def _existing_certificate(certfile: str, key: RsaKey, hosts: List[str]) -> Tuple[str, List[str]]:
+    """('', names) if ``certfile`` is fine for ``key`` and ``hosts``, else (why not, names)."""
+    if not os.path.exists(certfile):
+        return "none yet", []
+    try:
+        with open(certfile, "rb") as f:
+            info = certificate_info(f.read())
+    except (OSError, X509Error) as exc:
+        return f"the old one is unreadable ({exc})", []
+    names = list(info.hosts)
+    if info.public_key != (key.n, key.e):
+        return "the old one does not match the key", names
+    if info.not_after - datetime.datetime.now(datetime.timezone.utc) < CERT_RENEW_BEFORE:
+        return "the old one expires soon", names
+    missing = [h for h in hosts if h not in names]
+    if missing:
+        return f"the old one lacks {', '.join(missing)}", names
+    return "", names
+
+
+def ensure_identity(folder: str, hosts: Iterable[str] = ()) -> Tuple[str, str]:
+    """(certfile, keyfile) in ``folder``, made on first use: the folder mode 0o700 and both files
+    0o600 on POSIX. The key is made once and kept; the certificate is remade from the same key
+    when it lacks one of ``hosts`` (names and IP addresses HTTPS clients will use) or is about
+    to expire, so a pinned fingerprint changes only then."""
+    certfile, keyfile = os.path.join(folder, CERT_FILE), os.path.join(folder, KEY_FILE)
+    try:
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        _owner_only(folder, 0o700)
+        if not os.path.exists(keyfile):
+            log.info("making this node's TLS key in %s (once)", folder)
+            _publish(keyfile, private_key_pem(generate_rsa_key()), replace=False)
+        _owner_only(keyfile, 0o600)
+        with open(keyfile, "rb") as f:
+            key = load_private_key(f.read())
+    except OSError as exc:
+        raise X509Error(f"cannot set up the TLS key in {folder}: {exc.strerror or exc}") from None
+    except X509Error as exc:
+        raise X509Error(f"the TLS key {keyfile} is damaged ({exc}); delete it and a new one "
+                        "will be made") from None
+    wanted = list(dict.fromkeys(hosts))
+    reason, names = _existing_certificate(certfile, key, wanted)
+    if not reason:
+        return certfile, keyfile
+    names = list(dict.fromkeys(names + wanted))
+    if len(names) > MAX_HOSTS:
+        names = wanted[:MAX_HOSTS]
+    log.info("making a TLS certificate in %s (%s)", folder, reason)
+    try:
+        der = make_certificate(key, NODE_COMMON_NAME, names, CERT_DAYS)
+        _publish(certfile, der_to_pem(der, "CERTIFICATE"), replace=os.path.exists(certfile))
+    except OSError as exc:
+        raise X509Error(f"cannot write {certfile}: {exc.strerror or exc}") from None
+    return certfile, keyfile

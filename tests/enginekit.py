@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import os
 import queue
 import re
@@ -89,6 +90,10 @@ class StaProcess:
             pass
         finally:
             self.lines.put(_EOF)
+            try:
+                self.proc.stdout.close()
+            except OSError:
+                pass
 
     @property
     def output(self) -> str:
@@ -230,6 +235,35 @@ def wait_for_swarm(server: Any, info_hash: bytes, seeders: int = 0, leechers: in
 
 # ----------------------------------------------------------------------------- in-process engine
 
+class LogCapture(logging.Handler):
+    """Keeps the engine's log lines (INFO and up) for the test to read, off the console."""
+
+    def __init__(self, test: Any) -> None:
+        super().__init__(logging.INFO)
+        self.setFormatter(logging.Formatter("%(relativeCreated)8.0f %(name)s: %(message)s"))
+        self.lines: List[str] = []
+        logger = logging.getLogger("sta")
+        saved = (logger.level, logger.propagate)
+        logger.addHandler(self)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+        def restore() -> None:
+            logger.removeHandler(self)
+            logger.setLevel(saved[0])
+            logger.propagate = saved[1]
+        test.addCleanup(restore)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+    def matching(self, text: str) -> List[str]:
+        return [line for line in list(self.lines) if text in line]
+
+    def tail(self, n: int = TAIL_LINES) -> str:
+        return "\n".join(self.lines[-n:])
+
+
 class Engine:
     """STA sessions on one event loop in a background thread.
 
@@ -241,6 +275,7 @@ class Engine:
     def __init__(self, test: Any) -> None:
         self.loop = asyncio.new_event_loop()
         self.sessions: List[Session] = []
+        self.log = LogCapture(test)
         self._thread = threading.Thread(target=self._run, name="engine-loop", daemon=True)
         self._thread.start()
         test.addCleanup(self.close)
@@ -264,18 +299,44 @@ class Engine:
             return fn()
         return self.run(invoke(), timeout)
 
+    async def _start_node(self, meta: metainfo.Metainfo, folder: str, readonly: bool,
+                          host: str) -> Torrent:
+        session = Session(port=0, host=host)
+        await session.start()
+        self.sessions.append(session)
+        storage = FileStorage(meta.info, folder, readonly=readonly)
+        torrent = Torrent(session, meta, storage)
+        await session.add(torrent)
+        return torrent
+
     def node(self, meta: metainfo.Metainfo, folder: str, *, readonly: bool = False,
              peers: Iterable[Tuple[str, int]] = (), host: str = "127.0.0.1") -> Torrent:
         """A session with one torrent whose data lives in `folder`; returns the torrent."""
         async def start() -> Torrent:
-            session = Session(port=0, host=host)
-            await session.start()
-            self.sessions.append(session)
-            storage = FileStorage(meta.info, folder, readonly=readonly)
-            torrent = Torrent(session, meta, storage)
-            await session.add(torrent)
+            torrent = await self._start_node(meta, folder, readonly, host)
             torrent.add_peers(list(peers), "test")
             return torrent
+        return self.run(start())
+
+    def mesh(self, meta: metainfo.Metainfo, folders: Sequence[str],
+             peers: Iterable[Tuple[str, int]] = (), *, both_ways: bool = False,
+             host: str = "127.0.0.1") -> List[Torrent]:
+        """Nodes started together, each told of `peers` and of the nodes before it in the list
+        (as a tracker answers: the earlier ones), or with `both_ways` of every other node, so
+        that each pair dials each other at the same moment.
+
+        They start in one loop turn, so their one-second ticks (which open connections) line
+        up and none gets a head start on the others.
+        """
+        async def start() -> List[Torrent]:
+            torrents = await asyncio.gather(*(self._start_node(meta, f, False, host)
+                                              for f in folders))
+            addresses = [listen_address(t) for t in torrents]
+            for n, t in enumerate(torrents):
+                others = [a for a in addresses if a != addresses[n]] if both_ways \
+                    else addresses[:n]
+                t.add_peers(list(peers) + others, "test")
+            return list(torrents)
         return self.run(start())
 
     def add_peers(self, torrent: Torrent, peers: Iterable[Tuple[str, int]]) -> None:
@@ -290,7 +351,8 @@ class Engine:
             if self.call(predicate):
                 return
             time.sleep(POLL)
-        raise EngineTestError("not within %.0f s: %s" % (timeout, what))
+        raise EngineTestError("not within %.0f s: %s\nengine log:\n%s"
+                              % (timeout, what, self.log.tail()))
 
     def wait_done(self, torrents: Sequence[Torrent], timeout: float = WAIT) -> None:
         """Wait until every torrent has all its pieces verified (or stopped with an error)."""
@@ -303,8 +365,8 @@ class Engine:
             if self.call(lambda: all(t.done.is_set() for t in torrents)):
                 return
             time.sleep(POLL)
-        raise EngineTestError("downloads not complete within %.0f s: %s"
-                              % (timeout, self.call(describe)))
+        raise EngineTestError("downloads not complete within %.0f s: %s\nengine log:\n%s"
+                              % (timeout, self.call(describe), self.log.tail()))
 
     def close(self) -> None:
         async def close_all() -> None:
@@ -363,8 +425,10 @@ class RawPeer:
                 return event
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            for event in self._receive():
+            new = self._receive()
+            for n, event in enumerate(new):
                 if predicate(event):
+                    self.events.extend(new[n + 1:])
                     return event
                 self.events.append(event)
             if self.closed:
@@ -404,12 +468,21 @@ def _summarise(events: List[Any]) -> str:
 
 
 class LyingSeed:
-    """A peer on 127.0.0.1 that claims every piece and answers each request with wrong bytes.
+    """A peer on 127.0.0.1 that claims every piece and answers requests with wrong bytes.
 
     It serves every connection made to it (counted in .connections) until closed.
+
+    With ``first_blocks_only`` it answers only the requests for the first block of a piece, then
+    chokes (which, without the fast extension, drops every other request the downloader had
+    queued with it) and unchokes again after ``rechoke_delay``. The other blocks of those pieces
+    then come from whoever else has them, so each piece that fails its hash had blocks from an
+    honest peer too.
     """
 
-    def __init__(self, test: Any, meta: metainfo.Metainfo) -> None:
+    def __init__(self, test: Any, meta: metainfo.Metainfo, *, first_blocks_only: bool = False,
+                 rechoke_delay: float = 0.5) -> None:
+        self.first_blocks_only = first_blocks_only
+        self.rechoke_delay = rechoke_delay
         self.info = meta.info
         self.info_hash = meta.info_hash
         self.server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -446,35 +519,52 @@ class LyingSeed:
             t.start()
             self._threads.append(t)
 
-    def _serve(self, conn: socket.socket) -> None:
-        conn.settimeout(SOCKET_POLL)
-        reader = wire.MessageReader(expect_handshake=True)
+    def _full_bitfield(self) -> bytes:
         n = self.info.num_pieces
         full = bytearray(b"\xff" * ((n + 7) // 8))
         if n % 8:
             full[-1] = (0xFF << (8 - n % 8)) & 0xFF
+        return bytes(full)
+
+    def _serve(self, conn: socket.socket) -> None:
+        conn.settimeout(SOCKET_POLL)
+        reader = wire.MessageReader(expect_handshake=True)
+        choked_at: Optional[float] = None
         try:
             while not self._stop.is_set():
+                out = []
+                if choked_at is not None and time.monotonic() - choked_at >= self.rechoke_delay:
+                    choked_at = None
+                    out.append(wire.unchoke())
                 try:
                     data = conn.recv(RECV_SIZE)
                 except socket.timeout:
-                    continue
-                if not data:
+                    data = None
+                if data == b"":
                     return
-                out = []
-                for event in reader.feed(data):
+                for event in reader.feed(data) if data else ():
                     if isinstance(event, wire.Handshake):
                         out += [wire.handshake(self.info_hash, LIAR_PEER_ID, extensions=False),
-                                wire.bitfield(bytes(full)), wire.unchoke()]
-                    elif isinstance(event, wire.Request):
-                        # Wrong bytes of the right size: only the piece hash can tell.
-                        bad = bytes([(event.index + event.begin // wire.BLOCK_SIZE + 1) % 251]
-                                    ) * event.length
-                        out.append(wire.piece(event.index, event.begin, bad))
+                                wire.bitfield(self._full_bitfield()), wire.unchoke()]
+                    elif isinstance(event, wire.Request) and choked_at is None:
+                        if self.first_blocks_only and event.begin != 0:
+                            continue
+                        out.append(wire.piece(event.index, event.begin,
+                                              _wrong_block(event.index, event.begin,
+                                                           event.length)))
                         self.blocks_sent += 1
+                if self.first_blocks_only and choked_at is None and any(
+                        m[4] == 7 for m in out if len(m) > 4):  # a piece message went out
+                    out.append(wire.choke())
+                    choked_at = time.monotonic()
                 if out:
                     conn.sendall(b"".join(out))
         except (OSError, wire.WireError):
             return
         finally:
             conn.close()
+
+
+def _wrong_block(index: int, begin: int, length: int) -> bytes:
+    """Bytes of the right size that are not the torrent's (random data never looks like this)."""
+    return bytes([(index + begin // wire.BLOCK_SIZE + 1) % 251]) * length

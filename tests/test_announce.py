@@ -1,5 +1,5 @@
-"""Tests for sta.announce: response parsing, URL building, scheduling and tiers (pure), and real
-HTTP(S) exchanges against a small http.server on 127.0.0.1."""
+"""Tests for sta.announce and sta.trackers: response parsing, URL building, scheduling and tiers
+(pure), and real HTTP(S) exchanges against a small http.server on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from unittest import mock
 from urllib.parse import parse_qs, unquote_to_bytes, urlsplit
 
 from sta import announce as A
+from sta import trackers as T
 from sta.bencode import encode
 
 # Bytes that mean something in a URL (space, +, &, =, %, /, ?, #) and bytes above 0x7f.
@@ -337,55 +338,55 @@ def ok(interval=1800, min_interval=None, tracker_id=None, warning=None, peers=()
 
 class ScheduleTests(unittest.TestCase):
     def test_new_schedule_is_due_at_once(self):
-        self.assertTrue(A.TrackerSchedule().is_due(0.0))
+        self.assertTrue(T.TrackerSchedule().is_due(0.0))
 
     def test_interval_sets_next_announce(self):
-        s = A.TrackerSchedule()
+        s = T.TrackerSchedule()
         self.assertEqual(s.succeeded(100.0, 1800), 1900.0)
         self.assertFalse(s.is_due(1899.9))
         self.assertTrue(s.is_due(1900.0))
 
     def test_min_interval_raises_a_shorter_interval(self):
-        s = A.TrackerSchedule()
+        s = T.TrackerSchedule()
         self.assertEqual(s.succeeded(0.0, 60, min_interval=300), 300.0)
 
     def test_tiny_interval_is_floored(self):
-        self.assertEqual(A.TrackerSchedule().succeeded(0.0, 0), A.MIN_ANNOUNCE_INTERVAL)
+        self.assertEqual(T.TrackerSchedule().succeeded(0.0, 0), T.MIN_ANNOUNCE_INTERVAL)
 
     def test_failures_back_off_exponentially_up_to_the_cap(self):
-        s = A.TrackerSchedule()
+        s = T.TrackerSchedule()
         delays = [s.failed(0.0) for _ in range(12)]
-        self.assertEqual(delays[:3], [A.RETRY_BASE_DELAY, 2 * A.RETRY_BASE_DELAY,
-                                      4 * A.RETRY_BASE_DELAY])
-        self.assertEqual(delays[-1], A.RETRY_MAX_DELAY)
+        self.assertEqual(delays[:3], [T.RETRY_BASE_DELAY, 2 * T.RETRY_BASE_DELAY,
+                                      4 * T.RETRY_BASE_DELAY])
+        self.assertEqual(delays[-1], T.RETRY_MAX_DELAY)
         self.assertEqual(delays, sorted(delays))
         s.succeeded(0.0, 100)
-        self.assertEqual(s.failed(0.0), A.RETRY_BASE_DELAY)
+        self.assertEqual(s.failed(0.0), T.RETRY_BASE_DELAY)
 
     def test_reannounce_waits_for_min_interval(self):
-        s = A.TrackerSchedule()
+        s = T.TrackerSchedule()
         s.succeeded(1000.0, 1800, min_interval=120)
         self.assertEqual(s.reannounce(1010.0), 1120.0)
-        s = A.TrackerSchedule()
+        s = T.TrackerSchedule()
         s.succeeded(1000.0, 1800, min_interval=120)
         self.assertEqual(s.reannounce(1500.0), 1500.0)
 
     def test_reannounce_keeps_the_backoff_of_a_failing_tracker(self):
-        s = A.TrackerSchedule()
+        s = T.TrackerSchedule()
         s.succeeded(0.0, 1800)
         s.failed(2000.0)
-        self.assertEqual(s.reannounce(2001.0), 2000.0 + A.RETRY_BASE_DELAY)
+        self.assertEqual(s.reannounce(2001.0), 2000.0 + T.RETRY_BASE_DELAY)
 
     def test_reannounce_never_delays(self):
-        s = A.TrackerSchedule()
+        s = T.TrackerSchedule()
         s.succeeded(0.0, 1800, min_interval=60)
         s.force(100.0)
         self.assertEqual(s.reannounce(200.0), 100.0)
 
 
 class TrackerListTests(unittest.TestCase):
-    def make(self, tiers, **kw) -> A.TrackerList:
-        return A.TrackerList(tiers, rng=random.Random(7), **kw)
+    def make(self, tiers, **kw) -> T.TrackerList:
+        return T.TrackerList(tiers, rng=random.Random(7), **kw)
 
     def fail_job(self, tl, job, now, error=None):
         with self.assertLogs("sta.announce", "WARNING"):
@@ -394,7 +395,7 @@ class TrackerListTests(unittest.TestCase):
     def test_shuffles_within_tiers_only_and_drops_duplicates_and_udp(self):
         tiers = [["http://a/announce", "http://b/announce", "http://c/announce"],
                  ["http://d/announce", "http://a/announce", "udp://u:80/announce"]]
-        orders = {A.TrackerList(tiers, rng=random.Random(seed)).tiers for seed in range(30)}
+        orders = {T.TrackerList(tiers, rng=random.Random(seed)).tiers for seed in range(30)}
         for order in orders:
             self.assertEqual(sorted(order[0]), tiers[0])
             self.assertEqual(order[1], ("http://d/announce",))
@@ -403,7 +404,7 @@ class TrackerListTests(unittest.TestCase):
     def test_first_announce_is_started_to_the_first_tracker(self):
         tl = self.make([["http://a/announce", "http://b/announce"]])
         jobs = tl.due(0.0)
-        self.assertEqual(jobs, [A.AnnounceJob(tl.tiers[0][0], "started", None)])
+        self.assertEqual(jobs, [T.AnnounceJob(tl.tiers[0][0], "started", None)])
         self.assertEqual(tl.due(0.0), [], "nothing more while one is in flight")
         self.assertIsNone(tl.next_due_at())
 
@@ -416,9 +417,9 @@ class TrackerListTests(unittest.TestCase):
             tried.append(job.url)
             self.fail_job(tl, job, 0.0, A.TrackerError("connection refused", job.url))
         self.assertEqual(tried, [first, second, "http://c/announce"])
-        self.assertEqual(tl.next_due_at(), A.RETRY_BASE_DELAY)
+        self.assertEqual(tl.next_due_at(), T.RETRY_BASE_DELAY)
         self.assertEqual(tl.due(1.0), [])
-        job, = tl.due(A.RETRY_BASE_DELAY)
+        job, = tl.due(T.RETRY_BASE_DELAY)
         self.assertEqual(job.url, first, "a new round starts from the top")
 
     def test_answering_tracker_moves_to_the_front_of_its_tier(self):
@@ -539,7 +540,7 @@ class TrackerListTests(unittest.TestCase):
         job, = tl.due(0.0)
         tl.succeeded(job, ok(tracker_id=b"X"), 0.0)
         stops = tl.stop(5.0)
-        self.assertEqual(stops, [A.AnnounceJob("http://a/announce", "stopped", b"X")])
+        self.assertEqual(stops, [T.AnnounceJob("http://a/announce", "stopped", b"X")])
         self.assertEqual(tl.due(10_000.0), [])
         self.assertIsNone(tl.next_due_at())
         tl.succeeded(stops[0], ok(), 6.0)
@@ -564,8 +565,8 @@ class TrackerListTests(unittest.TestCase):
         tl.succeeded(by_url["http://a/announce"], ok(interval=100), 0.0)
         tl.succeeded(by_url["http://b/announce"], ok(interval=300), 0.0)
         self.fail_job(tl, by_url["http://c/announce"], 0.0)
-        self.assertEqual(tl.next_due_at(), A.RETRY_BASE_DELAY)
-        self.assertEqual([j.url for j in tl.due(A.RETRY_BASE_DELAY)], ["http://c/announce"])
+        self.assertEqual(tl.next_due_at(), T.RETRY_BASE_DELAY)
+        self.assertEqual([j.url for j in tl.due(T.RETRY_BASE_DELAY)], ["http://c/announce"])
         self.assertEqual([j.url for j in tl.due(100.0)], ["http://a/announce"])
         tl.download_completed(150.0)
         self.assertEqual([(j.url, j.event) for j in tl.due(150.0)],
@@ -699,7 +700,7 @@ class HttpAnnounceTests(unittest.TestCase):
     def test_tracker_id_kept_when_absent_later(self):
         t = FakeTracker(self, ok_reply(answer(interval=10, peers=b"", tracker_id="abc")),
                         ok_reply(answer(interval=10, peers=b"")))
-        tl = A.TrackerList([[t.url()]])
+        tl = T.TrackerList([[t.url()]])
         for now in (0.0, 10.0, 20.0):
             job, = tl.due(now)
             response = A.announce(job.url, **STATS, event=job.event, tracker_id=job.tracker_id,
@@ -824,7 +825,7 @@ class HttpAnnounceTests(unittest.TestCase):
     def test_tier_fails_over_to_a_working_tracker(self):
         dead = f"http://127.0.0.1:{free_port()}/announce"
         t = FakeTracker(self, ok_reply(answer(interval=5, peers=compact(("1.1.1.1", 1)))))
-        tl = A.TrackerList([[dead, t.url()]], rng=random.Random(1))
+        tl = T.TrackerList([[dead, t.url()]], rng=random.Random(1))
         peers = None
         for _ in range(2):
             job, = tl.due(0.0)

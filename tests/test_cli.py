@@ -87,14 +87,6 @@ class GeneralTest(CliTestCase):
     def test_unknown_command_is_a_usage_error(self) -> None:
         self.assertFailsCleanly(run("frobnicate"), 2, "invalid choice")
 
-    def test_commands_not_built_yet_say_so(self) -> None:
-        for args in (["tracker"], ["seed", "x.torrent"], ["download", "x.torrent"], ["shell"]):
-            handler = getattr(cli, "cmd_" + args[0])
-            if "_not_available" not in handler.__code__.co_names:
-                continue  # built by now
-            with self.subTest(args=args):
-                self.assertFailsCleanly(run(*args), 2, f"sta: '{args[0]}' is not available yet")
-
     def test_bad_option_value_is_a_usage_error(self) -> None:
         self.assertFailsCleanly(run("tracker", "--port", "70000"), 2, "bad port")
         self.assertFailsCleanly(run("info", "x", "--log-level", "loud"), 2, "invalid choice")
@@ -367,9 +359,14 @@ class InfoTest(CliTestCase):
     def test_info_folder_fails_cleanly(self) -> None:
         self.assertFailsCleanly(run("info", self.dir), 1, "sta: error:")
 
-    def test_info_fetch_is_not_available_yet(self) -> None:
-        self.assertFailsCleanly(run("info", "magnet:?xt=urn:btih:" + "ab" * 20, "--fetch"), 2,
-                                "sta: --fetch is not available yet")
+    def test_info_fetch_without_any_source_fails_in_one_line(self) -> None:
+        self.assertFailsCleanly(
+            run("info", "magnet:?xt=urn:btih:" + "ab" * 20, "--fetch", "--timeout", "1"), 1,
+            "no metadata within 1 s; tried nothing: the magnet names no tracker")
+
+    def test_info_fetch_of_a_torrent_file_is_a_usage_error(self) -> None:
+        self.assertFailsCleanly(run("info", "x.torrent", "--fetch"), 2,
+                                "--fetch is for magnet links")
 
 
 class ParserTest(unittest.TestCase):

@@ -6,6 +6,7 @@ import hashlib
 import http.server
 import os
 import random
+import socket
 import tempfile
 import threading
 import unittest
@@ -56,11 +57,8 @@ class Swarm:
         self.asked: Dict[str, List[int]] = {p: [] for p in peers}
         self.now = 0.0
         for peer in peers:
-            self.assert_true(fetcher.peer_offers(peer, len(raw)))
-
-    @staticmethod
-    def assert_true(value: bool) -> None:
-        assert value
+            if not fetcher.peer_offers(peer, len(raw)):
+                raise AssertionError(f"{peer} refused: {fetcher.reason(peer)}")
 
     def answer(self, peer: str, index: int) -> bytes:
         block = piece_of(self.raw, index)
@@ -151,6 +149,22 @@ class FetchTest(unittest.TestCase):
             self.assertGreater(sum(1 for p in swarm.asked.values() if p), 1)
             self.assertEqual(fetcher.progress(), 1.0)
 
+    def test_fetcher_and_servers_talk_through_wire_messages(self) -> None:
+        servers = {name: MetadataServer(INFO) for name in ("a", "b")}
+        fetcher = MetadataFetcher(INFO_HASH)
+        for name, server in servers.items():
+            self.assertTrue(fetcher.peer_offers(name, server.metadata_size))
+        for step in range(20):
+            for name, server in servers.items():
+                for index in fetcher.next_requests(name, float(step)):
+                    request = wire.decode_metadata(wire.metadata_request(index))
+                    answer = wire.decode_metadata(server.answer(request))
+                    fetcher.on_data(name, answer.piece, answer.total_size, answer.data,
+                                    float(step))
+            if fetcher.done is not None:
+                break
+        self.assertEqual(fetcher.done, INFO)
+
     def test_pieces_are_spread_over_peers(self) -> None:
         fetcher = MetadataFetcher(INFO_HASH)
         for peer in "abcde":
@@ -177,6 +191,7 @@ class FetchTest(unittest.TestCase):
         self.assertEqual(results[-1], DataResult.DONE)
         self.assertTrue(all(r == DataResult.ACCEPTED for r in results[:-1]))
         self.assertEqual(fetcher.done, INFO)
+        self.assertIn("complete", fetcher.summary())
         self.assertEqual(fetcher.on_data("a", 0, SIZE, piece_of(INFO, 0), 0.0),
                          DataResult.IGNORED)
         self.assertFalse(fetcher.peer_offers("b", SIZE))
@@ -559,11 +574,11 @@ class SourceTest(unittest.TestCase):
         self.assertIn("timed out", self.fetch_error("/slow", timeout=0.3))
 
     def test_connection_refused(self) -> None:
-        with socket_free_port() as port:
-            url = f"http://127.0.0.1:{port}/x.torrent"
+        url = f"http://127.0.0.1:{unused_port()}/x.torrent"
         with self.assertRaises(MetadataError) as caught:
             fetch_from_source(url, INFO_HASH, 5)
         self.assertIn("127.0.0.1", str(caught.exception))
+        self.assertIn("refused", str(caught.exception))
 
     def test_unsupported_scheme(self) -> None:
         with self.assertRaises(MetadataError) as caught:
@@ -575,17 +590,11 @@ class SourceTest(unittest.TestCase):
         self.assertNotIn("secret", message)
 
 
-class socket_free_port:
-    """A port that nothing listens on (bound, then closed)."""
-
-    def __enter__(self) -> int:
-        import socket
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        return self.sock.getsockname()[1]
-
-    def __exit__(self, *exc: object) -> None:
-        self.sock.close()
+def unused_port() -> int:
+    """A loopback port nothing listens on (bound without listening, then closed)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 class SaveTest(unittest.TestCase):

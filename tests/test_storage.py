@@ -1,4 +1,5 @@
-"""Tests for sta.storage: piece <-> file mapping, block I/O, verification, checks, safety."""
+"""Tests for sta.storage, sta.piecemap and sta.memstorage: piece <-> file mapping, block I/O,
+verification, checks, safety."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from unittest import mock
 
 from sta import bencode, storage
 from sta.metainfo import Info, parse_info
-from sta.storage import FileStorage, MemoryStorage, StorageError
+from sta.memstorage import MemoryStorage
+from sta.storage import FileStorage, StorageError
 
 PL = 16384  # the smallest piece length metainfo accepts; keeps test data small
 
