@@ -256,7 +256,6 @@ def logic_microseconds(peers: int, workdir: str, rounds: int = 3, count: int = 2
 
 def serve(args: argparse.Namespace) -> int:
     """The tracker process of the benchmark (--serve): what `sta tracker` runs, until SIGTERM."""
-    import signal
     from sta import tracker
     profiles = []
     if args.profile_out:
@@ -272,9 +271,6 @@ def serve(args: argparse.Namespace) -> int:
             profile.runcall(handle, self)
         tracker_http.TrackerRequestHandler.handle = profiled
 
-    def stop(signum, frame):
-        raise KeyboardInterrupt
-    signal.signal(signal.SIGTERM, stop)
     tracker.run(argparse.Namespace(host="127.0.0.1", port=args.port, db=args.db, interval=1800,
                                    certfile=None, keyfile=None, tls=False), lambda line: None)
     if profiles:

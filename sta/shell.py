@@ -379,6 +379,16 @@ class _NoticeHandler(logging.Handler):
             self.handleError(record)
 
 
+def _describe_source(meta: Any) -> Tuple[str, str]:
+    """(name, size) of a Metainfo or of a magnet link (whose size may be unknown)."""
+    info = getattr(meta, "info", None)
+    if info is not None:
+        return info.name, ui.human_size(info.length)
+    length = getattr(meta, "length", None)
+    return (meta.name or meta.info_hash.hex(),
+            ui.human_size(length) if length else "size not known yet")
+
+
 def _isatty(stream: Any) -> bool:
     try:
         return bool(stream.isatty())
@@ -527,9 +537,10 @@ class Shell:
                 del self._reported[key]
             for key, t in session.torrents.items():
                 seen = self._reported.setdefault(key, (t, set()))[1]
-                if t.completed_at is not None and t.downloaded and "done" not in seen:
+                completed_at = getattr(t, "completed_at", None)  # magnet stand-ins have none
+                if completed_at is not None and t.downloaded and "done" not in seen:
                     seen.add("done")
-                    took = max(t.completed_at - t.started_at, 1e-3)
+                    took = max(completed_at - t.started_at, 1e-3)
                     self.console.notice(f"{t.name}: download complete "
                                         f"({ui.human_size(t.info.length)} in {took:.1f} s, "
                                         f"{ui.human_rate(t.downloaded / took)}); seeding")
@@ -677,7 +688,7 @@ class Shell:
                          timeout: Optional[float]) -> str:
         session = self.session
         assert session is not None
-        name = meta.info.name
+        name, size = _describe_source(meta)
         existing = session.torrents.get(meta.info_hash)
         if existing is not None:
             number = list(session.torrents).index(meta.info_hash) + 1
@@ -690,7 +701,6 @@ class Shell:
         # One turn of the loop lets the new task register the torrent (Session.add does so
         # before its first await), so a `status` typed right after already lists it.
         await asyncio.sleep(0)
-        size = ui.human_size(meta.info.length)
         if seed_only:
             return f"{name}: checking the data in {folder} ({size}) to seed it"
         return f"{name}: downloading into {folder} ({size})"
@@ -700,7 +710,7 @@ class Shell:
                               timeout: Optional[float]) -> None:
         session = self.session
         assert session is not None
-        name = meta.info.name
+        name = _describe_source(meta)[0]
         started = session.loop.time()
         try:
             torrent = await transfer.add_torrent(session, meta, folder, seed_only=seed_only,
@@ -711,6 +721,15 @@ class Shell:
             self.console.notice(f"{name}: cannot {'seed' if seed_only else 'download'}: "
                                 f"{cli.describe_error(exc)}")
             return
+        if getattr(meta, "info", None) is None:  # a magnet link: the info dictionary comes later
+            self.console.notice(f"{name}: fetching the metadata from peers")
+            await torrent.done.wait()  # set on hand-over to the real torrent, or on failure
+            if getattr(torrent, "successor", None) is None:
+                return  # the watcher reports the error
+            torrent = torrent.successor
+            self.console.notice(f"{torrent.name}: metadata received "
+                                f"({ui.human_size(torrent.info.length)})")
+            meta = torrent.metainfo
         have = torrent.picker.have.count if torrent.picker else 0
         total = meta.info.num_pieces
         if seed_only and not have:
@@ -735,6 +754,7 @@ class Shell:
         """--timeout in the shell pauses the torrent (the node itself keeps running)."""
         session = self.session
         assert session is not None
+        torrent = transfer.current(torrent)  # a magnet's stand-in hands over to the real one
         if session.torrents.get(torrent.info_hash) is not torrent:
             return
         if seed_only and torrent.state == SEEDING:
@@ -800,7 +820,7 @@ class Shell:
         have = 0
         for t in self.session.torrents.values():
             states[t.state] = states.get(t.state, 0) + 1
-            have += t.info.length - t.left
+            have += t.status()["have"]
         stats["downloaded"] += self._removed[0]
         stats["uploaded"] += self._removed[1]
         stats.update(host=self.host, states=states,
@@ -848,9 +868,11 @@ class Shell:
         torrent = self._resolve(args.torrent)
 
         def describe() -> Tuple[List[str], str]:
-            files = [torrent.storage.file_path(i) for i, f in enumerate(torrent.info.files)
-                     if not f.pad]
-            return files, torrent.storage.root
+            storage = getattr(torrent, "storage", None)
+            if storage is None:  # a magnet still fetching its metadata: no files yet
+                return [], getattr(torrent, "folder", "")
+            return [storage.file_path(i) for i, f in enumerate(torrent.info.files)
+                    if not f.pad], storage.root
 
         files, root = self.call(describe)
         if args.delete_files and self.console.interactive and not args.yes:

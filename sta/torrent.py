@@ -61,6 +61,8 @@ RECONNECT_MAX = 60.0
 # A peer whose data failed the hash this many times is banned (libtorrent bans after one piece
 # it alone sent; we allow a few since a lab peer with a flaky disk is more likely than a liar).
 MAX_HASH_FAILURES = 3
+# Requests in flight per peer in endgame mode (libtorrent keeps the queue short there too).
+ENDGAME_QUEUE = 4
 # Invalid requests (out of range, oversized) tolerated before we drop the peer.
 MAX_BAD_REQUESTS = 20
 
@@ -116,6 +118,7 @@ class Torrent:
         # with blocks from several peers, each block's sender and digest (see _convict).
         self._block_origin: Dict[int, Dict[int, Tuple[str, int]]] = {}
         self._suspects: Dict[int, Dict[int, Tuple[Tuple[str, int], bytes]]] = {}
+        self._banned_ids: Set[bytes] = set()
         self.read_cache = ReadCache(storage.read_block, self.info.piece_size,
                                     self.info.piece_length)
         self._optimistic: Optional[PeerConnection] = None
@@ -270,7 +273,7 @@ class Torrent:
             conn.close(f"torrent is {self.state}")
             return False
         record = self.known.get(conn.address) if conn.address else None
-        if record is not None and record.banned:
+        if (record is not None and record.banned) or conn.peer_id in self._banned_ids:
             conn.close("banned peer")
             return False
         if len(self.peers) >= MAX_PEERS_PER_TORRENT:
@@ -278,6 +281,15 @@ class Torrent:
             return False
         for other in self.peers:
             if other.peer_id == conn.peer_id:
+                # Two nodes that dial each other at once end up with two connections, and each
+                # sees the other one second. Both ends must drop the same one, so the choice
+                # does not depend on order: keep the connection opened by the node with the
+                # larger peer id (libtorrent settles it by peer id too).
+                keep_ours = self.session.peer_id > conn.peer_id
+                if (other.incoming != conn.incoming
+                        and (not conn.incoming) == keep_ours):
+                    other.close("already connected to this peer (keeping the other connection)")
+                    break
                 conn.close("already connected to this peer")
                 return False
         if record is None and conn.address is not None and not conn.incoming:
@@ -486,6 +498,10 @@ class Torrent:
                 or self.state != DOWNLOADING):
             return
         target = 1 if conn.snubbed else conn.queue_target
+        if picker.endgame:
+            # Every missing block is already asked of someone: a peer takes a duplicate only
+            # when it is about to run dry, so the end of a download does not fetch it twice.
+            target = min(target, ENDGAME_QUEUE)
         room = target - len(conn.outstanding)
         # Refill in batches of a quarter of the pipeline: one picker call and one write for
         # dozens of requests instead of one per arriving block.
@@ -547,14 +563,14 @@ class Torrent:
     def _verified(self, index: int, future: "asyncio.Future[Tuple[bool, Any]]") -> None:
         self._verifying.discard(index)
         origins = self._block_origin.pop(index, {})
+        error = future.exception()  # always retrieved, even when the torrent has stopped
         picker = self.picker
         if picker is None or self.state not in (DOWNLOADING,):
             return
-        try:
-            ok, digests = future.result()
-        except Exception as exc:
-            self.storage_failed(exc)
+        if error is not None:
+            self.storage_failed(error)
             return
+        ok, digests = future.result()
         if ok:
             picker.piece_verified(index)
             self.storage.mark_verified(index)
@@ -605,6 +621,9 @@ class Torrent:
                         record.hash_failures)
             for conn in list(self.peers):
                 if conn.address == address:
+                    # Its connections back to us come from other ports: know it by peer id too.
+                    if conn.peer_id:
+                        self._banned_ids.add(conn.peer_id)
                     conn.close("sent data that failed the hash check")
 
     # -- periodic work -----------------------------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import signal
 import socket
 import ssl
 import sys
@@ -502,11 +503,22 @@ def run(args: Any, emit: Optional[Callable[[str], None]] = None,
         emit(line)
     previous = sys.getswitchinterval()
     sys.setswitchinterval(GIL_SWITCH_INTERVAL)
+    previous_term = None
+    if threading.current_thread() is threading.main_thread():
+        # `kill` (or a service manager) stops the tracker as cleanly as Ctrl-C: pending peer
+        # changes are saved before it exits.
+        previous_term = signal.signal(signal.SIGTERM, _interrupt)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         emit("Stopping the tracker")
     finally:
         sys.setswitchinterval(previous)
+        if previous_term is not None:
+            signal.signal(signal.SIGTERM, previous_term)
         server.shutdown()
     return 0
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt

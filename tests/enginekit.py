@@ -470,7 +470,8 @@ def _summarise(events: List[Any]) -> str:
 class LyingSeed:
     """A peer on 127.0.0.1 that claims every piece and answers requests with wrong bytes.
 
-    It serves every connection made to it (counted in .connections) until closed.
+    It serves every connection made to it until closed; .connections counts TCP connections,
+    .handshakes those that got as far as a BitTorrent handshake (a TLS attempt does not).
 
     With ``first_blocks_only`` it answers only the requests for the first block of a piece, then
     chokes (which, without the fast extension, drops every other request the downloader had
@@ -491,6 +492,7 @@ class LyingSeed:
         self.server.settimeout(SOCKET_POLL)
         self.port = self.server.getsockname()[1]
         self.connections = 0
+        self.handshakes = 0
         self.blocks_sent = 0
         self._stop = threading.Event()
         self._threads: List[threading.Thread] = []
@@ -544,6 +546,7 @@ class LyingSeed:
                     return
                 for event in reader.feed(data) if data else ():
                     if isinstance(event, wire.Handshake):
+                        self.handshakes += 1
                         out += [wire.handshake(self.info_hash, LIAR_PEER_ID, extensions=False),
                                 wire.bitfield(self._full_bitfield()), wire.unchoke()]
                     elif isinstance(event, wire.Request) and choked_at is None:

@@ -19,8 +19,8 @@ from sta import wire
 from tests import enginekit as kit
 from tests.enginekit import WAIT
 
-# 8 pieces of 32 KiB: small enough that every test runs in a second or two when the machine is
-# idle, several blocks per piece so block-to-piece assembly is exercised.
+# Pieces of the small torrents: two blocks each, so block-to-piece assembly is exercised, and
+# torrents of a few hundred KiB still have many pieces.
 SMALL_PIECE = 32 * 1024
 
 
@@ -185,6 +185,24 @@ class SwarmTests(unittest.TestCase):
 
         self.assertEqual(self.downloaded(out), content)
 
+    def test_a_finished_download_closes_the_encrypted_link_cleanly(self):
+        # Two STA nodes talk TLS. When the download completes, the downloader queues "not
+        # interested" and closes the link to the seed ("both sides are seeds"): whatever it
+        # still sends must go through TLS, or the seed sees a broken TLS record.
+        meta, data, content = self.shared_file(512 * 1024, 32 * 1024, seed=12)
+        seed = self.engine.node(meta, data, readonly=True)
+        out = os.path.join(self.tmp, "out")
+        down = self.engine.node(meta, out, peers=[kit.listen_address(seed)])
+
+        self.engine.wait_done([down])
+        self.engine.wait_until(lambda: not seed.peers, "the seed's connection is closed")
+
+        self.assertEqual(self.downloaded(out), content)
+        self.assertTrue(self.engine.log.matching("encrypted)"),
+                        "the nodes did not use TLS:\n" + self.engine.log.tail())
+        self.assertEqual(self.engine.log.matching("encrypted link failed"), [],
+                         "\n" + self.engine.log.tail())
+
     def test_a_peer_sending_corrupt_pieces_is_banned_and_the_file_is_still_exact(self):
         # One block per piece: every piece the liar sends is wholly its own, so each one it
         # answers is a hash failure charged to it alone.
@@ -204,7 +222,7 @@ class SwarmTests(unittest.TestCase):
                                "the lying peer is banned", timeout=10)
         failures = self.engine.call(lambda: down.known[liar_address].hash_failures)
         self.assertGreaterEqual(failures, torrent_mod.MAX_HASH_FAILURES)
-        self.assertEqual(liar.connections, 1, "a banned peer must not be connected again")
+        self.assertEqual(liar.handshakes, 1, "a banned peer must not be connected again")
         honest_record = self.engine.call(lambda: down.known[kit.listen_address(honest)])
         self.assertFalse(honest_record.banned)
         self.assertEqual(honest_record.hash_failures, 0)

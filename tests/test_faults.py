@@ -64,6 +64,18 @@ def _resumed_count(proc: StaProc) -> Optional[int]:
     return 0
 
 
+def _log_tail(path: str, lines: int = 40) -> str:
+    return "\n".join(read_lines(path)[-lines:])
+
+
+def _exit_status(test: unittest.TestCase, proc: StaProc, log: str, timeout: float = WAIT) -> int:
+    """proc's exit status; on a timeout the failure shows the tail of its log file too."""
+    try:
+        return proc.wait_exit(timeout)
+    except faultkit.FaultTestError as exc:
+        test.fail("%s\nlog %s:\n%s" % (exc, log, _log_tail(log)))
+
+
 @unittest.skipUnless(HAVE_SIGKILL, "needs SIGKILL (no such signal on Windows)")
 class KillTests(unittest.TestCase):
     """Requirement 1 and 6: a download killed for real continues where it stopped."""
@@ -161,7 +173,7 @@ class ReconnectTests(unittest.TestCase):
 
         again = StaProc(self, "seed", torrent, "--data", data, "--port", port)
         self.assertEqual(again.seeding_port(), port, "the seed came back on another port")
-        status = down.wait_exit(WAIT)
+        status = _exit_status(self, down, log)
         self.assertEqual(status, 0, down.describe())
         self.assertTrue(same_bytes(target, os.path.join(data, "cut.bin")))
         connects = [line for line in read_lines(log)

@@ -304,7 +304,7 @@ class PipeShellTest(unittest.TestCase):
 
         # create, with the grammar of `sta create`, and seed one torrent whole, one in part
         a.send(f"create data/alpha.bin -t {tracker.url} -o alpha.torrent --piece-length 16K")
-        a.out.expect(r"magnet:\s+magnet:\?xt=urn:btih:")
+        alpha_magnet = a.out.expect(r"magnet:\s+(magnet:\?xt=urn:btih:\S+)\n").group(1)
         a.send(f"create data/beta -t {tracker.url} -o beta.torrent --piece-length 16K")
         a.out.expect(r"magnet:\s+magnet:\?xt=urn:btih:")
         alpha = metainfo.load(self.path("alpha.torrent"))
@@ -355,7 +355,7 @@ class PipeShellTest(unittest.TestCase):
         self.assertTrue(peer["client"].startswith("STA"), peer)
         self.assertEqual(peer["downloaded"], 2 * MIB)
         self.assertFalse(peer["incoming"])
-        self.assertFalse(peer["encrypted"])
+        self.assertEqual("E" in peer["flags"], peer["encrypted"])
 
         b.send("pause beta")
         b.out.expect(r"beta: paused.*\n")
@@ -427,6 +427,13 @@ class PipeShellTest(unittest.TestCase):
         # removed torrents still count in the session's totals
         self.assertEqual(b.json("stats --json")["downloaded"], 6 * MIB)
 
+        # a magnet link: the metadata comes from A, the data is already here (kept by `remove`)
+        b.send(f"download {alpha_magnet} --peer 127.0.0.1:{a.port}")
+        b.out.expect(r"alpha\.bin: downloading into dl \(3 MiB\)")
+        b.err.expect(r"alpha\.bin: metadata received \(3 MiB\)")
+        row = wait_status(b, "alpha.bin", lambda r: r["state"] == "seeding")
+        self.assertEqual(row["have"], 3 * MIB)
+
         b_port = b.port
         self.assertEqual(b.exit(), 0)
         self.assertEqual(a.exit(), 0)
@@ -439,11 +446,13 @@ class PipeShellTest(unittest.TestCase):
         def events(meta: Any, port: int) -> List[str]:
             return [e["event"] for e in tracker.events(meta.info_hash, port) if e.get("event")]
 
-        self.assertEqual(events(alpha, b_port), ["started", "completed", "stopped"])
+        self.assertEqual(events(alpha, b_port)[:3], ["started", "completed", "stopped"])
+        self.assertEqual(events(alpha, b_port)[-1], "stopped")  # from the magnet, at exit
         self.assertEqual(events(beta, b_port),
                          ["started", "stopped", "started", "completed", "stopped"])
-        for meta in (alpha, beta):
-            stopped = tracker.events(meta.info_hash, b_port)[-1]
+        for meta in (alpha, beta):  # the "stopped" sent by `remove`
+            stopped = [e for e in tracker.events(meta.info_hash, b_port)
+                       if e.get("event") == "stopped"][-1 if meta is beta else 0]
             self.assertEqual((stopped["downloaded"], stopped["left"]), (str(3 * MIB), "0"))
         self.assertEqual(events(alpha, a.port), ["started", "stopped"])
         self.assertEqual(events(beta, a.port), ["started", "stopped"])
