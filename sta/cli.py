@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import re
 import sys
 import time
@@ -196,6 +197,15 @@ def build_parser() -> StaArgumentParser:
     group.add_argument("--log-file", metavar="PATH",
                        help="write the log to PATH instead of stderr")
 
+    # Trust for https trackers, on every command that announces or fetches from them.
+    https = StaArgumentParser(add_help=False)
+    group = https.add_argument_group("https trackers")
+    group.add_argument("--tracker-cafile", metavar="PEM",
+                       help="trust the tracker certificate in PEM (a lab's self-made one)")
+    group.add_argument("--tracker-pin", metavar="SHA256",
+                       help="trust the tracker whose certificate has this SHA-256 fingerprint "
+                            "(printed by 'sta tracker --tls')")
+
     parser = StaArgumentParser(
         prog=PROG, description="STA, the Simple Torrent-like Application: a BitTorrent tracker, "
                                "seeder and downloader.",
@@ -204,8 +214,9 @@ def build_parser() -> StaArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
 
     def add(name: str, handler: Callable[[argparse.Namespace], int], help_text: str,
-            description: str) -> StaArgumentParser:
-        p = sub.add_parser(name, parents=[common], help=help_text, description=description)
+            description: str, tracker_client: bool = False) -> StaArgumentParser:
+        parents = [common, https] if tracker_client else [common]
+        p = sub.add_parser(name, parents=parents, help=help_text, description=description)
         p.set_defaults(handler=handler)
         return p
 
@@ -247,7 +258,7 @@ def build_parser() -> StaArgumentParser:
                    help="hashing threads (default: one per CPU)")
 
     p = add("seed", cmd_seed, "share files you have",
-            "Seed torrents from the data in DIR.")
+            "Seed torrents from the data in DIR.", tracker_client=True)
     p.add_argument("torrents", nargs="+", metavar="TORRENT", help=".torrent files to seed")
     p.add_argument("--data", default=".", metavar="DIR",
                    help="folder holding the files (default: .)")
@@ -259,7 +270,7 @@ def build_parser() -> StaArgumentParser:
                    help="stop after SECONDS (default: run until interrupted)")
 
     p = add("download", cmd_download, "download torrents or magnet links",
-            "Download torrents, several at once, from the tracker's peers and given peers.")
+            "Download torrents, several at once, from the tracker's peers and given peers.", tracker_client=True)
     p.add_argument("torrents", nargs="+", metavar="TORRENT",
                    help=".torrent files or magnet links")
     p.add_argument("-o", "--output", default=DEFAULT_DOWNLOAD_DIR, metavar="DIR",
@@ -277,14 +288,14 @@ def build_parser() -> StaArgumentParser:
                    help="peer connection encryption (default: prefer)")
 
     p = add("shell", cmd_shell, "interactive shell",
-            "Interactive shell: create, seed, download and watch torrents in one session.")
+            "Interactive shell: create, seed, download and watch torrents in one session.", tracker_client=True)
     p.add_argument("--port", type=_port, default=DEFAULT_PEER_PORT,
                    help=f"port for peers (default: {DEFAULT_PEER_PORT})")
     p.add_argument("-o", "--output", default=DEFAULT_DOWNLOAD_DIR, metavar="DIR",
                    help="download folder (default: ./downloads)")
 
     p = add("info", cmd_info, "describe a .torrent or magnet link",
-            "Show what a .torrent file or magnet link holds.")
+            "Show what a .torrent file or magnet link holds.", tracker_client=True)
     p.add_argument("target", metavar="TORRENT_OR_MAGNET")
     p.add_argument("--fetch", action="store_true",
                    help="fetch the metadata of a magnet link from peers")
@@ -375,7 +386,28 @@ def _silence_stdout() -> None:
 def cmd_tracker(args: argparse.Namespace) -> int:
     from . import tracker
     _stop_on_sigterm()
-    return tracker.run(args, emit=_say)
+    context = None
+    if args.tls and not args.certfile:
+        context = _self_made_tracker_context(args)
+    return tracker.run(args, emit=_say, ssl_context=context)
+
+
+def _self_made_tracker_context(args: argparse.Namespace) -> Any:
+    """`tracker --tls` without files: a certificate STA makes (once) for this host, and its
+    fingerprint for clients to pin."""
+    from . import session, tls, tracker, x509
+    hosts = ["127.0.0.1", "localhost", socket.gethostname()]
+    lan = tracker.lan_address()
+    if lan:
+        hosts.append(lan)
+    if args.host not in ("0.0.0.0", "::", ""):
+        hosts.append(args.host)
+    certfile, keyfile = tls.ensure_node_identity(session.node_state_dir(), hosts)
+    with open(certfile, "rb") as f:
+        fingerprint = x509.fingerprint_sha256(f.read())
+    _say(f"* TLS certificate {certfile}")
+    _say(f"* clients trust it with: --tracker-pin {fingerprint}")
+    return tls.https_server_context(certfile, keyfile)
 
 
 def _stop_on_sigterm() -> None:
@@ -391,11 +423,25 @@ def _say(line: str) -> None:
     print(line, flush=True)
 
 
+def tracker_trust(args: argparse.Namespace) -> Any:
+    """The SSL context for https trackers: system CAs, or the lab's certificate or pin."""
+    cafile = getattr(args, "tracker_cafile", None)
+    pin = getattr(args, "tracker_pin", None)
+    if not cafile and not pin:
+        return None
+    from . import announce
+    try:
+        return announce.make_ssl_context(cafile=cafile, pin_sha256=pin)
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot use the tracker certificate: {exc}", prog=PROG) from None
+
+
 def cmd_seed(args: argparse.Namespace) -> int:
     from . import transfer
     return transfer.run(transfer.TransferOptions(
         sources=args.torrents, folder=args.data, port=args.port, seed_only=True,
-        timeout=args.timeout, encryption=args.encryption))
+        timeout=args.timeout, encryption=args.encryption,
+        tracker_ssl_context=tracker_trust(args)))
 
 
 def cmd_download(args: argparse.Namespace) -> int:
@@ -403,7 +449,7 @@ def cmd_download(args: argparse.Namespace) -> int:
     return transfer.run(transfer.TransferOptions(
         sources=args.torrents, folder=args.output, port=args.port, peers=args.peer,
         keep_seeding=args.seed, recheck=args.recheck, timeout=args.timeout,
-        encryption=args.encryption))
+        encryption=args.encryption, tracker_ssl_context=tracker_trust(args)))
 
 
 def cmd_shell(args: argparse.Namespace) -> int:
@@ -572,7 +618,8 @@ def cmd_info(args: argparse.Namespace) -> int:
 def _info_fetch(args: argparse.Namespace, m: magnet.Magnet) -> int:
     """`info MAGNET --fetch`: get the metadata from the swarm, print it like a .torrent's."""
     from . import transfer
-    raw = transfer.fetch_metadata(m, args.peer, getattr(args, "timeout", None))
+    raw = transfer.fetch_metadata(m, args.peer, getattr(args, "timeout", None),
+                                  tracker_ssl_context=tracker_trust(args))
     data = metainfo.encode_torrent(raw, trackers=m.trackers, url_list=m.web_seeds,
                                    created_by=metainfo.CREATED_BY)
     meta = metainfo.parse(data)

@@ -240,10 +240,12 @@ def _install_signal_handlers(stop: asyncio.Event) -> None:
 
 
 def fetch_metadata(link: "magnet_mod.Magnet", peers: Sequence[Tuple[str, int]],
-                   timeout: Optional[float], port: int = 0) -> bytes:
+                   timeout: Optional[float], port: int = 0,
+                   tracker_ssl_context: Any = None) -> bytes:
     """`info --fetch`: the verified info dictionary of a magnet link, from its trackers, its
     sources and its peers; TransferError naming every source tried when none answers."""
-    return _run_loop(_fetch(link, peers, timeout or DEFAULT_FETCH_TIMEOUT, port))
+    return _run_loop(_fetch(link, peers, timeout or DEFAULT_FETCH_TIMEOUT, port,
+                            tracker_ssl_context))
 
 
 # Seconds `info --fetch` waits without --timeout: long enough for a tracker round trip and a
@@ -252,8 +254,8 @@ DEFAULT_FETCH_TIMEOUT = 60.0
 
 
 async def _fetch(link: "magnet_mod.Magnet", peers: Sequence[Tuple[str, int]], timeout: float,
-                 port: int) -> bytes:
-    session = Session(port=port)
+                 port: int, tracker_ssl_context: Any) -> bytes:
+    session = Session(port=port, tracker_ssl_context=tracker_ssl_context)
     stop = asyncio.Event()
     _install_signal_handlers(stop)
     await session.start()

@@ -343,7 +343,7 @@ class PipeShellTest(unittest.TestCase):
         self.assertRegex(table.group(1), r"^1\s+alpha\.bin\s+seeding\s+3 MiB\s+"
                                          r"\[#{20}\] 100\.0%\s+.*\s-$")
         self.assertRegex(table.group(2), r"^2\s+beta\s+downloading\s+3 MiB\s+"
-                                         r"\[#{13}\.{7}\]  66\.7%\s+.*\s1\s+--$")
+                                         r"\[#{13}\.{7}\]  66\.7%\s+.*\s1\s+(--|\d+s)$")
         b.send("peers")
         row_text = b.out.expect(r"#\s+ADDRESS\s+CLIENT\s+FLAGS\s+HAVE\s+DOWN\s+UP\s+DOWNLOADED"
                                 r"\s+UPLOADED\n(.*)\n").group(1)
