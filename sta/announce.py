@@ -35,8 +35,6 @@ __all__ = [
     "TrackerError", "AnnounceResponse", "announce", "scrape", "build_announce_url",
     "parse_announce_response", "scrape_url", "parse_scrape_response", "make_ssl_context",
     "is_supported_url", "display_url", "CertificatePinError",
-    # Re-exported from sta.trackers for callers not yet importing them from there (see below).
-    "AnnounceJob", "TrackerList", "MIN_ANNOUNCE_INTERVAL",
 ]
 
 log = logging.getLogger(__name__)
@@ -582,18 +580,3 @@ def make_ssl_context(cafile: Optional[str] = None,
         # lack the extensions they demand, and the file is trusted explicitly anyway.
         context.verify_flags &= ~getattr(ssl, "VERIFY_X509_STRICT", 0)
     return context
-
-
-# ---------------------------------------------------------------------------------------------
-# Names that moved to sta.trackers
-
-# Still importable from here until every caller imports them from sta.trackers; then this goes.
-# Resolved on first use (PEP 562) because sta.trackers imports this module.
-_MOVED_TO_TRACKERS = frozenset({"AnnounceJob", "TrackerList", "MIN_ANNOUNCE_INTERVAL"})
-
-
-def __getattr__(name: str) -> object:
-    if name in _MOVED_TO_TRACKERS:
-        from sta import trackers
-        return getattr(trackers, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

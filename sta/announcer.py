@@ -1,6 +1,6 @@
 """The announce loop of one torrent: announce.py's blocking client driven from the event loop.
 
-announce.TrackerList decides which tracker is due and with which event (BEP 12 tiers, intervals,
+trackers.TrackerList decides which tracker is due and with which event (BEP 12 tiers, intervals,
 backoff); this module runs those announces in the session's default thread pool, feeds the peers
 they return to the torrent, and sends "stopped" on the way out.
 """
@@ -14,7 +14,8 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 from . import announce
-from .announce import AnnounceJob, TrackerError, TrackerList
+from .announce import TrackerError
+from .trackers import AnnounceJob, TrackerList
 
 if TYPE_CHECKING:  # pragma: no cover
     from .torrent import Torrent
@@ -51,7 +52,8 @@ class Announcer:
         self.torrent = torrent
         encryption = torrent.session.encryption
         tiers = [private_urls(tier, encryption, "tracker", torrent.name) for tier in tiers]
-        self.trackers = TrackerList([tier for tier in tiers if tier], all_at_once=all_at_once)
+        self.trackers = TrackerList([tier for tier in tiers if tier], all_at_once=all_at_once,
+                                    label=torrent.name)
         self.ssl_context = ssl_context
         self._wake: Optional[asyncio.Event] = None
         self._task: Optional["asyncio.Task[None]"] = None

@@ -270,7 +270,8 @@ def build_parser() -> StaArgumentParser:
                    help="stop after SECONDS (default: run until interrupted)")
 
     p = add("download", cmd_download, "download torrents or magnet links",
-            "Download torrents, several at once, from the tracker's peers and given peers.", tracker_client=True)
+            "Download torrents, several at once, from the tracker's peers and given peers.",
+            tracker_client=True)
     p.add_argument("torrents", nargs="+", metavar="TORRENT",
                    help=".torrent files or magnet links")
     p.add_argument("-o", "--output", default=DEFAULT_DOWNLOAD_DIR, metavar="DIR",
@@ -288,11 +289,14 @@ def build_parser() -> StaArgumentParser:
                    help="peer connection encryption (default: prefer)")
 
     p = add("shell", cmd_shell, "interactive shell",
-            "Interactive shell: create, seed, download and watch torrents in one session.", tracker_client=True)
+            "Interactive shell: create, seed, download and watch torrents in one session.",
+            tracker_client=True)
     p.add_argument("--port", type=_port, default=DEFAULT_PEER_PORT,
                    help=f"port for peers (default: {DEFAULT_PEER_PORT})")
     p.add_argument("-o", "--output", default=DEFAULT_DOWNLOAD_DIR, metavar="DIR",
                    help="download folder (default: ./downloads)")
+    p.add_argument("--encryption", choices=ENCRYPTION_MODES, default="prefer",
+                   help="peer connection encryption (default: prefer)")
 
     p = add("info", cmd_info, "describe a .torrent or magnet link",
             "Show what a .torrent file or magnet link holds.", tracker_client=True)

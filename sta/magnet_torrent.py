@@ -344,6 +344,7 @@ class MagnetTorrent:
             self.state = "stopped"
         for conn in list(self.peers):
             conn.close("torrent stopped")
+        self.done.set()
 
     async def pause(self) -> None:
         pass

@@ -142,7 +142,8 @@ class PeerConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        transport.set_write_buffer_limits(high=WRITE_BUFFER_HIGH, low=WRITE_BUFFER_LOW)  # type: ignore[attr-defined]
+        transport.set_write_buffer_limits(  # type: ignore[attr-defined]
+            high=WRITE_BUFFER_HIGH, low=WRITE_BUFFER_LOW)
         if self.address is None:
             peer = transport.get_extra_info("peername")
             self.address = (peer[0], peer[1]) if peer else ("?", 0)
@@ -186,6 +187,9 @@ class PeerConnection(asyncio.Protocol):
             self.closed = True
             self.close_reason = self.close_reason or (f"connection lost: {exc}" if exc else
                                                       "closed by peer")
+            host, port = self.address or ("?", 0)
+            log.info("%s: peer %s:%s dropped the connection (%s)",
+                     self.torrent.name if self.torrent else "-", host, port, self.close_reason)
         self._cleanup()
 
     def pause_writing(self) -> None:
@@ -289,9 +293,13 @@ class PeerConnection(asyncio.Protocol):
         self._cleanup()
 
     def flush_quietly(self) -> None:
+        """Last words before closing (a `not interested`, say), through the TLS link if any."""
         if self._out and self.transport is not None:
             try:
-                self.transport.writelines(self._out)
+                if self.link is None:
+                    self.transport.writelines(self._out)
+                elif self.link.authenticated:
+                    self.transport.write(self.link.send_many(self._out))
             except Exception:  # the transport may already be gone; nothing to keep
                 pass
         self._out = []
@@ -425,7 +433,8 @@ class PeerConnection(asyncio.Protocol):
             return
         self.handshaken = True
         if event.supports_extensions:
-            self.send(wire.extended_handshake(session.extension_ids(), **self.torrent.ext_handshake_fields(self)))
+            fields = self.torrent.ext_handshake_fields(self)
+            self.send(wire.extended_handshake(session.extension_ids(), **fields))
         bits = self.torrent.have_bits()
         if bits is not None and bits.count:
             self.send(wire.bitfield(bits.to_bytes()))

@@ -78,6 +78,8 @@ class Session:
         self._tasks: Set["asyncio.Task[Any]"] = set()
         self._self_addresses: Set[Tuple[str, int]] = set()
         self._closed = False
+        self._removed_downloaded = 0   # totals of torrents removed from the session
+        self._removed_uploaded = 0
 
     # -- start and stop ----------------------------------------------------------------------
 
@@ -140,6 +142,8 @@ class Session:
     async def remove(self, torrent: Torrent, delete_files: bool = False) -> List[str]:
         """Stop a torrent and forget it (its resume state too); optionally delete its files."""
         self.torrents.pop(torrent.info_hash, None)
+        self._removed_downloaded += torrent.downloaded
+        self._removed_uploaded += torrent.uploaded
         await torrent.shutdown()
         torrent.forget_resume_state()
         if delete_files:
@@ -272,8 +276,8 @@ class Session:
             "uptime": time.monotonic() - self.started_at,
             "torrents": len(torrents),
             "peers": len(self.connections),
-            "downloaded": sum(t.downloaded for t in torrents),
-            "uploaded": sum(t.uploaded for t in torrents),
+            "downloaded": self._removed_downloaded + sum(t.downloaded for t in torrents),
+            "uploaded": self._removed_uploaded + sum(t.uploaded for t in torrents),
             "down_rate": sum(p.down_rate for p in self.connections),
             "up_rate": sum(p.up_rate for p in self.connections),
         }

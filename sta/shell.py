@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import concurrent.futures
 import glob
 import json
@@ -62,6 +63,9 @@ MAX_COMPLETIONS = 200
 # Readline history kept across runs, like bash's and Python's own.
 HISTORY_FILE = os.path.join("~", ".sta_history")
 HISTORY_LENGTH = 1000
+# Log messages remembered so the watcher does not repeat what a log line just said; a few
+# seconds of warnings from a busy session.
+RECENT_LOG_MESSAGES = 50
 # Column widths that keep a status row within 120 columns with long names.
 NAME_WIDTH = 30
 CLIENT_WIDTH = 24
@@ -248,6 +252,8 @@ class _Console:
         self._at_prompt = False
         self._prompt_shown = False
         self._told_how_to_leave = False
+        self._recent: "collections.deque[str]" = collections.deque(maxlen=RECENT_LOG_MESSAGES)
+        self._recent_lock = threading.Lock()
         self._queue: "queue.Queue[Optional[str]]" = queue.Queue()
         self._thread = threading.Thread(target=self._write_notices, name="sta-shell-notices",
                                         daemon=True)
@@ -279,6 +285,15 @@ class _Console:
                 self._err(text)
         else:
             self._queue.put(text)
+
+    def logged(self, message: str) -> None:
+        """Remember a log message shown, so the same news is not told twice."""
+        with self._recent_lock:
+            self._recent.append(message)
+
+    def was_logged(self, message: str) -> bool:
+        with self._recent_lock:
+            return message in self._recent
 
     def _prompt_drawn(self) -> None:
         self._prompt_shown = True
@@ -374,6 +389,7 @@ class _NoticeHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
+            self.console.logged(record.getMessage())
             self.console.notice(self.format(record))
         except Exception:  # logging must never raise into the engine
             self.handleError(record)
@@ -409,8 +425,11 @@ def _load_readline() -> Any:
 class Shell:
     def __init__(self, *, port: int = cli.DEFAULT_PEER_PORT,
                  folder: str = cli.DEFAULT_DOWNLOAD_DIR, host: str = "0.0.0.0",
-                 stdin: Any = None, stdout: Any = None, stderr: Any = None) -> None:
+                 tracker_ssl_context: Any = None, encryption: str = "prefer", stdin: Any = None,
+                 stdout: Any = None, stderr: Any = None) -> None:
         self.port = port
+        self.encryption = encryption
+        self.tracker_ssl_context = tracker_ssl_context
         self.folder = folder
         self.host = host
         self.console = _Console(stdin or sys.stdin, stdout or sys.stdout, stderr or sys.stderr)
@@ -424,7 +443,6 @@ class Shell:
         self.loop: Optional[asyncio.AbstractEventLoop] = None
         self.session: Optional[Session] = None
         self._thread: Optional[threading.Thread] = None
-        self._removed = [0, 0]  # downloaded, uploaded by torrents removed since the start
         self._reported: Dict[bytes, Tuple[Any, set]] = {}
 
     # -- parsers -----------------------------------------------------------------------------
@@ -491,7 +509,8 @@ class Shell:
 
     async def _start_session(self) -> None:
         # Built on the loop: engine objects create asyncio primitives that bind to it on 3.8.
-        session = Session(port=self.port, host=self.host)
+        session = Session(port=self.port, host=self.host, encryption=self.encryption,
+                          tracker_ssl_context=self.tracker_ssl_context)
         await session.start()
         self.session = session
         asyncio.get_running_loop().create_task(self._watch())
@@ -546,7 +565,9 @@ class Shell:
                                         f"{ui.human_rate(t.downloaded / took)}); seeding")
                 if t.state == ERROR and "error" not in seen:
                     seen.add("error")
-                    self.console.notice(f"{t.name}: stopped: {t.error}")
+                    text = f"{t.name}: stopped: {t.error}"
+                    if not self.console.was_logged(text):  # the engine may have logged it
+                        self.console.notice(text)
 
     # -- the read-eval loop ------------------------------------------------------------------
 
@@ -647,11 +668,11 @@ class Shell:
     # -- create, info, seed, download --------------------------------------------------------
 
     def cmd_create(self, args: argparse.Namespace) -> None:
-        self._ignored_logging(args)
+        self._shell_wide_options(args)
         cli.cmd_create(args)
 
     def cmd_info(self, args: argparse.Namespace) -> None:
-        self._ignored_logging(args)
+        self._shell_wide_options(args)
         cli.cmd_info(args)
 
     def cmd_seed(self, args: argparse.Namespace) -> None:
@@ -663,14 +684,21 @@ class Shell:
     def cmd_download(self, args: argparse.Namespace) -> None:
         self._add(args, args.output or self.folder, seed_only=False, peers=args.peer)
 
-    def _ignored_logging(self, args: argparse.Namespace) -> None:
-        if args.log_level != "warning" or args.log_file:
-            self.console.notice("sta: note: --log-level/--log-file apply to the whole shell: "
-                                "give them to 'sta shell'")
+    def _shell_wide_options(self, args: argparse.Namespace) -> None:
+        """Logging, and the tracker trust of torrents added to the one session, belong to the
+        whole shell: say so when a command has them (`info --fetch` uses its trust itself)."""
+        session_wide = args.command in ("seed", "download")
+        given = [option for option, value in (
+            ("--log-level", args.log_level != "warning"), ("--log-file", args.log_file),
+            ("--tracker-cafile", session_wide and getattr(args, "tracker_cafile", None)),
+            ("--tracker-pin", session_wide and getattr(args, "tracker_pin", None))) if value]
+        if given:
+            self.console.notice(f"sta: note: {', '.join(given)} apply to the whole shell and "
+                                "are ignored here: give them to 'sta shell'")
 
     def _add(self, args: argparse.Namespace, folder: str, *, seed_only: bool,
              peers: Sequence[Tuple[str, int]]) -> None:
-        self._ignored_logging(args)
+        self._shell_wide_options(args)
         assert self.session is not None
         if args.port is not None and args.port != self.session.listen_port:
             self.console.notice(f"sta: note: the shell serves every torrent on its one port "
@@ -821,8 +849,6 @@ class Shell:
         for t in self.session.torrents.values():
             states[t.state] = states.get(t.state, 0) + 1
             have += t.status()["have"]
-        stats["downloaded"] += self._removed[0]
-        stats["uploaded"] += self._removed[1]
         stats.update(host=self.host, states=states,
                      ratio=ratio(stats["uploaded"], stats["downloaded"], have))
         return stats
@@ -888,8 +914,6 @@ class Shell:
             assert self.session is not None
             if self.session.torrents.get(torrent.info_hash) is not torrent:
                 raise ShellError(f"{torrent.name} was already removed")
-            self._removed[0] += torrent.downloaded
-            self._removed[1] += torrent.uploaded
             return await self.session.remove(torrent, delete_files=args.delete_files)
 
         deleted = self.call(remove)
@@ -1091,4 +1115,5 @@ async def _cancel_other_tasks() -> None:
 
 def run(args: argparse.Namespace) -> int:
     """`sta shell`: run the node and its prompt until `exit`, Ctrl-D or SIGTERM."""
-    return Shell(port=args.port, folder=args.output).run()
+    return Shell(port=args.port, folder=args.output, encryption=args.encryption,
+                 tracker_ssl_context=cli.tracker_trust(args)).run()

@@ -221,20 +221,22 @@ class FileStorage(PieceMap):
                 state = ResumeState.load(self.state_path, self.info.info_hash, self._piece_length,
                                          self._num_pieces, len(self._paths))
             except ResumeError as exc:
-                log.warning("ignoring %s: %s; checking all data", self.state_path, exc)
+                log.warning("%s: ignoring %s: %s; checking all data", self.info.name,
+                            self.state_path, exc)
         if state is None:
             return self.check(progress, workers)
         stats = [MISSING if pad else stat_file(p) for p, pad in zip(self._paths, self._f_pad)]
         trusted, to_check, changed = plan_restore(state, stats, self.info.files,
                                                   self._piece_length)
-        log.info("resume: %d pieces trusted, %d files changed, %d pieces to re-check",
-                 trusted.count, len(changed), len(to_check))
+        log.info("%s: resume: %d pieces trusted, %d files changed, %d pieces to re-check",
+                 self.info.name, trusted.count, len(changed), len(to_check))
         if to_check:
             good = self._check_pieces(to_check, progress, workers)
             lost = sum(1 for i in to_check if i in state.verified and i not in good)
             if lost:
-                log.warning("%d pieces recorded as verified failed the check: their files changed "
-                            "outside sta; they will be downloaded again", lost)
+                log.warning("%s: %d pieces recorded as verified failed the check: their files "
+                            "changed outside sta; they will be downloaded again", self.info.name,
+                            lost)
             trusted = trusted | good
         with self._lock:
             self._verified = trusted
@@ -271,7 +273,8 @@ class FileStorage(PieceMap):
         except ResumeError as exc:
             self._state_stale = self._state_stale or was_stale
             if self.readonly:
-                log.warning("%s; the data will be checked again on the next start", exc)
+                log.warning("%s: %s; the data will be checked again on the next start",
+                            self.info.name, exc)
                 return
             raise StorageError(str(exc)) from None
         with self._lock:

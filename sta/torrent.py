@@ -61,11 +61,15 @@ RECONNECT_MAX = 60.0
 # A peer whose data failed the hash this many times is banned (libtorrent bans after one piece
 # it alone sent; we allow a few since a lab peer with a flaky disk is more likely than a liar).
 MAX_HASH_FAILURES = 3
-# Requests in flight per peer in endgame mode (libtorrent keeps the queue short there too).
-ENDGAME_QUEUE = 4
+# Requests in flight per peer in endgame mode: a peer asks for a block someone else is already
+# sending only once it has nothing else to do, one at a time (libtorrent's strict end game mode),
+# so the end of a download costs little more than the data.
+ENDGAME_QUEUE = 1
 # Invalid requests (out of range, oversized) tolerated before we drop the peer.
 MAX_BAD_REQUESTS = 20
 
+# At exit, wait this long for pieces still being hashed and written, so they are recorded.
+SHUTDOWN_HASH_WAIT = 10.0
 # Save the resume state at most this often while pieces keep arriving.
 RESUME_SAVE_INTERVAL = 5.0
 
@@ -87,6 +91,7 @@ class PeerRecord:
     next_try: float = 0.0
     connected: bool = False
     banned: bool = False
+    seed: bool = False          # closed as "both sides are seeds": no use while we seed
     hash_failures: int = 0
 
 
@@ -99,6 +104,7 @@ class Torrent:
         self.name = self.info.name
         self.storage = storage
         self.state = CHECKING
+        self.upload_only = getattr(storage, "readonly", False)
         self.error: Optional[str] = None
         self.picker: Optional[PiecePicker] = None
         self.peers: Set[PeerConnection] = set()
@@ -119,6 +125,7 @@ class Torrent:
         self._block_origin: Dict[int, Dict[int, Tuple[str, int]]] = {}
         self._suspects: Dict[int, Dict[int, Tuple[Tuple[str, int], bytes]]] = {}
         self._banned_ids: Set[bytes] = set()
+        self._hashing: Set["asyncio.Future[Any]"] = set()
         self.read_cache = ReadCache(storage.read_block, self.info.piece_size,
                                     self.info.piece_length)
         self._optimistic: Optional[PeerConnection] = None
@@ -138,6 +145,8 @@ class Torrent:
                                   have)
         if self.picker.complete:
             self._become_seed(announce=False)
+        elif self.upload_only:
+            self.state = SEEDING  # a partial seed: shares what it has, never downloads
         else:
             self.state = DOWNLOADING
         log.info("%s: %d of %d pieces verified on disk", self.name, have.count,
@@ -165,10 +174,16 @@ class Torrent:
         for conn in list(self.peers):
             conn.set_interested(False)
             if conn.is_seed:
+                self._mark_seed(conn)
                 conn.close("both sides are seeds")
         self.done.set()
         if announce and self._announcer is not None:
             self._announcer.completed()
+
+    def _mark_seed(self, conn: PeerConnection) -> None:
+        record = self.known.get(conn.address) if conn.address else None
+        if record is not None:
+            record.seed = True
 
     def storage_failed(self, exc: Exception) -> None:
         """A disk error stops this torrent; everything verified so far stays verified."""
@@ -189,6 +204,9 @@ class Torrent:
 
     async def shutdown(self) -> None:
         """Stop, save the resume state, and tell the trackers we are leaving."""
+        if self._hashing:
+            # Pieces being hashed and written now are recorded before the state is saved.
+            await asyncio.wait(list(self._hashing), timeout=SHUTDOWN_HASH_WAIT)
         self.stop()
         if self._announcer is not None:
             await self._announcer.stop()
@@ -236,18 +254,16 @@ class Torrent:
                 os.rmdir(folder)  # fails, as it should, on a folder with other content
             except OSError:
                 pass
-        for path in (self.storage.state_path,):
-            try:
-                os.remove(path)
-            except OSError:
-                pass
+        self.forget_resume_state()
         return removed
 
     def forget_resume_state(self) -> None:
-        try:
-            os.remove(self.storage.state_path)
-        except OSError:
-            pass
+        """Remove the resume file, and the state folder when nothing else is left in it."""
+        for path in (self.storage.state_path, os.path.dirname(self.storage.state_path)):
+            try:
+                os.remove(path) if path == self.storage.state_path else os.rmdir(path)
+            except OSError:
+                pass
 
     def stop(self) -> None:
         if self.state not in (ERROR,):
@@ -369,6 +385,8 @@ class Torrent:
                 break
             if record.connected or record.banned or record.next_try > now:
                 continue
+            if record.seed and self.state == SEEDING:
+                continue
             record.connected = True  # reserved while the attempt runs
             room -= 1
             self.session.start_connect(self, record.address)
@@ -405,6 +423,7 @@ class Torrent:
     def _peer_bits_changed(self, conn: PeerConnection) -> None:
         conn.is_seed = conn.bits is not None and conn.bits.complete
         if self.state == SEEDING and conn.is_seed:
+            self._mark_seed(conn)
             conn.close("both sides are seeds")
             return
         if self.state == DOWNLOADING and self.picker is not None:
@@ -556,6 +575,7 @@ class Torrent:
             call = partial(verify_stored, self.storage, index, self.info.piece_size(index),
                            wire.BLOCK_SIZE, suspect)
         future = self.session.loop.run_in_executor(self.session.hash_pool, call)
+        self._hashing.add(future)
         if data is not None:
             future.add_done_callback(lambda _: self._write_buffers.release(len(data)))
         future.add_done_callback(partial(self._verified, index))
@@ -563,14 +583,23 @@ class Torrent:
     def _verified(self, index: int, future: "asyncio.Future[Tuple[bool, Any]]") -> None:
         self._verifying.discard(index)
         origins = self._block_origin.pop(index, {})
+        self._hashing.discard(future)
         error = future.exception()  # always retrieved, even when the torrent has stopped
         picker = self.picker
-        if picker is None or self.state not in (DOWNLOADING,):
+        if picker is None:
             return
         if error is not None:
             self.storage_failed(error)
             return
         ok, digests = future.result()
+        if ok and self.state != DOWNLOADING:
+            # Finished after a disk error or a pause stopped the torrent: the piece is on disk
+            # and verified, so the resume state must say so.
+            picker.piece_verified(index)
+            self.storage.mark_verified(index)
+            return
+        if self.state != DOWNLOADING:
+            return
         if ok:
             picker.piece_verified(index)
             self.storage.mark_verified(index)

@@ -134,8 +134,11 @@ class TrackerList:
     """
 
     def __init__(self, tiers: Sequence[Sequence[str]], *, all_at_once: bool = False,
-                 rng: Optional[random.Random] = None) -> None:
+                 rng: Optional[random.Random] = None, label: str = "") -> None:
+        """``label`` (the torrent's name) starts every log line, so a log of many torrents
+        says which one a tracker error is about."""
         rng = rng or random.Random()
+        self._prefix = f"{label}: " if label else ""
         self.all_at_once = all_at_once
         self._tiers: List[List[_Tracker]] = []
         self._by_url: Dict[str, _Tracker] = {}
@@ -145,8 +148,8 @@ class TrackerList:
                 if url in self._by_url:
                     continue
                 if not is_supported_url(url):
-                    log.info("skipping tracker %s: only http and https trackers are supported",
-                             display_url(url))
+                    log.info("%sskipping tracker %s: only http and https trackers are "
+                             "supported", self._prefix, display_url(url))
                     continue
                 tracker = _Tracker(url, len(self._tiers))
                 self._by_url[url] = tracker
@@ -210,7 +213,8 @@ class TrackerList:
         tracker.last_error = None
         tracker.warning = response.warning
         if response.warning:
-            log.warning("tracker %s: warning: %s", display_url(job.url), response.warning)
+            log.warning("%stracker %s: warning: %s", self._prefix, display_url(job.url),
+                        response.warning)
         tracker.complete, tracker.incomplete = response.complete, response.incomplete
         tracker.peers = len(response.peers)
         if job.event == "stopped":
@@ -238,7 +242,7 @@ class TrackerList:
         tracker = self._by_url[job.url]
         self._in_flight.pop(job.url, None)
         tracker.last_error = getattr(error, "reason", None) or str(error)
-        log.warning("%s", error if isinstance(error, TrackerError) and error.url
+        log.warning("%s%s", self._prefix, error if isinstance(error, TrackerError) and error.url
                     else f"tracker {display_url(job.url)}: {error}")
         if job.event == "stopped" or self._stopping:
             return

@@ -161,6 +161,15 @@ class StaProcess:
         self._reader.join(timeout)
 
 
+def wait_for(predicate: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
+    """Poll a condition that does not live on the engine's loop (a hand-written peer's)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() >= deadline:
+            raise EngineTestError("not within %.0f s: %s" % (timeout, what))
+        time.sleep(POLL)
+
+
 def run_sta(*args: str, timeout: float = WAIT) -> subprocess.CompletedProcess:
     """Run a short `sta.py` command to the end (stdout and stderr kept apart)."""
     return subprocess.run([sys.executable, STA] + [str(a) for a in args], cwd=ROOT,

@@ -260,6 +260,14 @@ def good_pieces(info: metainfo.Info, path: str) -> List[int]:
     return good
 
 
+def log_time(line: str) -> Optional[float]:
+    """The time.time() of a log line written with the CLI's format ("2026-11-26 14:08:02,279")."""
+    m = re.match(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) ", line)
+    if not m:
+        return None
+    return time.mktime(time.strptime(m.group(1), "%Y-%m-%d %H:%M:%S")) + int(m.group(2)) / 1000
+
+
 def read_lines(path: str) -> List[str]:
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
@@ -387,7 +395,7 @@ class FakePeer:
     mode "dropper": completes the handshake, then closes the connection when the other side
                     says it is interested
 
-    Counts ``connections``, ``requests`` and ``bad_bytes`` (bytes of wrong data sent).
+    Counts ``connections``, ``requests``, ``drops`` and ``bad_bytes`` (bytes of wrong data).
     """
 
     def __init__(self, test: Any, info: metainfo.Info, mode: str) -> None:
@@ -397,7 +405,9 @@ class FakePeer:
         self.mode = mode
         self.peer_id = b"-FK0001-" + os.urandom(6).hex().encode()
         self.connections = 0
+        self.connected_at: List[float] = []  # time.time() of each accepted connection
         self.requests = 0
+        self.drops = 0  # connections the dropper hung up on
         self.bad_bytes = 0
         self._stop = threading.Event()
         self._server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -432,6 +442,7 @@ class FakePeer:
             except OSError:
                 return
             self.connections += 1
+            self.connected_at.append(time.time())
             t = threading.Thread(target=self._serve, args=(conn,), daemon=True)
             self._threads.append(t)
             t.start()
@@ -468,6 +479,7 @@ class FakePeer:
                     elif kind is wire.Interested and self.mode == "dropper":
                         if out:
                             conn.sendall(b"".join(out))
+                        self.drops += 1
                         return
                     elif kind is wire.Request:
                         self.requests += 1

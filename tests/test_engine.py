@@ -212,12 +212,15 @@ class SwarmTests(unittest.TestCase):
         honest = self.engine.node(meta, data, readonly=True)
         out = os.path.join(self.tmp, "out")
         liar_address = ("127.0.0.1", liar.port)
-        down = self.engine.node(meta, out, peers=[liar_address, kit.listen_address(honest)])
+        down = self.engine.node(meta, out, peers=[liar_address])
+        # The honest seed joins once the liar has answered: from then on both serve, and the
+        # honest one cannot finish the whole download before the liar's first answer arrives.
+        kit.wait_for(lambda: liar.blocks_sent > 0, "the liar is asked for data")
+        self.engine.add_peers(down, [kit.listen_address(honest)])
 
         self.engine.wait_done([down])
 
         self.assertEqual(self.downloaded(out), content)
-        self.assertGreater(liar.blocks_sent, 0, "the liar was never asked for data")
         self.engine.wait_until(lambda: down.known[liar_address].banned,
                                "the lying peer is banned", timeout=10)
         failures = self.engine.call(lambda: down.known[liar_address].hash_failures)
@@ -238,14 +241,15 @@ class SwarmTests(unittest.TestCase):
         honest = self.engine.node(meta, data, readonly=True)
         honest_address = kit.listen_address(honest)
         out = os.path.join(self.tmp, "out")
-        down = self.engine.node(meta, out, peers=[("127.0.0.1", liar.port), honest_address])
+        down = self.engine.node(meta, out, peers=[("127.0.0.1", liar.port)])
+        kit.wait_for(lambda: liar.blocks_sent > 0, "the liar is asked for data")
+        self.engine.add_peers(down, [honest_address])
 
         def done_or_honest_banned():
             record = down.known.get(honest_address)
             return down.done.is_set() or (record is not None and record.banned)
         self.engine.wait_until(done_or_honest_banned, "download complete")
 
-        self.assertGreater(liar.blocks_sent, 0, "the liar was never asked for data")
         honest_record = self.engine.call(lambda: down.known[honest_address])
         self.assertFalse(honest_record.banned,
                          "honest seed banned after %d failed pieces it shared with the liar:\n%s"

@@ -62,13 +62,6 @@ class _Hang(BaseException):
     """Raised by the alarm: BaseException, so no `except Exception` in a target swallows it."""
 
 
-class _Failure(Exception):
-    def __init__(self, exc: BaseException, text: str) -> None:
-        super().__init__(text)
-        self.exc = exc
-        self.text = text
-
-
 # ------------------------------------------------------------------------------------ harness
 
 def _signature(exc: BaseException) -> Tuple[str, str]:

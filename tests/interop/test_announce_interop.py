@@ -19,6 +19,7 @@ import unittest
 from typing import List
 
 from sta import announce as A
+from sta import trackers as T
 
 OPENTRACKER = shutil.which("opentracker")
 
@@ -130,7 +131,7 @@ class OpentrackerTests(unittest.TestCase):
 
     def test_tracker_list_fails_over_to_opentracker(self):
         dead = f"http://127.0.0.1:{free_port()}/announce"
-        tl = A.TrackerList([[dead, self.url]], rng=random.Random(3))
+        tl = T.TrackerList([[dead, self.url]], rng=random.Random(3))
         now = 0.0
         for _ in range(2):
             job, = tl.due(now)
@@ -144,7 +145,7 @@ class OpentrackerTests(unittest.TestCase):
             tl.succeeded(job, response, now)
             break
         self.assertEqual(tl.tiers[0][0], self.url)
-        self.assertGreaterEqual(tl.next_due_at(), now + A.MIN_ANNOUNCE_INTERVAL)
+        self.assertGreaterEqual(tl.next_due_at(), now + T.MIN_ANNOUNCE_INTERVAL)
 
 
 if __name__ == "__main__":
