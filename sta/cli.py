@@ -268,6 +268,9 @@ def build_parser() -> StaArgumentParser:
                    help="peer connection encryption (default: prefer)")
     p.add_argument("--timeout", type=_positive_float, metavar="SECONDS",
                    help="stop after SECONDS (default: run until interrupted)")
+    p.add_argument("--super-seed", action="store_true",
+                   help="first seed of a swarm: reveal pieces one at a time so the downloaders "
+                        "trade among themselves and this node sends about one copy (BEP 16)")
 
     p = add("download", cmd_download, "download torrents or magnet links",
             "Download torrents, several at once, from the tracker's peers and given peers.",
@@ -444,7 +447,7 @@ def cmd_seed(args: argparse.Namespace) -> int:
     from . import transfer
     return transfer.run(transfer.TransferOptions(
         sources=args.torrents, folder=args.data, port=args.port, seed_only=True,
-        timeout=args.timeout, encryption=args.encryption,
+        super_seed=args.super_seed, timeout=args.timeout, encryption=args.encryption,
         tracker_ssl_context=tracker_trust(args)))
 
 

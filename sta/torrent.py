@@ -26,6 +26,7 @@ from .metadata import MetadataServer
 from .peer import (CLIENT_VERSION, EXTENSION_IDS, IDLE_TIMEOUT, KEEPALIVE_INTERVAL,
                    MAX_INCOMING_REQUESTS, UT_METADATA, PeerConnection)
 from .picker import PiecePicker
+from .superseed import SuperSeeder
 
 if TYPE_CHECKING:  # pragma: no cover
     from .metainfo import Metainfo
@@ -105,6 +106,8 @@ class Torrent:
         self.storage = storage
         self.state = CHECKING
         self.upload_only = getattr(storage, "readonly", False)
+        self.super_seed = False  # BEP 16 while seeding complete data (`seed --super-seed`)
+        self.super_seeder: Optional[SuperSeeder] = None
         self.error: Optional[str] = None
         self.picker: Optional[PiecePicker] = None
         self.peers: Set[PeerConnection] = set()
@@ -145,6 +148,8 @@ class Torrent:
                                   have)
         if self.picker.complete:
             self._become_seed(announce=False)
+            if self.super_seed:
+                self.super_seeder = SuperSeeder(self.info.num_pieces)
         elif self.upload_only:
             self.state = SEEDING  # a partial seed: shares what it has, never downloads
         else:
@@ -153,6 +158,10 @@ class Torrent:
                  self.info.num_pieces)
 
     def have_bits(self) -> Optional[Bitfield]:
+        """What the handshake's bitfield shows: nothing while super-seeding (BEP 16), where
+        pieces are revealed one `have` at a time instead."""
+        if self.super_seeder is not None:
+            return None
         return self.picker.have if self.picker is not None else None
 
     @property
@@ -315,6 +324,11 @@ class Torrent:
             record.failures = 0
         self.peers.add(conn)
         conn.bits = Bitfield(self.info.num_pieces)
+        if self.super_seeder is not None:
+            # Sent after our handshake and before anything else of ours: it stands in for the
+            # bitfield (a peer without pieces may send no bitfield at all).
+            for piece in self.super_seeder.peer_joined(conn):
+                conn.send(wire.have(piece))
         log.info("%s: connected to %s:%s (%s, %s, %s)", self.name, conn.address[0],
                  conn.address[1], conn.client_name, "incoming" if conn.incoming else "outgoing",
                  "encrypted" if conn.encrypted else "plain")
@@ -350,6 +364,8 @@ class Torrent:
                 self.connect_failed(conn.address)
             return
         self.peers.discard(conn)
+        if self.super_seeder is not None:
+            self.super_seeder.peer_left(conn)
         if self.picker is not None:
             if conn.bits is not None:
                 self.picker.peer_removed(conn.bits)
@@ -405,6 +421,10 @@ class Torrent:
             self.picker.peer_removed(conn.bits)
         conn.bits = bits
         self.picker.peer_added(bits)
+        if self.super_seeder is not None:
+            self.super_seeder.peer_left(conn)
+            for piece in self.super_seeder.peer_joined(conn, set(bits.iter_set())):
+                conn.send(wire.have(piece))
         self._peer_bits_changed(conn)
 
     def peer_have(self, conn: PeerConnection, index: int) -> None:
@@ -415,6 +435,9 @@ class Torrent:
             return
         conn.bits.set(index)
         self.picker.peer_has(index)
+        if self.super_seeder is not None:
+            for piece in self.super_seeder.peer_has(conn, index):
+                conn.send(wire.have(piece))
         if not conn.am_interested and self.state == DOWNLOADING and index not in self.picker.have:
             conn.set_interested(self.picker.wants(index))
         if conn.bits.complete:
@@ -454,7 +477,9 @@ class Torrent:
         info = self.info
         if (picker is None or not 0 <= index < info.num_pieces or length <= 0
                 or length > wire.MAX_REQUEST_LENGTH or begin < 0
-                or begin + length > info.piece_size(index) or index not in picker.have):
+                or begin + length > info.piece_size(index) or index not in picker.have
+                or (self.super_seeder is not None
+                    and not self.super_seeder.may_serve(conn, index))):
             self._bad_request(conn, f"refused request for piece {index} at {begin}+{length}")
             return
         if len(conn.upload_queue) >= MAX_INCOMING_REQUESTS:

@@ -42,6 +42,7 @@ class TransferOptions:
     port: int = 6881
     peers: Sequence[Tuple[str, int]] = ()
     seed_only: bool = False       # the `seed` command: never write, never download
+    super_seed: bool = False      # BEP 16: reveal pieces one at a time (`seed --super-seed`)
     keep_seeding: bool = False    # `download --seed`
     recheck: bool = False
     timeout: Optional[float] = None
@@ -99,7 +100,8 @@ async def _transfer(options: TransferOptions, metainfos: List[Any]) -> int:
             if options.seed_only and not isinstance(meta, magnet_mod.Magnet):
                 ui.write_line(out, f"Checking {meta.info.name} in {options.folder} ...")
             torrent = await add_torrent(session, meta, options.folder, seed_only=options.seed_only,
-                                        recheck=options.recheck, peers=options.peers)
+                                        recheck=options.recheck, peers=options.peers,
+                                        super_seed=options.super_seed)
             torrents.append(torrent)
             _report_start(out, torrent, options)
         if options.seed_only and not any(isinstance(t, MagnetTorrent) or t.picker.have.count
@@ -113,7 +115,8 @@ async def _transfer(options: TransferOptions, metainfos: List[Any]) -> int:
 
 
 async def add_torrent(session: Session, meta: Any, folder: str, *, seed_only: bool = False,
-                      recheck: bool = False, peers: Sequence[Tuple[str, int]] = ()) -> Torrent:
+                      recheck: bool = False, peers: Sequence[Tuple[str, int]] = (),
+                      super_seed: bool = False) -> Torrent:
     """Check the data of ``meta`` in ``folder`` and start it in ``session``.
 
     ``seed_only`` opens the files read-only: a seed never creates, grows or writes a file.
@@ -131,6 +134,7 @@ async def add_torrent(session: Session, meta: Any, folder: str, *, seed_only: bo
         meta = saved  # fetched by an earlier run: no need to fetch it again
     storage = FileStorage(meta.info, folder, readonly=seed_only)
     torrent = Torrent(session, meta, storage)
+    torrent.super_seed = super_seed
     await session.add(torrent, recheck=recheck)
     torrent.add_peers(list(peers), "command line")
     return torrent

@@ -309,20 +309,22 @@ class Engine:
         return self.run(invoke(), timeout)
 
     async def _start_node(self, meta: metainfo.Metainfo, folder: str, readonly: bool,
-                          host: str) -> Torrent:
+                          host: str, super_seed: bool = False) -> Torrent:
         session = Session(port=0, host=host)
         await session.start()
         self.sessions.append(session)
         storage = FileStorage(meta.info, folder, readonly=readonly)
         torrent = Torrent(session, meta, storage)
+        torrent.super_seed = super_seed
         await session.add(torrent)
         return torrent
 
     def node(self, meta: metainfo.Metainfo, folder: str, *, readonly: bool = False,
-             peers: Iterable[Tuple[str, int]] = (), host: str = "127.0.0.1") -> Torrent:
+             peers: Iterable[Tuple[str, int]] = (), host: str = "127.0.0.1",
+             super_seed: bool = False) -> Torrent:
         """A session with one torrent whose data lives in `folder`; returns the torrent."""
         async def start() -> Torrent:
-            torrent = await self._start_node(meta, folder, readonly, host)
+            torrent = await self._start_node(meta, folder, readonly, host, super_seed)
             torrent.add_peers(list(peers), "test")
             return torrent
         return self.run(start())

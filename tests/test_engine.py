@@ -134,13 +134,13 @@ class SwarmTests(unittest.TestCase):
                    uploads))
             self.assertGreaterEqual(uploaded, size // 4)
 
-    def test_four_downloaders_trade_so_the_seed_uploads_less_than_twice_the_data(self):
+    def four_downloaders(self, super_seed: bool, seed_number: int):
         # The downloaders start in the same loop turn; each is told of the seed and of those
         # started before it (a tracker's answer), so every pair is connected once, from the
         # start, and each downloader has the same chance to fetch from the seed or a peer.
         size = 8 * 1024 * 1024
-        meta, data, content = self.shared_file(size, 64 * 1024, seed=5)
-        seed = self.engine.node(meta, data, readonly=True)
+        meta, data, content = self.shared_file(size, 64 * 1024, seed=seed_number)
+        seed = self.engine.node(meta, data, readonly=True, super_seed=super_seed)
         outs = [os.path.join(self.tmp, "out%d" % i) for i in range(4)]
         downloaders = self.engine.mesh(meta, outs, peers=[kit.listen_address(seed)])
 
@@ -150,6 +150,18 @@ class SwarmTests(unittest.TestCase):
             self.assertEqual(self.downloaded(out), content, out)
         uploaded = self.engine.call(lambda: seed.uploaded)
         traded = self.engine.call(lambda: [d.uploaded for d in downloaders])
+        return size, uploaded, traded
+
+    def test_four_downloaders_trade_pieces_among_themselves(self):
+        # A plain seed on loopback has bandwidth to spare and serves everyone; still, rarest
+        # first makes every downloader pass pieces on to the others.
+        size, uploaded, traded = self.four_downloaders(False, 5)
+        self.assertTrue(all(t > 0 for t in traded),
+                        "a downloader sent the others nothing: %s" % traded)
+        self.assertLess(uploaded, 4 * size, "the seed sent every downloader the whole file")
+
+    def test_four_downloaders_of_a_super_seed_trade_so_it_uploads_less_than_twice_the_data(self):
+        size, uploaded, traded = self.four_downloaders(True, 6)
         self.assertGreater(sum(traded), 0, "the downloaders sent each other nothing")
         self.assertLess(uploaded, 2 * size,
                         "the seed uploaded %.2f copies of the data; the downloaders uploaded "
