@@ -5,7 +5,7 @@ PYTHON ?= python3
 # Test modules that open no socket and start no process: fast, run on every Python in CI.
 PURE_TESTS = tests.test_bencode tests.test_metainfo tests.test_magnet tests.test_wire \
              tests.test_bitfield tests.test_picker tests.test_storage tests.test_fuzz \
-             tests.test_superseed tests.test_resume
+             tests.test_superseed
 
 .PHONY: test test-pure bench clean
 
