@@ -22,7 +22,7 @@ from .announcer import Announcer, private_urls
 from .magnet import Magnet
 from .resume import STATE_DIR_NAME
 from .peer import CLIENT_VERSION, EXTENSION_IDS, MAX_INCOMING_REQUESTS, UT_METADATA, PeerConnection
-from .torrent import MAX_PEERS_PER_TORRENT, RECONNECT_BASE, RECONNECT_MAX, PeerRecord
+from .swarm import Swarm
 
 if TYPE_CHECKING:  # pragma: no cover
     from .session import Session
@@ -31,26 +31,20 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 METADATA = "metadata"   # the state shown while the info dictionary is fetched
-CONNECTS_PER_TICK = 30
 
 
-class MagnetTorrent:
+class MagnetTorrent(Swarm):
     """Stands in for a Torrent in the session until the metadata is verified."""
 
     def __init__(self, session: "Session", magnet: Magnet, folder: str,
                  build: Optional[Callable[[Any], "Torrent"]]) -> None:
         """``build`` makes the real torrent from the fetched Metainfo; None only fetches (the
         verified dictionary is then left in ``fetched``)."""
-        self.session = session
+        super().__init__(session, magnet.info_hash, magnet.name or magnet.info_hash.hex())
         self.magnet = magnet
         self.folder = folder
-        self.info_hash = magnet.info_hash
-        self.name = magnet.name or magnet.info_hash.hex()
         self.state = METADATA
         self.error: Optional[str] = None
-        self.peers: set = set()
-        self.known: Dict[Tuple[str, int], PeerRecord] = {}
-        self.connecting = 0
         self.uploaded = 0
         self.downloaded = 0
         self.started_at = time.monotonic()
@@ -102,54 +96,19 @@ class MagnetTorrent:
     def have_bits(self) -> None:
         return None
 
-    def add_peers(self, addresses: List[Tuple[str, int]], source: str) -> None:
-        for address in addresses:
-            if address not in self.known and not self.session.is_self(address):
-                self.known[address] = PeerRecord(address, source)
-        self._connect_more(time.monotonic())
+    def wants_connections(self) -> bool:
+        return self.state == METADATA
 
     def accept_peer(self, conn: PeerConnection) -> bool:
-        record = self.known.get(conn.address) if conn.address else None
-        if record is not None and record.banned:
-            conn.close("banned peer")
-            return False
-        if len(self.peers) >= MAX_PEERS_PER_TORRENT:
-            conn.close("too many peers")
-            return False
-        if record is None and conn.address is not None and not conn.incoming:
-            record = self.known.setdefault(conn.address, PeerRecord(conn.address, "direct"))
-        if record is not None:
-            record.connected = True
-            record.failures = 0
-        self.peers.add(conn)
-        return True
+        return self.admit(conn)
 
     def peer_closed(self, conn: PeerConnection) -> None:
-        if conn not in self.peers:
-            # An outgoing attempt that ended before the handshake: back off, unless it is being
-            # dialled again in plain BitTorrent right now (see PeerConnection._tls_failed).
-            if not conn.incoming and conn.address is not None and not conn.retry_plain:
-                self.connect_failed(conn.address)
+        if not self.release(conn):
             return
-        self.peers.discard(conn)
         self._raw_bits.pop(conn, None)
         self._haves.pop(conn, None)
         self.fetcher.peer_gone(conn)
-        record = self.known.get(conn.address) if conn.address else None
-        if record is not None:
-            record.connected = False
-            record.failures += 1
-            record.next_try = time.monotonic() + min(RECONNECT_MAX,
-                                                     RECONNECT_BASE * 2 ** (record.failures - 1))
         self._check_done()
-
-    def connect_failed(self, address: Tuple[str, int]) -> None:
-        record = self.known.get(address)
-        if record is not None:
-            record.connected = False
-            record.failures += 1
-            record.next_try = time.monotonic() + min(RECONNECT_MAX,
-                                                     RECONNECT_BASE * 2 ** (record.failures - 1))
 
     def ext_handshake_fields(self, conn: PeerConnection) -> Dict[str, Any]:
         fields: Dict[str, Any] = {"v": CLIENT_VERSION, "reqq": MAX_INCOMING_REQUESTS}
@@ -219,7 +178,7 @@ class MagnetTorrent:
             conn.update_rates(elapsed)
             self._request_metadata(conn, now)
         self._drop_bad_peers()
-        self._connect_more(now)
+        self.connect_more(now)
 
     # -- metadata ----------------------------------------------------------------------------
 
@@ -232,11 +191,11 @@ class MagnetTorrent:
 
     def _drop_bad_peers(self) -> None:
         for conn, reason in self.fetcher.bad_peers().items():
-            record = self.known.get(conn.address) if conn.address else None
-            if record is not None:
-                record.banned = True
             log.warning("%s: dropping %r: %s", self.name, conn, reason)
-            conn.close(reason)
+            if conn.address is not None:
+                self.ban(conn.address, conn.peer_id, reason)
+            else:
+                conn.close(reason)
 
     async def _fetch_source(self, url: str) -> None:
         try:
@@ -283,6 +242,7 @@ class MagnetTorrent:
         self.successor = torrent
         self.session.replace(self, torrent)
         torrent.known.update(self.known)
+        torrent.banned_ids |= self.banned_ids
         for conn in list(self.peers):
             bits = self._raw_bits.pop(conn, None)
             haves = self._haves.pop(conn, [])
@@ -299,19 +259,6 @@ class MagnetTorrent:
         self.done.set()
 
     # -- life cycle and status ---------------------------------------------------------------
-
-    def _connect_more(self, now: float) -> None:
-        if self.state != METADATA:
-            return
-        room = min(MAX_PEERS_PER_TORRENT - len(self.peers) - self.connecting, CONNECTS_PER_TICK)
-        for record in self.known.values():
-            if room <= 0:
-                break
-            if record.connected or record.banned or record.next_try > now:
-                continue
-            record.connected = True
-            room -= 1
-            self.session.start_connect(self, record.address)
 
     def sources_tried(self) -> str:
         """For the error when no metadata came: every source and what it said."""

@@ -11,42 +11,27 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import random
 import time
-from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Set, Tuple
 
-from . import wire
+from . import metadata, wire
 from .announcer import Announcer
 from .bitfield import Bitfield
 from .blockcache import ReadCache, WriteBuffers, verify_and_write, verify_stored
-from . import metadata
+from .choker import Choker
 from .metadata import MetadataServer
 from .peer import (CLIENT_VERSION, EXTENSION_IDS, IDLE_TIMEOUT, KEEPALIVE_INTERVAL,
                    MAX_INCOMING_REQUESTS, UT_METADATA, PeerConnection)
 from .picker import PiecePicker
 from .superseed import SuperSeeder
+from .swarm import PeerRecord, Swarm
 
 if TYPE_CHECKING:  # pragma: no cover
     from .metainfo import Metainfo
     from .session import Session
 
 log = logging.getLogger(__name__)
-
-# Connections per torrent. libtorrent's default connections_limit is 200 for the whole session;
-# a lab swarm is small, and 80 keeps per-tick work trivial while leaving room for every peer of a
-# class-sized swarm.
-MAX_PEERS_PER_TORRENT = 80
-# New outgoing connections started per second per torrent, so a tracker answer with 200 peers
-# does not open 200 sockets in one burst (libtorrent's connection_speed is 30 per second).
-CONNECTS_PER_TICK = 30
-
-# Regular unchoke slots, plus one optimistic (BEP 3 suggests 4; libtorrent's default
-# unchoke_slots_limit is 8, which serves a lab subnet of fast peers better).
-UNCHOKE_SLOTS = 8
-RECHOKE_INTERVAL = 10.0
-OPTIMISTIC_INTERVAL = 30.0
 
 # A peer that sends nothing we asked for in this long is snubbed: its requests go back to the
 # pool for others and it keeps a single request in flight (libtorrent: 60 s; a lab LAN is fast,
@@ -55,10 +40,6 @@ SNUB_TIMEOUT = 20.0
 # One request unanswered this long while other blocks arrive was lost or dropped by the peer.
 REQUEST_TIMEOUT = 40.0
 
-# Reconnect backoff for a peer that failed or dropped: 5 s, doubling, capped at one minute
-# (libtorrent's min_reconnect_time is 60 s): a lab peer that restarts is found again quickly.
-RECONNECT_BASE = 5.0
-RECONNECT_MAX = 60.0
 # A peer whose data failed the hash this many times is banned (libtorrent bans after one piece
 # it alone sent; we allow a few since a lab peer with a flaky disk is more likely than a liar).
 MAX_HASH_FAILURES = 3
@@ -83,26 +64,11 @@ ERROR = "error"
 STOPPED = "stopped"
 
 
-@dataclass
-class PeerRecord:
-    """What we know about one address, connected or not."""
-    address: Tuple[str, int]
-    source: str
-    failures: int = 0
-    next_try: float = 0.0
-    connected: bool = False
-    banned: bool = False
-    seed: bool = False          # closed as "both sides are seeds": no use while we seed
-    hash_failures: int = 0
-
-
-class Torrent:
+class Torrent(Swarm):
     def __init__(self, session: "Session", metainfo: "Metainfo", storage: Any) -> None:
-        self.session = session
+        super().__init__(session, metainfo.info_hash, metainfo.info.name)
         self.metainfo = metainfo
         self.info = metainfo.info
-        self.info_hash = metainfo.info_hash
-        self.name = self.info.name
         self.storage = storage
         self.state = CHECKING
         self.upload_only = getattr(storage, "readonly", False)
@@ -110,9 +76,6 @@ class Torrent:
         self.super_seeder: Optional[SuperSeeder] = None
         self.error: Optional[str] = None
         self.picker: Optional[PiecePicker] = None
-        self.peers: Set[PeerConnection] = set()
-        self.known: Dict[Tuple[str, int], PeerRecord] = {}
-        self.connecting = 0
         self.uploaded = 0
         self.downloaded = 0
         self.wasted = 0
@@ -127,13 +90,10 @@ class Torrent:
         # with blocks from several peers, each block's sender and digest (see _convict).
         self._block_origin: Dict[int, Dict[int, Tuple[str, int]]] = {}
         self._suspects: Dict[int, Dict[int, Tuple[Tuple[str, int], bytes]]] = {}
-        self._banned_ids: Set[bytes] = set()
         self._hashing: Set["asyncio.Future[Any]"] = set()
         self.read_cache = ReadCache(storage.read_block, self.info.piece_size,
                                     self.info.piece_length)
-        self._optimistic: Optional[PeerConnection] = None
-        self._last_rechoke = 0.0
-        self._last_optimistic = 0.0
+        self._choker = Choker()
         self._last_resume_save = 0.0
         self._announcer: Any = None
 
@@ -287,42 +247,18 @@ class Torrent:
 
     # -- peers -------------------------------------------------------------------------------
 
-    def add_peers(self, addresses: List[Tuple[str, int]], source: str) -> None:
-        for address in addresses:
-            if address not in self.known and not self.session.is_self(address):
-                self.known[address] = PeerRecord(address, source)
-        self._connect_more(time.monotonic())  # now, not at the next tick
+    def wants_connections(self) -> bool:
+        return self.state in (DOWNLOADING, SEEDING)
+
+    def skips(self, record: PeerRecord) -> bool:
+        return record.seed and self.state == SEEDING  # two seeds have nothing to trade
 
     def accept_peer(self, conn: PeerConnection) -> bool:
         if self.state not in (DOWNLOADING, SEEDING):
             conn.close(f"torrent is {self.state}")
             return False
-        record = self.known.get(conn.address) if conn.address else None
-        if (record is not None and record.banned) or conn.peer_id in self._banned_ids:
-            conn.close("banned peer")
+        if not self.admit(conn):
             return False
-        if len(self.peers) >= MAX_PEERS_PER_TORRENT:
-            conn.close("too many peers")
-            return False
-        for other in self.peers:
-            if other.peer_id == conn.peer_id:
-                # Two nodes that dial each other at once end up with two connections, and each
-                # sees the other one second. Both ends must drop the same one, so the choice
-                # does not depend on order: keep the connection opened by the node with the
-                # larger peer id (libtorrent settles it by peer id too).
-                keep_ours = self.session.peer_id > conn.peer_id
-                if (other.incoming != conn.incoming
-                        and (not conn.incoming) == keep_ours):
-                    other.close("already connected to this peer (keeping the other connection)")
-                    break
-                conn.close("already connected to this peer")
-                return False
-        if record is None and conn.address is not None and not conn.incoming:
-            record = self.known.setdefault(conn.address, PeerRecord(conn.address, "direct"))
-        if record is not None:
-            record.connected = True
-            record.failures = 0
-        self.peers.add(conn)
         conn.bits = Bitfield(self.info.num_pieces)
         if self.super_seeder is not None:
             # Sent after our handshake and before anything else of ours: it stands in for the
@@ -357,13 +293,8 @@ class Torrent:
             self._fill_requests(conn)
 
     def peer_closed(self, conn: PeerConnection) -> None:
-        if conn not in self.peers:
-            # An outgoing attempt that ended before the handshake: back off, unless it is being
-            # dialled again in plain BitTorrent right now (see PeerConnection._tls_failed).
-            if not conn.incoming and conn.address is not None and not conn.retry_plain:
-                self.connect_failed(conn.address)
+        if not self.release(conn):
             return
-        self.peers.discard(conn)
         if self.super_seeder is not None:
             self.super_seeder.peer_left(conn)
         if self.picker is not None:
@@ -371,41 +302,9 @@ class Torrent:
                 self.picker.peer_removed(conn.bits)
             self.picker.requests_dropped(conn)
         conn.outstanding.clear()
-        record = self.known.get(conn.address) if conn.address else None
-        if record is not None:
-            record.connected = False
-            record.failures += 1
-            record.next_try = time.monotonic() + min(RECONNECT_MAX,
-                                                     RECONNECT_BASE * 2 ** (record.failures - 1))
-        if conn is self._optimistic:
-            self._optimistic = None
+        self._choker.forget(conn)
         if not conn.am_choking:
             self._rechoke(time.monotonic())
-
-    def connect_failed(self, address: Tuple[str, int]) -> None:
-        record = self.known.get(address)
-        if record is not None:
-            record.connected = False
-            record.failures += 1
-            record.next_try = time.monotonic() + min(RECONNECT_MAX,
-                                                     RECONNECT_BASE * 2 ** (record.failures - 1))
-
-    def _connect_more(self, now: float) -> None:
-        if self.state not in (DOWNLOADING, SEEDING):
-            return
-        room = min(MAX_PEERS_PER_TORRENT - len(self.peers) - self.connecting, CONNECTS_PER_TICK)
-        if room <= 0:
-            return
-        for record in self.known.values():
-            if room <= 0:
-                break
-            if record.connected or record.banned or record.next_try > now:
-                continue
-            if record.seed and self.state == SEEDING:
-                continue
-            record.connected = True  # reserved while the attempt runs
-            room -= 1
-            self.session.start_connect(self, record.address)
 
     # -- messages from peers -----------------------------------------------------------------
 
@@ -464,7 +363,7 @@ class Torrent:
     def peer_interest_changed(self, conn: PeerConnection) -> None:
         if conn.peer_interested:
             unchoked = sum(1 for p in self.peers if not p.am_choking)
-            if unchoked < UNCHOKE_SLOTS + 1:
+            if self._choker.has_room(unchoked):
                 conn.set_choking(False)
         elif not conn.am_choking:
             conn.set_choking(True)
@@ -663,22 +562,15 @@ class Torrent:
 
     def _strike(self, address: Tuple[str, int], reason: str) -> None:
         """One proven bad piece from ``address``; ban it after MAX_HASH_FAILURES."""
-        record = self.known.get(address)
-        if record is None:
-            record = self.known.setdefault(address, PeerRecord(address, "incoming"))
+        record = self.known.setdefault(address, PeerRecord(address, "incoming"))
         record.hash_failures += 1
         log.warning("%s: peer %s:%s %s (%d of %d before a ban)", self.name, address[0],
                     address[1], reason, record.hash_failures, MAX_HASH_FAILURES)
         if record.hash_failures >= MAX_HASH_FAILURES and not record.banned:
-            record.banned = True
             log.warning("%s: banned %s:%s after %d bad pieces", self.name, address[0], address[1],
                         record.hash_failures)
-            for conn in list(self.peers):
-                if conn.address == address:
-                    # Its connections back to us come from other ports: know it by peer id too.
-                    if conn.peer_id:
-                        self._banned_ids.add(conn.peer_id)
-                    conn.close("sent data that failed the hash check")
+            peer_id = next((c.peer_id for c in self.peers if c.address == address), None)
+            self.ban(address, peer_id, "sent data that failed the hash check")
 
     # -- periodic work -----------------------------------------------------------------------
 
@@ -702,9 +594,9 @@ class Torrent:
             if now - conn.last_sent > KEEPALIVE_INTERVAL:
                 conn.send(wire.keepalive())
             self._fill_requests(conn)
-        if now - self._last_rechoke >= RECHOKE_INTERVAL:
+        if self._choker.due(now):
             self._rechoke(now)
-        self._connect_more(now)
+        self.connect_more(now)
         if (self.state == DOWNLOADING and not self.peers and not self.connecting
                 and self._announcer is not None
                 and not any(r.next_try <= now and not r.banned for r in self.known.values())):
@@ -734,20 +626,12 @@ class Torrent:
                 self.picker.request_dropped(conn, index, begin)
 
     def _rechoke(self, now: float) -> None:
-        """BEP 3 choking: reciprocate the best peers, rotate one optimistic slot."""
-        self._last_rechoke = now
+        """BEP 3 choking (choker.py): reciprocate the best peers, rotate one optimistic slot."""
         interested = [p for p in self.peers if p.peer_interested and p.handshaken and not p.closed]
         if self.state == SEEDING:
-            interested.sort(key=lambda p: p.up_rate, reverse=True)
+            unchoke = self._choker.rechoke(interested, lambda p: (p.up_rate,), now)
         else:
-            interested.sort(key=lambda p: (p.down_rate, p.up_rate), reverse=True)
-        unchoke = set(interested[:UNCHOKE_SLOTS])
-        rest = [p for p in interested if p not in unchoke]
-        if (self._optimistic not in rest or now - self._last_optimistic >= OPTIMISTIC_INTERVAL):
-            self._optimistic = random.choice(rest) if rest else None
-            self._last_optimistic = now
-        if self._optimistic is not None:
-            unchoke.add(self._optimistic)
+            unchoke = self._choker.rechoke(interested, lambda p: (p.down_rate, p.up_rate), now)
         for conn in self.peers:
             conn.set_choking(conn not in unchoke)
 
