@@ -33,9 +33,10 @@ from bench.common import BenchError, Child, GIB  # noqa: E402
 from tests.interop import clients  # noqa: E402
 
 STA = os.path.join(common.REPO, "sta.py")
-# Extra flags for both sides of an encrypted STA transfer. Empty until the CLI has them; the
-# sta-tls pair is skipped while this is empty.
-STA_TLS_FLAGS: Tuple[str, ...] = ()
+# Flags for both sides of an STA transfer: plain BitTorrent (as libtorrent and aria2 speak it),
+# and TLS between the two STA nodes (the default between STA nodes).
+STA_PLAIN_FLAGS: Tuple[str, ...] = ("--encryption", "off")
+STA_TLS_FLAGS: Tuple[str, ...] = ("--encryption", "require")
 
 DEFAULT_SIZE = "1GiB"
 # 1 MiB pieces: what libtorrent and qBittorrent pick for a file of about 1 GiB.
@@ -121,8 +122,9 @@ class StaClient(Client):
         cmd = [sys.executable, STA, "seed", ctx.torrent, "--data", ctx.seed_dir,
                "--port", str(port)] + self.flags
         child = ctx.spawn(cmd, self.name + "-seed")
-        # Ready means listening: the CLI prints no line the bench relies on yet.
-        common.wait_for_port(port, SEED_READY_TIMEOUT, child)
+        # Ready means checked: a peer that connects while the seed still checks is turned away.
+        child.wait_for_output(lambda line: line if line.startswith("Seeding ") else None,
+                              SEED_READY_TIMEOUT, "'Seeding' line")
         return child, port
 
     def download_cmd(self, ctx: Context, out_dir: str, seed_port: int) -> List[str]:
@@ -179,7 +181,7 @@ class Aria2Client(Client):
 
 
 CLIENTS: Dict[str, Client] = {
-    "sta": StaClient("sta", ()),
+    "sta": StaClient("sta", STA_PLAIN_FLAGS),
     "sta-tls": StaClient("sta-tls", STA_TLS_FLAGS),
     "lt": LtClient(),
     "aria2": Aria2Client(),

@@ -67,7 +67,9 @@ def load_sources(sources: Sequence[str]) -> List[Any]:
         try:
             loaded.append(metainfo_mod.load(source))
         except metainfo_mod.MetainfoError as exc:
-            raise TransferError(f"{source}: {exc}") from None
+            text = str(exc)  # metainfo.load names the file already
+            raise TransferError(text if text.startswith(source) else f"{source}: {text}") \
+                from None
         except OSError as exc:
             raise TransferError(f"{source}: {exc.strerror or exc}") from None
     return loaded
