@@ -25,7 +25,7 @@ from typing import List
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench.common import REPO, median, parse_size, shell_command  # noqa: E402
-from sta import metainfo  # noqa: E402
+from sta import maketorrent, metainfo  # noqa: E402
 
 STA = os.path.join(REPO, "sta.py")
 TRACKER = "http://127.0.0.1:4000/announce"
@@ -104,7 +104,7 @@ def main() -> int:
                     os.remove(os.path.join(work, "mk.torrent"))  # mktorrent will not overwrite
                 (sta_times if name == "sta" else mk_times).append(timed(cmd, work))
             start = time.perf_counter()
-            metainfo.hash_files([(data, size)], piece_length, workers=args.threads)
+            maketorrent.hash_files([(data, size)], piece_length, workers=args.threads)
             inproc.append(time.perf_counter() - start)
 
         mib = size / (1024 * 1024)

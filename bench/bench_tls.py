@@ -30,7 +30,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from sta import tls, x509  # noqa: E402
+from sta import peerlink, tls, x509  # noqa: E402
 
 MIB = 1024 * 1024
 WRITE_SIZES = (16 * 1024, 64 * 1024, 256 * 1024)
@@ -113,9 +113,9 @@ def piece_messages(paths: tuple, size: int) -> tuple:
 
 def link_setups(paths: tuple, count: int) -> float:
     """Seconds for ``count`` complete SecureLinks (handshake and proof) in memory."""
-    node = tls.PeerTls(*paths)
+    node = peerlink.PeerTls(*paths)
     info_hash = bytes(range(20))
-    lookup = {tls.torrent_id(info_hash): info_hash}.get
+    lookup = {peerlink.torrent_id(info_hash): info_hash}.get
     start = time.perf_counter()
     for _ in range(count):
         client, server = node.connect(info_hash), node.accept(lookup)

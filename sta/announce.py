@@ -4,9 +4,9 @@ Two layers, so that most of it is tested with plain bytes:
 
 - pure functions: ``build_announce_url``, ``parse_announce_response``, ``scrape_url``,
   ``parse_scrape_response``, ``display_url``, ``is_supported_url``;
-- blocking I/O: ``announce()`` and ``scrape()`` on http.client (not urllib, so that TLS
-  verification and certificate pinning stay under our control), with ``make_ssl_context`` for
-  https trackers. The engine runs them in an executor thread.
+- blocking I/O: ``announce()`` and ``scrape()`` through ``sta.httpget`` (http.client, not
+  urllib, so that TLS verification and certificate pinning stay under our control), with
+  ``make_ssl_context`` for https trackers. The engine runs them in an executor thread.
 
 Which tracker to ask and when (BEP 12 tiers, intervals, backoff, events) is ``sta.trackers``,
 which builds on this module. Only http:// and https:// trackers are spoken: UDP trackers
@@ -16,19 +16,16 @@ which builds on this module. Only http:// and https:// trackers are spoken: UDP 
 from __future__ import annotations
 
 import hashlib
-import http.client
 import ipaddress
 import logging
 import re
-import socket
 import ssl
 import struct
-import time
 from dataclasses import dataclass
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
-from urllib.parse import SplitResult, quote_from_bytes, urljoin, urlsplit, urlunsplit
+from urllib.parse import quote_from_bytes, urlsplit, urlunsplit
 
-from sta import __version__
+from sta import httpget
 from sta.bencode import BencodeError, decode_prefix
 
 __all__ = [
@@ -76,11 +73,9 @@ MAX_MESSAGE_CHARS = 300
 _URL_SAFE = ""
 
 _EVENTS = ("started", "completed", "stopped")
-_REDIRECT_STATUSES = (301, 302, 303, 307, 308)
 _HOSTNAME_RE = re.compile(
     r"(?=.{1,253}\Z)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*"
     r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?")
-_USER_AGENT = "STA/" + __version__
 
 
 class TrackerError(Exception):
@@ -406,112 +401,37 @@ def scrape(url: str, info_hashes: Sequence[bytes], *, timeout: float = DEFAULT_T
 
 def _fetch(url: str, target: str, timeout: float, ssl_context: Optional[ssl.SSLContext]) -> bytes:
     """GET ``target`` following redirects; the body of a 200 answer. Errors name ``url``."""
-    for _ in range(MAX_REDIRECTS + 1):
-        status, reason, location, body = _get_once(url, target, timeout, ssl_context)
-        if status in _REDIRECT_STATUSES and location:
-            new_target = urljoin(target, location)
-            if urlsplit(target).scheme == "https" and urlsplit(new_target).scheme != "https":
-                # Following would send the passkey and our statistics in clear text.
-                raise TrackerError("refusing a redirect from https to plain http", url)
-            target = new_target
-            continue
-        if status != 200:
-            message = f"HTTP {status} {reason}".rstrip()
-            try:
-                parse_announce_response(body)
-            except TrackerError as exc:
-                if exc.failure_reason is not None:
-                    message += f": {exc.reason}"
-            raise TrackerError(message, url)
-        return body
-    raise TrackerError(f"more than {MAX_REDIRECTS} redirects", url)
-
-
-def _get_once(url: str, target: str, timeout: float, ssl_context: Optional[ssl.SSLContext]
-              ) -> Tuple[int, str, Optional[str], bytes]:
     try:
-        parts = urlsplit(target)
-        port = parts.port
-    except ValueError as exc:
-        raise TrackerError(f"bad URL ({exc})", url) from None
-    if parts.scheme not in ("http", "https"):
-        raise TrackerError(f"unsupported scheme '{parts.scheme}' (only http and https trackers "
-                           "are supported)", url)
-    if not parts.hostname:
-        raise TrackerError("URL has no host", url)
-    deadline = time.monotonic() + timeout
-    conn = _connection(parts, port, timeout, ssl_context)
-    try:
-        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        conn.putrequest("GET", path)
-        conn.putheader("User-Agent", _USER_AGENT)
-        conn.putheader("Connection", "close")
-        conn.endheaders()
-        _set_remaining(conn, deadline, timeout)
-        resp = conn.getresponse()
-        if resp.length is not None and resp.length > MAX_RESPONSE_SIZE:
-            raise TrackerError(f"answer of {resp.length} bytes exceeds the "
-                               f"{MAX_RESPONSE_SIZE}-byte limit", url)
-        chunks: List[bytes] = []
-        size = 0
-        while True:
-            _set_remaining(conn, deadline, timeout)
-            # read1: one receive per call, so a tracker dripping bytes meets the deadline.
-            chunk = resp.read1(min(65536, MAX_RESPONSE_SIZE + 1 - size))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-            if size > MAX_RESPONSE_SIZE:
-                raise TrackerError(f"answer exceeds the {MAX_RESPONSE_SIZE}-byte limit", url)
-        if resp.length:
-            raise TrackerError(f"answer cut short, {resp.length} bytes missing", url)
-        return resp.status, resp.reason, resp.getheader("Location"), b"".join(chunks)
-    except TrackerError:
-        raise
-    except http.client.InvalidURL as exc:   # a ValueError: characters http.client refuses
-        raise TrackerError(f"bad URL ({exc})", url) from None
-    except (OSError, http.client.HTTPException) as exc:
-        raise TrackerError(_describe(exc, parts.hostname, timeout), url) from None
-    finally:
-        conn.close()
+        return httpget.get(target, timeout=timeout, max_size=MAX_RESPONSE_SIZE,
+                           max_redirects=MAX_REDIRECTS, ssl_context=ssl_context)
+    except httpget.HTTPGetError as exc:
+        raise TrackerError(_describe(exc), url) from None
 
 
-def _connection(parts: SplitResult, port: Optional[int], timeout: float,
-                ssl_context: Optional[ssl.SSLContext]) -> http.client.HTTPConnection:
-    if parts.scheme == "https":
-        context = ssl_context or ssl.create_default_context()
-        return http.client.HTTPSConnection(parts.hostname, port, timeout=timeout, context=context)
-    return http.client.HTTPConnection(parts.hostname, port, timeout=timeout)
-
-
-def _set_remaining(conn: http.client.HTTPConnection, deadline: float, timeout: float) -> None:
-    remaining = deadline - time.monotonic()
-    if remaining <= 0:
-        raise socket.timeout("timed out")
-    if conn.sock is not None:
-        conn.sock.settimeout(min(remaining, timeout))
-
-
-def _describe(exc: BaseException, host: str, timeout: float) -> str:
-    if isinstance(exc, socket.timeout):
-        return f"timed out after {timeout:g} s"
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(exc, socket.gaierror):
-        return f"cannot resolve host name '{host}'"
-    if isinstance(exc, CertificatePinError):
-        return str(exc)
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return (f"certificate not trusted ({exc.verify_message}); to use a lab's own certificate "
-                "give its file as cafile or pin its SHA-256 fingerprint")
-    if isinstance(exc, ssl.SSLError):
-        return f"TLS error: {exc.reason or exc}"
-    if isinstance(exc, http.client.HTTPException):
-        return f"bad HTTP answer ({type(exc).__name__}: {exc})"
-    if isinstance(exc, ConnectionResetError):
+def _describe(exc: httpget.HTTPGetError) -> str:
+    """A failed GET in a tracker's words."""
+    if exc.kind == httpget.STATUS:
+        message = exc.reason
+        try:
+            parse_announce_response(exc.body)
+        except TrackerError as answer:
+            if answer.failure_reason is not None:
+                message += f": {answer.reason}"
+        return message
+    if exc.kind == httpget.REDIRECT and exc.from_https:
+        # Following would send the passkey and our statistics in clear text.
+        return "refusing a redirect from https to plain http"
+    if exc.kind in (httpget.SCHEME, httpget.REDIRECT):
+        return (f"unsupported scheme '{exc.scheme}' (only http and https trackers are "
+                "supported)")
+    if isinstance(exc.cause, CertificatePinError):
+        return str(exc.cause)
+    if isinstance(exc.cause, ssl.SSLCertVerificationError):
+        return (f"certificate not trusted ({exc.cause.verify_message}); to use a lab's own "
+                "certificate give its file as cafile or pin its SHA-256 fingerprint")
+    if isinstance(exc.cause, ConnectionResetError):
         return "connection reset by the tracker"
-    return exc.strerror or str(exc) or type(exc).__name__
+    return exc.reason
 
 
 # ---------------------------------------------------------------------------------------------
@@ -525,9 +445,9 @@ class _PinnedContext(ssl.SSLContext):
     """A client context that trusts exactly one certificate, by fingerprint.
 
     The check runs in wrap_socket right after the handshake, so every blocking user of the
-    context (http.client here) gets it, and the socket is closed before a byte is sent. asyncio
-    wraps with wrap_bio instead: a caller using this context there must check the fingerprint
-    of ``get_extra_info("ssl_object").getpeercert(True)`` itself.
+    context (http.client in sta.httpget) gets it, and the socket is closed before a byte is
+    sent. asyncio wraps with wrap_bio instead: a caller using this context there must check the
+    fingerprint of ``get_extra_info("ssl_object").getpeercert(True)`` itself.
     """
     pin_sha256 = b""
 

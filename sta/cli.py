@@ -23,7 +23,7 @@ import sys
 import time
 from typing import Any, Callable, Dict, List, NoReturn, Optional, Sequence, Tuple
 
-from . import __version__, magnet, metainfo, ui
+from . import __version__, magnet, maketorrent, metainfo, ui
 
 __all__ = [
     "main", "build_parser", "UsageError", "ParserExit", "StaArgumentParser", "tracker_url",
@@ -478,7 +478,7 @@ def cmd_create(args: argparse.Namespace) -> int:
         _note("no tracker given (-t): peers will have to be given with --peer")
     name = args.name
     if len(paths) > 1 and not name:
-        name = metainfo.default_name(paths)
+        name = maketorrent.default_name(paths)
         _note(f"several paths and no --name: the torrent is named {name!r}")
     out = _output_path(args.output, paths, name)
     if os.path.exists(out) and not args.force:
@@ -499,7 +499,7 @@ def cmd_create(args: argparse.Namespace) -> int:
             ui.human_eta((total - done) / rate if rate else None)), force=done >= total)
 
     try:
-        data = metainfo.make_torrent(
+        data = maketorrent.make_torrent(
             paths, trackers, piece_length=args.piece_length, name=name, comment=args.comment,
             private=args.private, web_seeds=args.web_seed, progress=show, workers=args.threads,
             exclude=[out])

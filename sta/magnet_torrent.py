@@ -11,13 +11,14 @@ announcer, so the download starts with the peers that were already talking to us
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import time
 from functools import partial
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
-from . import metadata, metainfo, wire
+from . import metadata, metadata_source, metainfo, wire
 from .announcer import Announcer, private_urls
 from .magnet import Magnet
 from .resume import STATE_DIR_NAME
@@ -100,6 +101,10 @@ class MagnetTorrent(Swarm):
         return self.state == METADATA
 
     def accept_peer(self, conn: PeerConnection) -> bool:
+        if self.successor is not None:
+            # Dialled before the metadata arrived, handshaken after: the torrent takes it.
+            conn.torrent = self.successor
+            return self.successor.accept_peer(conn)
         return self.admit(conn)
 
     def peer_closed(self, conn: PeerConnection) -> None:
@@ -199,12 +204,17 @@ class MagnetTorrent(Swarm):
 
     async def _fetch_source(self, url: str) -> None:
         try:
-            raw = await self.session.loop.run_in_executor(
-                None, partial(metadata.fetch_from_source, url, self.info_hash))
+            meta = await self.session.loop.run_in_executor(
+                None, partial(metadata_source.fetch_torrent_from_source, url, self.info_hash))
         except metadata.MetadataError as exc:
             self.source_errors[url] = str(exc)
             log.warning("%s: %s", self.name, exc)
             return
+        raw = meta.info.raw
+        if not self.magnet.trackers:
+            # The magnet names no tracker: the hosted .torrent's trackers find the peers.
+            self.magnet = dataclasses.replace(
+                self.magnet, trackers=tuple(url for tier in meta.trackers for url in tier))
         log.info("%s: metadata from %s", self.name, url)
         self._finish(raw)
 
@@ -319,13 +329,18 @@ class MagnetTorrent(Swarm):
 
 def save_fetched(raw: bytes, magnet: Magnet, folder: str) -> Any:
     """Keep the fetched metadata as a .torrent beside the resume state and parse it."""
-    path = metadata.saved_torrent_path(os.path.join(folder, STATE_DIR_NAME), magnet.info_hash)
-    return metainfo.parse(metadata.save_torrent(raw, magnet, path))
+    path = _saved_path(magnet, folder)
+    return metainfo.parse(metadata_source.save_torrent(raw, magnet, path))
+
+
+def _saved_path(magnet: Magnet, folder: str) -> str:
+    return metadata_source.saved_torrent_path(os.path.join(folder, STATE_DIR_NAME),
+                                              magnet.info_hash)
 
 
 def saved_metainfo(magnet: Magnet, folder: str) -> Optional[Any]:
     """The .torrent fetched by an earlier run into ``folder``, if there is a usable one."""
-    path = metadata.saved_torrent_path(os.path.join(folder, STATE_DIR_NAME), magnet.info_hash)
+    path = _saved_path(magnet, folder)
     if not os.path.exists(path):
         return None
     try:

@@ -25,33 +25,22 @@ verifies, every peer that sent a piece differing from it is proven a liar and ba
 and Transmission only start over after a failure (libtorrent also makes the senders wait 20 to
 70 seconds), which never finds a liar that keeps answering.
 
-``fetch_from_source`` is blocking I/O (run it in a thread): GET an ``xs=`` URL and check the
-.torrent it returns. ``save_torrent`` writes the fetched dictionary as a normal .torrent, so a
-restart does not fetch it again.
+Fetching from an ``xs=`` URL and saving the fetched dictionary as a .torrent are
+``sta.metadata_source``.
 """
 
 from __future__ import annotations
 
 import enum
 import hashlib
-import http.client
 import logging
-import os
-import socket
-import ssl
-import time
 from collections import OrderedDict
 from typing import Any, Dict, FrozenSet, Hashable, Iterator, List, Optional, Set, Tuple
-from urllib.parse import urljoin, urlsplit
 
-from . import __version__, metainfo, wire
-from .announce import display_url
-from .magnet import Magnet
-from .resume import ResumeError, write_atomically
+from . import wire
 
 __all__ = [
     "MetadataError", "MetadataServer", "MetadataFetcher", "DataResult", "refuse",
-    "fetch_from_source", "save_torrent", "saved_torrent_path",
     "MAX_METADATA_SIZE", "PIECE_SIZE",
 ]
 
@@ -101,18 +90,6 @@ MAX_HELD_BYTES = 2 * MAX_METADATA_SIZE
 # (torrent.py), and a bound on what a fetch can cost whatever the caller feeds it.
 MAX_PEERS = 1000
 MAX_BANNED = 1000
-
-# A hosted .torrent is read whole: the same bound metainfo.py puts on a .torrent file.
-MAX_SOURCE_SIZE = metainfo.MAX_TORRENT_SIZE
-# Redirects followed for an xs= URL: room for http -> https and a hop or two, as in announce.py.
-MAX_REDIRECTS = 5
-# Seconds allowed for a whole xs= download when the caller does not say.
-DEFAULT_SOURCE_TIMEOUT = 30.0
-# Characters of a short error body quoted in a message ("no such torrent on this tracker").
-MAX_QUOTED_BODY = 120
-
-_REDIRECT_STATUSES = (301, 302, 303, 307, 308)
-_USER_AGENT = "STA/" + __version__
 
 Key = Hashable
 
@@ -628,153 +605,3 @@ class MetadataFetcher:
         # Next round: every piece again, each from a peer that has not sent it yet.
         c.prior = [c.sources(index) for index in range(c.num_pieces)]
         c.wanted = set(range(c.num_pieces))
-
-
-# ---------------------------------------------------------------------------------------------
-# Hosted metainfo (xs=) and saving
-
-
-def fetch_from_source(url: str, info_hash: bytes, timeout: float = DEFAULT_SOURCE_TIMEOUT,
-                      ssl_context: Optional[ssl.SSLContext] = None) -> bytes:
-    """GET the .torrent at an ``xs=`` URL and return its info dictionary's exact bytes, once its
-    info hash is the magnet's. Blocking: run it in a thread. Raises MetadataError naming the URL
-    (without its query, which may hold a passkey)."""
-    shown = display_url(url)
-    deadline = time.monotonic() + timeout
-    target = url
-    for _ in range(MAX_REDIRECTS + 1):
-        status, reason, location, body = _get(shown, target, deadline, timeout, ssl_context)
-        if status in _REDIRECT_STATUSES and location:
-            new_target = urljoin(target, location)
-            scheme = urlsplit(new_target).scheme
-            if scheme not in ("http", "https"):
-                raise MetadataError(f"source {shown}: redirected to a {scheme or 'relative'} "
-                                    "URL; only http and https are followed")
-            if urlsplit(target).scheme == "https" and scheme != "https":
-                raise MetadataError(f"source {shown}: refusing a redirect from https to http")
-            target = new_target
-            continue
-        if status != 200:
-            raise MetadataError(f"source {shown}: HTTP {status} {reason}".rstrip()
-                                + _quote_body(body))
-        break
-    else:
-        raise MetadataError(f"source {shown}: more than {MAX_REDIRECTS} redirects")
-    try:
-        meta = metainfo.parse(body)
-    except metainfo.MetainfoError as exc:
-        raise MetadataError(f"source {shown}: {exc}") from None
-    if meta.info_hash != info_hash:
-        raise MetadataError(f"source {shown}: the torrent there has info hash "
-                            f"{meta.info_hash.hex()}, not the magnet's {info_hash.hex()}")
-    return meta.info.raw
-
-
-def _get(shown: str, target: str, deadline: float, timeout: float,
-         ssl_context: Optional[ssl.SSLContext]) -> Tuple[int, str, Optional[str], bytes]:
-    try:
-        parts = urlsplit(target)
-        port = parts.port
-    except ValueError as exc:
-        raise MetadataError(f"source {shown}: bad URL ({exc})") from None
-    if parts.scheme not in ("http", "https"):
-        raise MetadataError(f"source {shown}: only http and https sources are supported")
-    if not parts.hostname:
-        raise MetadataError(f"source {shown}: URL has no host")
-    remaining = deadline - time.monotonic()
-    if remaining <= 0:
-        raise MetadataError(f"source {shown}: timed out after {timeout:g} s")
-    conn: http.client.HTTPConnection
-    if parts.scheme == "https":
-        conn = http.client.HTTPSConnection(parts.hostname, port, timeout=remaining,
-                                           context=ssl_context or ssl.create_default_context())
-    else:
-        conn = http.client.HTTPConnection(parts.hostname, port, timeout=remaining)
-    try:
-        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        conn.putrequest("GET", path)
-        conn.putheader("User-Agent", _USER_AGENT)
-        conn.putheader("Accept", "application/x-bittorrent, */*")
-        conn.putheader("Connection", "close")
-        conn.endheaders()
-        _set_remaining(conn, deadline)
-        resp = conn.getresponse()
-        if resp.length is not None and resp.length > MAX_SOURCE_SIZE:
-            raise MetadataError(f"source {shown}: answer of {resp.length} bytes is over the "
-                                f"{MAX_SOURCE_SIZE}-byte limit for a .torrent")
-        chunks: List[bytes] = []
-        size = 0
-        while True:
-            _set_remaining(conn, deadline)
-            # read1: one receive per call, so a server dripping bytes still meets the deadline.
-            chunk = resp.read1(min(65536, MAX_SOURCE_SIZE + 1 - size))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-            if size > MAX_SOURCE_SIZE:
-                raise MetadataError(f"source {shown}: answer is over the {MAX_SOURCE_SIZE}-byte "
-                                    "limit for a .torrent")
-        if resp.length:
-            raise MetadataError(f"source {shown}: answer cut short, {resp.length} bytes missing")
-        return resp.status, resp.reason, resp.getheader("Location"), b"".join(chunks)
-    except MetadataError:
-        raise
-    except socket.timeout:
-        raise MetadataError(f"source {shown}: timed out after {timeout:g} s") from None
-    except ssl.SSLError as exc:
-        raise MetadataError(f"source {shown}: TLS error: {exc.reason or exc}") from None
-    except http.client.HTTPException as exc:
-        raise MetadataError(f"source {shown}: bad HTTP answer ({type(exc).__name__})") from None
-    except ValueError as exc:  # http.client.InvalidURL: characters it refuses
-        raise MetadataError(f"source {shown}: bad URL ({exc})") from None
-    except OSError as exc:
-        if isinstance(exc, socket.gaierror):
-            what = f"cannot resolve host name '{parts.hostname}'"
-        elif isinstance(exc, ConnectionRefusedError):
-            what = "connection refused"
-        else:
-            what = exc.strerror or str(exc) or type(exc).__name__
-        raise MetadataError(f"source {shown}: {what}") from None
-    finally:
-        conn.close()
-
-
-def _set_remaining(conn: http.client.HTTPConnection, deadline: float) -> None:
-    remaining = deadline - time.monotonic()
-    if remaining <= 0:
-        raise socket.timeout("timed out")
-    if conn.sock is not None:
-        conn.sock.settimeout(remaining)
-
-
-def _quote_body(body: bytes) -> str:
-    """A short plain-text error body, quoted after the status ("no such torrent")."""
-    text = body[:MAX_QUOTED_BODY * 4].decode("utf-8", "replace").strip()
-    line = text.splitlines()[0].strip() if text else ""
-    if not line or len(line) > MAX_QUOTED_BODY or not line.isprintable() or line.startswith("<"):
-        return ""
-    return f": {line}"
-
-
-def saved_torrent_path(state_dir: str, info_hash: bytes) -> str:
-    """Where a fetched .torrent is kept: beside the resume file, ``<state_dir>/<hex>.torrent``."""
-    return os.path.join(state_dir, info_hash.hex() + ".torrent")
-
-
-def save_torrent(info_raw: bytes, magnet: Magnet, path: str) -> bytes:
-    """Write a normal .torrent around a fetched info dictionary, atomically, and return its
-    bytes. Trackers come from the magnet's ``tr=`` (one tier each, as libtorrent adds them) and
-    web seeds from its ``ws=``."""
-    if hashlib.sha1(info_raw).digest() != magnet.info_hash:
-        raise MetadataError("the info dictionary does not match the magnet's info hash")
-    try:
-        data = metainfo.encode_torrent(info_raw, trackers=magnet.trackers,
-                                       url_list=magnet.web_seeds, created_by=metainfo.CREATED_BY)
-    except metainfo.MetainfoError as exc:
-        raise MetadataError(f"cannot make a .torrent of the fetched metadata: {exc}") from None
-    try:
-        write_atomically(path, data)
-    except ResumeError as exc:
-        raise MetadataError(str(exc)) from None
-    return data

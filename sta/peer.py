@@ -19,7 +19,7 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any, Deque, Dict, List, Optional, Tuple
 
-from . import tls, wire
+from . import peerlink, tls, wire
 from .bitfield import Bitfield
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -32,11 +32,12 @@ log = logging.getLogger(__name__)
 # the same so a fast downloader can keep a deep pipeline over a fat link.
 MAX_INCOMING_REQUESTS = 2000
 
-# Requests we keep in flight to one peer, at most: 256 x 16 KiB = 4 MiB, about 15 ms at
-# loopback speed (measured: as fast as 500), and within what every major client accepts
-# (libtorrent 2000 by default, Transmission 512); clamped further by the peer's own `reqq`.
-# Deeper would only add to what a crash throws away: requests in flight are lost with it.
-MAX_OUTSTANDING_REQUESTS = 256
+# Requests we keep in flight to one peer, at most: 128 x 16 KiB = 2 MiB, several milliseconds
+# at loopback speed and a full round trip on any LAN (measured on loopback: as fast as 500);
+# within what every major client accepts (libtorrent 2000, Transmission 512) and clamped
+# further by the peer's own `reqq`. Deeper would only add to what a crash throws away: requests
+# in flight are lost with it (a kill -9 test measures that share).
+MAX_OUTSTANDING_REQUESTS = 128
 MIN_OUTSTANDING_REQUESTS = 16
 # Seconds of transfer the request pipeline should cover at the peer's current rate (libtorrent's
 # request_queue_time is 3 s).
@@ -86,7 +87,7 @@ class PeerConnection(asyncio.Protocol):
         # TLS between STA nodes (tls.py): every byte passes through the link, and BitTorrent
         # starts inside it only once both sides proved they know the info hash.
         self.mode = mode if not self.incoming else ""
-        self.link: Optional[tls.SecureLink] = None
+        self.link: Optional[peerlink.SecureLink] = None
         self.encrypted = False
         # Blocks come out as views into the received chunk, not copies: the torrent copies each
         # one into its piece buffer (or writes it) before data_received returns.

@@ -17,7 +17,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Dict, List, Optional, Set, Tuple
 
-from . import __version__, tls
+from . import __version__, peerlink, tls
 from .peer import EXTENSION_IDS, PeerConnection
 from .torrent import Torrent
 
@@ -59,7 +59,7 @@ class Session:
         self.tracker_ssl_context = tracker_ssl_context
         self.encryption = tls.parse_policy(encryption)
         self.state_dir = state_dir or node_state_dir()
-        self._peer_tls: Optional[tls.PeerTls] = None
+        self._peer_tls: Optional[peerlink.PeerTls] = None
         self._modes = tls.PeerModeMemory()
         self._torrent_ids: Dict[bytes, bytes] = {}
         self.requested_port = port
@@ -130,7 +130,7 @@ class Session:
         if torrent.info_hash in self.torrents:
             raise SessionError(f"{torrent.name} is already in this session")
         self.torrents[torrent.info_hash] = torrent
-        self._torrent_ids[tls.torrent_id(torrent.info_hash)] = torrent.info_hash
+        self._torrent_ids[peerlink.torrent_id(torrent.info_hash)] = torrent.info_hash
         try:
             await torrent.start(recheck=recheck)
         except Exception:
@@ -216,14 +216,14 @@ class Session:
     # -- encryption --------------------------------------------------------------------------
 
     @property
-    def peer_tls(self) -> tls.PeerTls:
+    def peer_tls(self) -> peerlink.PeerTls:
         """The node's TLS key and contexts, made on first use in the state folder."""
         if self._peer_tls is None:
-            self._peer_tls = tls.PeerTls.for_node(self.state_dir)
+            self._peer_tls = peerlink.PeerTls.for_node(self.state_dir)
         return self._peer_tls
 
     def info_hash_for_id(self, torrent_id: bytes) -> Optional[bytes]:
-        """An encrypted peer names the torrent only by tls.torrent_id(info_hash)."""
+        """An encrypted peer names the torrent only by peerlink.torrent_id(info_hash)."""
         return self._torrent_ids.get(torrent_id)
 
     def tls_worked(self, address: Optional[Tuple[str, int]]) -> None:

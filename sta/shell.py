@@ -9,67 +9,51 @@ a usage line and never ends the node.
 
 Every command reaches the engine through asyncio.run_coroutine_threadsafe, status snapshots
 included: the session's objects are only ever touched on its loop. Command output goes to stdout;
-background notices (a download finished, a torrent stopped by an error, log warnings) go to stderr
-as one line each, never in the middle of a command's output. On a colour terminal with readline
-they appear above the prompt at once and the line being typed is redrawn; elsewhere they wait for
-the next prompt (a terminal without readline or with NO_COLOR) or are written at once (a pipe,
-where there is no prompt to disturb).
+background notices (a download finished, a torrent stopped by an error) go through console.py,
+which keeps them out of a command's output and off the line being typed; the tables of `status`,
+`peers` and `stats` are drawn by ui.py.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import collections
 import concurrent.futures
-import glob
 import json
 import logging
 import os
-import queue
 import shlex
-import signal
 import sys
 import threading
 import traceback
 from difflib import get_close_matches
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from . import cli, transfer, ui
+from .console import (Completer, Console, Terminate, install_signal_handlers,
+                      leave_signals_to_main_thread, route_logging, save_history, setup_readline)
 from .session import Session
 from .torrent import DOWNLOADING, ERROR, PAUSED, SEEDING
+from .ui import peers_table, stats_lines, status_table
 
-__all__ = ["run", "Shell", "ShellError", "find_torrent", "status_table", "peers_table",
-           "stats_lines", "ratio", "split_line"]
+__all__ = ["run", "Shell", "ShellError", "find_torrent", "ratio", "split_line"]
 
 log = logging.getLogger(__name__)
 
-PROMPT = "> "
 # A command that only reads or flips engine state answers in milliseconds; `remove` may wait for
 # the trackers' "stopped" answers (announcer.STOP_TIMEOUT, 5 s). 30 s means the loop is stuck.
 COMMAND_TIMEOUT = 30.0
 # `exit` waits this long for session.close() (every tracker told "stopped", in parallel per
 # torrent, each bounded by announcer.STOP_TIMEOUT) before leaving anyway.
 CLOSE_TIMEOUT = 10.0
-# Background threads get this long to finish once the loop stops; they are daemons after that.
+# The loop's thread and its tasks get this long to finish once the shell leaves; they are
+# daemons after that.
 JOIN_TIMEOUT = 5.0
 # How often the loop looks for finished or failed torrents to announce. Half a second feels
 # immediate to a person and costs nothing for the few torrents a shell holds.
 WATCH_INTERVAL = 0.5
 # Tab completion reads torrent names from the loop; a busy loop must not freeze the keyboard.
 COMPLETION_TIMEOUT = 0.5
-# At most this many file names are offered by one Tab press.
-MAX_COMPLETIONS = 200
-# Readline history kept across runs, like bash's and Python's own.
-HISTORY_FILE = os.path.join("~", ".sta_history")
-HISTORY_LENGTH = 1000
-# Log messages remembered so the watcher does not repeat what a log line just said; a few
-# seconds of warnings from a busy session.
-RECENT_LOG_MESSAGES = 50
-# Column widths that keep a status row within 120 columns with long names.
-NAME_WIDTH = 30
-CLIENT_WIDTH = 24
-BAR_WIDTH = 20
 
 CLI_COMMANDS = ("create", "seed", "download", "info")
 SHELL_COMMANDS = ("status", "peers", "stats", "pause", "resume", "remove", "help", "exit")
@@ -89,7 +73,6 @@ SUMMARIES = {
     "help": "list the commands, or show one command's options",
     "exit": "tell every tracker 'stopped' and leave (also Ctrl-D)",
 }
-_STATE_COLORS = {SEEDING: "32", DOWNLOADING: "36", PAUSED: "33", ERROR: "31"}
 
 
 class ShellError(Exception):
@@ -145,75 +128,6 @@ def ratio(uploaded: int, downloaded: int, have: int) -> float:
     return uploaded / base if base else 0.0
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[int],
-           colors: Optional[Dict[Tuple[int, int], str]] = None) -> List[str]:
-    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
-
-    def cell(i: int, text: str, row: int) -> str:
-        padded = text.rjust(widths[i]) if i in right else text.ljust(widths[i])
-        code = (colors or {}).get((row, i))
-        return f"\x1b[{code}m{padded}\x1b[0m" if code else padded
-
-    lines = ["  ".join(cell(i, h, -1) for i, h in enumerate(headers)).rstrip()]
-    for n, r in enumerate(rows):
-        lines.append("  ".join(cell(i, text, n) for i, text in enumerate(r)).rstrip())
-    return lines
-
-
-def _clip(text: str, width: int) -> str:
-    return text if len(text) <= width else text[:width - 1] + "~"
-
-
-def status_table(rows: Sequence[Dict[str, Any]], color: bool = False) -> List[str]:
-    """The `status` table; ``rows`` are Torrent.status() dicts with "number" and "ratio" added."""
-    headers = ("#", "NAME", "STATE", "SIZE", "PROGRESS", "DOWN", "UP", "RATIO", "PEERS", "ETA")
-    cells = []
-    colors: Dict[Tuple[int, int], str] = {}
-    for n, s in enumerate(rows):
-        cells.append((
-            str(s["number"]), _clip(s["name"], NAME_WIDTH), s["state"], ui.human_size(s["size"]),
-            "%s %5.1f%%" % (ui.progress_bar(s["progress"], BAR_WIDTH), 100.0 * s["progress"]),
-            ui.human_rate(s["down_rate"]), ui.human_rate(s["up_rate"]), "%.2f" % s["ratio"],
-            str(s["peers"]) + (f" ({s['seeds']} seeds)" if s["seeds"] else ""),
-            ui.human_eta(s["eta"]) if s["state"] == DOWNLOADING else "-"))
-        if color and s["state"] in _STATE_COLORS:
-            colors[(n, 2)] = _STATE_COLORS[s["state"]]
-    lines = _table(headers, cells, right=(0, 3, 5, 6, 7), colors=colors)
-    lines += [f"{s['number']}: {s['name']}: {s['error']}" for s in rows if s.get("error")]
-    return lines
-
-
-def peers_table(rows: Sequence[Dict[str, Any]], with_torrent: bool) -> List[str]:
-    """The `peers` table; ``rows`` are Torrent.peer_statuses() rows with "torrent" added."""
-    headers = ("#",) * with_torrent + ("ADDRESS", "CLIENT", "FLAGS", "HAVE", "DOWN", "UP",
-                                       "DOWNLOADED", "UPLOADED")
-    cells = [(str(r["torrent"]),) * with_torrent + (
-        r["address"], _clip(r["client"] or "?", CLIENT_WIDTH), r["flags"] or "-",
-        "%.1f%%" % (100.0 * r["progress"]), ui.human_rate(r["down_rate"]),
-        ui.human_rate(r["up_rate"]), ui.human_size(r["downloaded"]),
-        ui.human_size(r["uploaded"])) for r in rows]
-    first = 1 if with_torrent else 0
-    return _table(headers, cells, right=[first + i for i in (3, 4, 5, 6, 7)])
-
-
-def stats_lines(stats: Dict[str, Any]) -> List[str]:
-    """The `stats` text; ``stats`` is the `stats --json` object."""
-    states = ", ".join(f"{n} {state}" for state, n in sorted(stats["states"].items()))
-    fields = [
-        ("listening on", f"{stats['host']}:{stats['listen_port']}"),
-        ("uptime", ui.human_eta(stats["uptime"]) if stats["uptime"] < 86400 * 99 else "long"),
-        ("torrents", f"{stats['torrents']}" + (f" ({states})" if states else "")),
-        ("peers", str(stats["peers"])),
-        ("downloaded", f"{ui.human_size(stats['downloaded'])} "
-                       f"(now {ui.human_rate(stats['down_rate'])})"),
-        ("uploaded", f"{ui.human_size(stats['uploaded'])} "
-                     f"(now {ui.human_rate(stats['up_rate'])})"),
-        ("ratio", "%.2f" % stats["ratio"]),
-        ("peer id", stats["peer_id"]),
-    ]
-    return [f"{label + ':':<14}{value}" for label, value in fields]
-
-
 def _print_json(value: Any) -> None:
     print(json.dumps(value, indent=2, ensure_ascii=False))
 
@@ -231,170 +145,6 @@ def _subcommand_parsers(parser: argparse.ArgumentParser) -> Dict[str, argparse.A
     raise ShellError("the command line parser has no subcommands")
 
 
-# ------------------------------------------------------------------------------ console
-
-class _Console:
-    """Prompt, command output and background notices, each line whole.
-
-    The main thread holds ``lock`` while a command runs; the notice thread takes it to write, so a
-    notice never lands inside a table. The loop thread only queues notices and never waits.
-    """
-
-    def __init__(self, stdin: Any, stdout: Any, stderr: Any) -> None:
-        self.stdin, self.stdout, self.stderr = stdin, stdout, stderr
-        self.interactive = _isatty(stdin)
-        self.readline = _load_readline() if self.interactive else None
-        self.color = ui.use_color(stdout)
-        # Redrawing the prompt under a notice needs readline's buffer and ANSI erase.
-        self.redraw = self.readline is not None and self.color
-        self.lock = threading.RLock()
-        self._deferred: List[str] = []
-        self._at_prompt = False
-        self._prompt_shown = False
-        self._told_how_to_leave = False
-        self._recent: "collections.deque[str]" = collections.deque(maxlen=RECENT_LOG_MESSAGES)
-        self._recent_lock = threading.Lock()
-        self._queue: "queue.Queue[Optional[str]]" = queue.Queue()
-        self._thread = threading.Thread(target=self._write_notices, name="sta-shell-notices",
-                                        daemon=True)
-        if self.readline is not None:
-            hook = getattr(self.readline, "set_pre_input_hook", None)  # absent with libedit
-            if hook is None:
-                self.redraw = False
-            else:
-                hook(self._prompt_drawn)
-            if not self.color and "libedit" not in (self.readline.__doc__ or ""):
-                # bracketed-paste mode writes escapes around every prompt: not with NO_COLOR
-                self.readline.parse_and_bind("set enable-bracketed-paste off")
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._queue.put(None)
-        if self._thread.ident is not None:
-            self._thread.join(JOIN_TIMEOUT)
-        with self.lock:
-            self._flush_deferred()
-
-    def notice(self, text: str) -> None:
-        """One line for stderr. From the main thread it is part of the command being run and is
-        written at once; from other threads it is queued (never blocks the event loop)."""
-        if threading.current_thread() is threading.main_thread():
-            with self.lock:
-                self._err(text)
-        else:
-            self._queue.put(text)
-
-    def logged(self, message: str) -> None:
-        """Remember a log message shown, so the same news is not told twice."""
-        with self._recent_lock:
-            self._recent.append(message)
-
-    def was_logged(self, message: str) -> bool:
-        with self._recent_lock:
-            return message in self._recent
-
-    def _prompt_drawn(self) -> None:
-        self._prompt_shown = True
-
-    def _write_notices(self) -> None:
-        _leave_signals_to_main_thread()
-        while True:
-            text = self._queue.get()
-            if text is None:
-                return
-            with self.lock:
-                try:
-                    self._write_notice(text)
-                except (OSError, ValueError):  # the terminal went away: nothing to tell
-                    pass
-
-    def _write_notice(self, text: str) -> None:
-        if not (self.interactive and self._at_prompt):
-            self._err(text)
-        elif not self.redraw:
-            self._deferred.append(text)  # shown before the next prompt
-        elif not self._prompt_shown:
-            self._err(text)  # the prompt comes right after
-        else:
-            typed = self.readline.get_line_buffer()
-            self.stdout.write("\r\x1b[K")
-            self.stdout.flush()
-            self._err(text)
-            self.stdout.write(PROMPT + typed)
-            self.stdout.flush()
-
-    def _err(self, text: str) -> None:
-        self.stderr.write(text + "\n")
-        self.stderr.flush()
-
-    def _flush_deferred(self) -> None:
-        for text in self._deferred:
-            self._err(text)
-        self._deferred.clear()
-
-    def read_line(self) -> Optional[str]:
-        """The next command line; None at end of input (Ctrl-D, closed pipe)."""
-        with self.lock:
-            self._flush_deferred()
-            self._at_prompt = True
-            self._prompt_shown = False
-        try:
-            if self.interactive:
-                return input(PROMPT)
-            line = self.stdin.readline()
-            return line.rstrip("\r\n") if line else None
-        except EOFError:
-            return None
-        finally:
-            with self.lock:
-                self._at_prompt = False
-
-    def interrupted(self, during_command: bool = False) -> None:
-        """Ctrl-C: a new line and prompt; the first time, say how to leave instead."""
-        with self.lock:
-            if self.interactive:
-                self.stdout.write("\n")  # the terminal echoed ^C where the cursor was
-                self.stdout.flush()
-            if during_command or not self.interactive:
-                self._err("interrupted")
-            if not self._told_how_to_leave:
-                self._told_how_to_leave = True
-                self._err("(Ctrl-C cancels a line; 'exit' or Ctrl-D leaves)")
-
-    def ask(self, question: str) -> bool:
-        """A yes/no question on the terminal; anything but yes (Ctrl-C, Ctrl-D too) is no."""
-        try:
-            answer = input(question)
-        except (EOFError, KeyboardInterrupt):
-            self.stdout.write("\n")
-            return False
-        return answer.strip().lower() in ("y", "yes")
-
-    def flush(self) -> None:
-        for stream in (self.stdout, self.stderr):
-            try:
-                stream.flush()
-            except (OSError, ValueError):
-                pass
-
-
-class _NoticeHandler(logging.Handler):
-    """Log records as shell notices, so a warning from the loop thread cannot split the prompt."""
-
-    def __init__(self, console: _Console) -> None:
-        super().__init__()
-        self.console = console
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            self.console.logged(record.getMessage())
-            self.console.notice(self.format(record))
-        except Exception:  # logging must never raise into the engine
-            self.handleError(record)
-
-
 def _describe_source(meta: Any) -> Tuple[str, str]:
     """(name, size) of a Metainfo or of a magnet link (whose size may be unknown)."""
     info = getattr(meta, "info", None)
@@ -403,21 +153,6 @@ def _describe_source(meta: Any) -> Tuple[str, str]:
     length = getattr(meta, "length", None)
     return (meta.name or meta.info_hash.hex(),
             ui.human_size(length) if length else "size not known yet")
-
-
-def _isatty(stream: Any) -> bool:
-    try:
-        return bool(stream.isatty())
-    except (AttributeError, ValueError):  # closed, or not a real file
-        return False
-
-
-def _load_readline() -> Any:
-    try:
-        import readline
-    except ImportError:  # Windows: input() still edits the line, without history or completion
-        return None
-    return readline
 
 
 # ---------------------------------------------------------------------------------- shell
@@ -432,7 +167,7 @@ class Shell:
         self.tracker_ssl_context = tracker_ssl_context
         self.folder = folder
         self.host = host
-        self.console = _Console(stdin or sys.stdin, stdout or sys.stdout, stderr or sys.stderr)
+        self.console = Console(stdin or sys.stdin, stdout or sys.stdout, stderr or sys.stderr)
         self.cli_parser = cli.build_parser()
         self.cli_commands = _subcommand_parsers(self.cli_parser)
         # The shell has one port and its own download folder: a None default tells "given" apart.
@@ -503,7 +238,7 @@ class Shell:
 
     def _run_loop(self) -> None:
         assert self.loop is not None
-        _leave_signals_to_main_thread()  # inherited by the loop's worker threads too
+        leave_signals_to_main_thread()  # inherited by the loop's worker threads too
         asyncio.set_event_loop(self.loop)
         self.loop.run_forever()
 
@@ -581,8 +316,8 @@ class Shell:
             sys.stderr.write(f"{cli.PROG}: error: {cli.describe_error(exc)}\n")
             return 1
         assert self.session is not None
-        restore_log = _route_logging(self.console)
-        restore_signals = _install_signal_handlers()
+        restore_log = route_logging(self.console)
+        restore_signals = install_signal_handlers()
         history = self._setup_readline()
         with self.console.lock:
             self.console.stderr.write(f"Listening for peers on {self.host}:"
@@ -590,39 +325,16 @@ class Shell:
                                       "'exit' to leave\n")
             self.console.flush()
         try:
-            self.repl()
-        except _Terminate:
+            self.console.repl(self.execute)
+        except Terminate:
             pass
         finally:
             restore_signals()
             if history:
-                _save_history(self.console.readline, history)
+                save_history(self.console.readline, history)
             self.stop()
             restore_log()
         return 0
-
-    def repl(self) -> None:
-        while True:
-            try:
-                line = self.console.read_line()
-            except KeyboardInterrupt:  # Ctrl-C drops the line being typed, not the node
-                self.console.interrupted()
-                continue
-            if line is None:
-                if self.console.interactive:
-                    self.console.stdout.write("\n")
-                return
-            try:
-                with self.console.lock:
-                    try:
-                        if not self.execute(line):
-                            return
-                    finally:
-                        self.console.flush()
-            except KeyboardInterrupt:
-                self.console.interrupted(during_command=True)
-            except BrokenPipeError:
-                return
 
     def execute(self, line: str) -> bool:
         """Run one command line; False when the shell should end."""
@@ -645,7 +357,7 @@ class Shell:
             self.console.stderr.write((exc.usage or "") + f"{exc.prog}: error: {exc}\n")
         except cli.ParserExit:
             pass
-        except (KeyboardInterrupt, BrokenPipeError, _Terminate):
+        except (KeyboardInterrupt, BrokenPipeError, Terminate):
             raise
         except Exception as exc:
             if cli.is_user_error(exc):
@@ -959,20 +671,9 @@ class Shell:
         options = {name: [s for a in _parser_actions(p) for s in a.option_strings]
                    for name, p in list(self.parsers.items()) + list(self.cli_commands.items())
                    if name in COMMANDS}
-        completer = _Completer(self, readline, options)
-        readline.set_completer(completer.complete)
-        readline.set_completer_delims(" \t\n")
-        if "libedit" in (readline.__doc__ or ""):  # macOS's readline is libedit underneath
-            readline.parse_and_bind("bind ^I rl_complete")
-        else:
-            readline.parse_and_bind("tab: complete")
-        path = os.path.expanduser(HISTORY_FILE)
-        try:
-            readline.read_history_file(path)
-        except (OSError, UnicodeDecodeError):
-            pass
-        readline.set_history_length(HISTORY_LENGTH)
-        return path
+        completer = Completer(readline, COMMANDS, options, takes_command=("help",),
+                              takes_torrent=TORRENT_COMMANDS, torrent_names=self.torrent_names)
+        return setup_readline(readline, completer.complete)
 
     def torrent_names(self) -> List[str]:
         def names() -> List[str]:
@@ -982,126 +683,6 @@ class Shell:
             return self.call(names, timeout=COMPLETION_TIMEOUT)
         except ShellError:
             return []
-
-
-class _Completer:
-    """Tab completion: commands, then options, torrent names or file names."""
-
-    def __init__(self, shell: Shell, readline: Any, options: Dict[str, List[str]]) -> None:
-        self.shell = shell
-        self.readline = readline
-        self.options = options
-        self.matches: List[str] = []
-
-    def complete(self, text: str, state: int) -> Optional[str]:
-        if state == 0:
-            try:
-                self.matches = self._matches(text)[:MAX_COMPLETIONS]
-            except Exception:  # readline swallows errors; an empty list is the honest answer
-                self.matches = []
-        return self.matches[state] if state < len(self.matches) else None
-
-    def _matches(self, text: str) -> List[str]:
-        before = self.readline.get_line_buffer()[:self.readline.get_begidx()].split()
-        if not before:
-            return [c + " " for c in COMMANDS if c.startswith(text)]
-        command = before[0].lower()
-        if text.startswith("-"):
-            return [o + " " for o in self.options.get(command, ()) if o.startswith(text)]
-        if command == "help":
-            return [c + " " for c in COMMANDS if c.startswith(text)]
-        if command in TORRENT_COMMANDS:
-            names = self.shell.torrent_names()
-            return [shlex.quote(n) + " " for n in names if n.startswith(text)]
-        return _complete_path(text)
-
-
-def _complete_path(text: str) -> List[str]:
-    expanded = os.path.expanduser(text)
-    found = []
-    for path in sorted(glob.glob(glob.escape(expanded) + "*"))[:MAX_COMPLETIONS]:
-        shown = text + path[len(expanded):]
-        found.append(shown + (os.sep if os.path.isdir(path) else " "))
-    return found
-
-
-def _save_history(readline: Any, path: str) -> None:
-    try:
-        readline.write_history_file(path)
-    except OSError:
-        pass
-
-
-# ------------------------------------------------------------------------- process glue
-
-class _Terminate(BaseException):
-    """SIGTERM or SIGHUP: leave as `exit` does (trackers told "stopped")."""
-
-
-def _leave_signals_to_main_thread() -> None:
-    """Block Ctrl-C and the termination signals in the calling (background) thread.
-
-    The kernel hands a process-wide signal to any thread that does not block it; only the main
-    thread's read of the prompt is interrupted by it, so the others must not take it.
-    """
-    block = getattr(signal, "pthread_sigmask", None)
-    if block is None:  # Windows: signals reach the main thread anyway
-        return
-    block(signal.SIG_BLOCK, [getattr(signal, n) for n in _SIGNALS if hasattr(signal, n)])
-
-
-_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
-
-
-def _install_signal_handlers() -> Callable[[], None]:
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-    previous = {}
-
-    def terminate(signum: int, frame: Any) -> None:
-        for sig in previous:  # a second signal while leaving must not interrupt the goodbyes
-            signal.signal(sig, signal.SIG_IGN)
-        raise _Terminate()
-
-    for name in _SIGNALS[1:]:
-        sig = getattr(signal, name, None)
-        if sig is not None:
-            try:
-                previous[sig] = signal.signal(sig, terminate)
-            except (OSError, ValueError):
-                pass
-
-    def restore() -> None:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    return restore
-
-
-def _route_logging(console: _Console) -> Callable[[], None]:
-    """Send log records meant for stderr through the console for the shell's lifetime."""
-    root = logging.getLogger()
-    swapped = []
-    for handler in list(root.handlers):
-        if type(handler) is logging.StreamHandler and handler.stream is sys.stderr:
-            notice = _NoticeHandler(console)
-            notice.setLevel(handler.level)
-            notice.setFormatter(handler.formatter)
-            root.removeHandler(handler)
-            root.addHandler(notice)
-            swapped.append((handler, notice))
-    added = None
-    if not root.handlers:  # no logging configured: warnings would go to logging.lastResort
-        added = _NoticeHandler(console)
-        added.setLevel(logging.WARNING)
-        root.addHandler(added)
-
-    def restore() -> None:
-        for handler, notice in swapped:
-            root.removeHandler(notice)
-            root.addHandler(handler)
-        if added is not None:
-            root.removeHandler(added)
-    return restore
 
 
 async def _cancel_other_tasks() -> None:

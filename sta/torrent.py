@@ -563,6 +563,8 @@ class Torrent(Swarm):
     def _strike(self, address: Tuple[str, int], reason: str) -> None:
         """One proven bad piece from ``address``; ban it after MAX_HASH_FAILURES."""
         record = self.known.setdefault(address, PeerRecord(address, "incoming"))
+        if record.banned:
+            return
         record.hash_failures += 1
         log.warning("%s: peer %s:%s %s (%d of %d before a ban)", self.name, address[0],
                     address[1], reason, record.hash_failures, MAX_HASH_FAILURES)

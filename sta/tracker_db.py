@@ -5,7 +5,8 @@ leechers) that give an O(1) add/remove and an O(numwant) random sample, each pee
 compact (BEP 23 / BEP 7) address ready to join into an answer. A writer thread saves the peers
 that changed into SQLite (WAL) in one transaction every ``WRITE_BEHIND_SECONDS``, so the cost
 of a disk write is shared by thousands of announces and a restarted tracker still recovers its
-torrents, counters and live peers (it loses at most the last half second of changes).
+torrents, counters and live peers (it loses at most the last half second of regular
+re-announces; started, completed and stopped are written before they are answered).
 
 The store takes a clock function, so tests can move time without sleeping.
 """
@@ -370,7 +371,13 @@ class TrackerStore:
             if len(pending) > WRITE_BEHIND_MAX_PENDING:
                 self._wake.set()
             peers = swarm.sample(peer, numwant)
-            return len(swarm.seeders), len(swarm.leechers), swarm.completed, peers
+            result = len(swarm.seeders), len(swarm.leechers), swarm.completed, peers
+        if event:
+            # started, completed and stopped are rare and each changes who is in the swarm for a
+            # whole interval (a peer that started announces again only 30 minutes later): they
+            # are on disk before the answer leaves, so a tracker killed right after still knows.
+            self.flush()
+        return result
 
     def scrape(self, info_hashes: Iterable[bytes]) -> Dict[bytes, Tuple[int, int, int]]:
         """(seeders, leechers, completed) of each known torrent among ``info_hashes``."""

@@ -4,6 +4,10 @@ On a terminal the progress line is redrawn in place with a carriage return, like
 Transmission; in a pipe or a log file a plain line is written every few seconds instead, so the
 file stays readable. Colour (ANSI escapes) is used only on a TTY and never when NO_COLOR is set
 (https://no-color.org) or TERM is "dumb".
+
+The shell's tables are here too, as plain functions from status dicts to lines of text:
+``status_table`` (Torrent.status() rows), ``peers_table`` (Torrent.peer_statuses() rows) and
+``stats_lines`` (the `stats --json` object).
 """
 
 from __future__ import annotations
@@ -11,11 +15,11 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import Callable, Optional, TextIO
+from typing import Any, Callable, Dict, List, Optional, Sequence, TextIO, Tuple
 
 __all__ = [
     "human_size", "human_rate", "human_eta", "progress_bar", "torrent_line", "use_color",
-    "ProgressLine", "StatusBlock", "write_line",
+    "ProgressLine", "StatusBlock", "write_line", "status_table", "peers_table", "stats_lines",
 ]
 
 # A non-TTY progress line every 5 s: often enough that a log shows movement, rarely enough that a
@@ -26,8 +30,14 @@ PLAIN_INTERVAL = 5.0
 TTY_INTERVAL = 0.1
 # Width used when the terminal does not say (pipes, some IDE consoles).
 DEFAULT_WIDTH = 80
+# Column widths that keep a status row within 120 columns with long names.
+TABLE_NAME_WIDTH = 30
+TABLE_CLIENT_WIDTH = 24
+TABLE_BAR_WIDTH = 20
 
 _UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
+# ANSI colours of Torrent.state values in the status table.
+_STATE_COLORS = {"seeding": "32", "downloading": "36", "paused": "33", "error": "31"}
 
 
 def human_size(n: float) -> str:
@@ -228,3 +238,72 @@ class StatusBlock:
         if len(lines) == 1 or (self.tty and not self.ansi):
             self._single.finish()
         self._drawn = 0
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[int],
+           colors: Optional[Dict[Tuple[int, int], str]] = None) -> List[str]:
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+
+    def cell(i: int, text: str, row: int) -> str:
+        padded = text.rjust(widths[i]) if i in right else text.ljust(widths[i])
+        code = (colors or {}).get((row, i))
+        return f"\x1b[{code}m{padded}\x1b[0m" if code else padded
+
+    lines = ["  ".join(cell(i, h, -1) for i, h in enumerate(headers)).rstrip()]
+    for n, r in enumerate(rows):
+        lines.append("  ".join(cell(i, text, n) for i, text in enumerate(r)).rstrip())
+    return lines
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[:width - 1] + "~"
+
+
+def status_table(rows: Sequence[Dict[str, Any]], color: bool = False) -> List[str]:
+    """The `status` table; ``rows`` are Torrent.status() dicts with "number" and "ratio" added."""
+    headers = ("#", "NAME", "STATE", "SIZE", "PROGRESS", "DOWN", "UP", "RATIO", "PEERS", "ETA")
+    cells = []
+    colors: Dict[Tuple[int, int], str] = {}
+    for n, s in enumerate(rows):
+        cells.append((
+            str(s["number"]), _clip(s["name"], TABLE_NAME_WIDTH), s["state"], human_size(s["size"]),
+            "%s %5.1f%%" % (progress_bar(s["progress"], TABLE_BAR_WIDTH), 100.0 * s["progress"]),
+            human_rate(s["down_rate"]), human_rate(s["up_rate"]), "%.2f" % s["ratio"],
+            str(s["peers"]) + (f" ({s['seeds']} seeds)" if s["seeds"] else ""),
+            human_eta(s["eta"]) if s["state"] == "downloading" else "-"))
+        if color and s["state"] in _STATE_COLORS:
+            colors[(n, 2)] = _STATE_COLORS[s["state"]]
+    lines = _table(headers, cells, right=(0, 3, 5, 6, 7), colors=colors)
+    lines += [f"{s['number']}: {s['name']}: {s['error']}" for s in rows if s.get("error")]
+    return lines
+
+
+def peers_table(rows: Sequence[Dict[str, Any]], with_torrent: bool) -> List[str]:
+    """The `peers` table; ``rows`` are Torrent.peer_statuses() rows with "torrent" added."""
+    headers = ("#",) * with_torrent + ("ADDRESS", "CLIENT", "FLAGS", "HAVE", "DOWN", "UP",
+                                       "DOWNLOADED", "UPLOADED")
+    cells = [(str(r["torrent"]),) * with_torrent + (
+        r["address"], _clip(r["client"] or "?", TABLE_CLIENT_WIDTH), r["flags"] or "-",
+        "%.1f%%" % (100.0 * r["progress"]), human_rate(r["down_rate"]),
+        human_rate(r["up_rate"]), human_size(r["downloaded"]),
+        human_size(r["uploaded"])) for r in rows]
+    first = 1 if with_torrent else 0
+    return _table(headers, cells, right=[first + i for i in (3, 4, 5, 6, 7)])
+
+
+def stats_lines(stats: Dict[str, Any]) -> List[str]:
+    """The `stats` text; ``stats`` is the `stats --json` object."""
+    states = ", ".join(f"{n} {state}" for state, n in sorted(stats["states"].items()))
+    fields = [
+        ("listening on", f"{stats['host']}:{stats['listen_port']}"),
+        ("uptime", human_eta(stats["uptime"]) if stats["uptime"] < 86400 * 99 else "long"),
+        ("torrents", f"{stats['torrents']}" + (f" ({states})" if states else "")),
+        ("peers", str(stats["peers"])),
+        ("downloaded", f"{human_size(stats['downloaded'])} "
+                       f"(now {human_rate(stats['down_rate'])})"),
+        ("uploaded", f"{human_size(stats['uploaded'])} "
+                     f"(now {human_rate(stats['up_rate'])})"),
+        ("ratio", "%.2f" % stats["ratio"]),
+        ("peer id", stats["peer_id"]),
+    ]
+    return [f"{label + ':':<14}{value}" for label, value in fields]

@@ -26,7 +26,7 @@ import threading
 import time
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
-from sta import metainfo, wire
+from sta import maketorrent, metainfo, wire
 from sta.session import Session
 from sta.storage import FileStorage
 from sta.torrent import Torrent
@@ -210,7 +210,7 @@ def tree_bytes(root: str) -> Dict[str, bytes]:
 def write_torrent(path: str, out: str, trackers: Sequence[str] = (),
                   piece_length: Optional[int] = None) -> metainfo.Metainfo:
     """Make a .torrent of `path` at `out` with STA's own maker; returns it parsed."""
-    data = metainfo.make_torrent([path], trackers=[[t] for t in trackers],
+    data = maketorrent.make_torrent([path], trackers=[[t] for t in trackers],
                                  piece_length=piece_length)
     with open(out, "wb") as f:
         f.write(data)

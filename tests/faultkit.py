@@ -28,7 +28,7 @@ import threading
 import time
 from typing import Any, Callable, List, Optional, Sequence, Tuple
 
-from sta import metainfo, wire
+from sta import maketorrent, metainfo, wire
 from sta.session import Session
 from sta.transfer import add_torrent
 from tests.interop import clients
@@ -228,7 +228,7 @@ def make_torrent_file(folder: str, name: str, size: int, torrent: str,
                       piece_length: Optional[int] = None) -> metainfo.Metainfo:
     """A file of ``size`` pseudo-random bytes at folder/name and its .torrent; returns it parsed."""
     path = clients.make_file(os.path.join(folder, name), size, seed)
-    data = metainfo.make_torrent([path], trackers=[[t] for t in trackers],
+    data = maketorrent.make_torrent([path], trackers=[[t] for t in trackers],
                                  piece_length=piece_length)
     with open(torrent, "wb") as f:
         f.write(data)

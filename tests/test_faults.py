@@ -16,8 +16,11 @@ import sys
 import time
 import unittest
 from typing import Any, List, Optional
+from urllib.parse import urlencode
+from urllib.request import urlopen
 
 from sta import cli, resume, wire
+from sta.tracker_db import WRITE_BEHIND_SECONDS
 from tests import faultkit
 from tests.faultkit import (FakePeer, InProcessSeed, RawConnection, StaProc, WAIT,
                             allocated_bytes, make_torrent_file, read_lines, same_bytes,
@@ -54,7 +57,8 @@ def _peer(port: int) -> str:
 
 
 def _resumed_count(proc: StaProc) -> Optional[int]:
-    """X of the "resuming with X of N pieces verified" line, 0 when the run started empty."""
+    """X of the "resuming with X of N pieces verified" line; 0 when the run started empty,
+    -1 when it found the download already complete."""
     for line in proc.all_lines:
         m = re.search(r"resuming with (\d+) of (\d+) pieces verified", line)
         if m:
@@ -215,6 +219,9 @@ class ReconnectTests(unittest.TestCase):
         seed.seeding_port()
         wait_until(lambda: (faultkit.tracker_scrape(announce_url, meta.info_hash)
                             or (0,))[0] >= 1, WAIT, "the tracker to list the seed")
+        # The tracker saves announces behind (tracker_db.WRITE_BEHIND_SECONDS); a crash inside
+        # that window is test_tracker_killed_right_after_a_started_announce_still_knows_the_peer.
+        saved_by = time.monotonic() + 2 * WRITE_BEHIND_SECONDS
 
         # A downloader that finds the seed through the tracker, which then crashes under it.
         log_a = os.path.join(tmp, "a.log")
@@ -222,9 +229,10 @@ class ReconnectTests(unittest.TestCase):
                     "--log-level", "info", "--log-file", log_a)
         wait_until(lambda: any("connected to" in line for line in read_lines(log_a)), WAIT,
                    "downloader A to reach the seed through the tracker")
+        time.sleep(max(0.0, saved_by - time.monotonic()))
         first.kill()
-        self.assertEqual(a.wait_exit(WAIT), 0, "downloader A stopped with the tracker\n"
-                         + a.describe())
+        self.assertEqual(_exit_status(self, a, log_a), 0, "downloader A stopped with the "
+                         "tracker\n" + a.describe())
         self.assertTrue(same_bytes(os.path.join(tmp, "a", "swarm.bin"),
                                    os.path.join(data, "swarm.bin")))
         self.assertTrue(seed.running(), "the seed stopped with the tracker\n" + seed.describe())
@@ -241,14 +249,39 @@ class ReconnectTests(unittest.TestCase):
         log_c = os.path.join(tmp, "c.log")
         c = StaProc(self, "download", torrent, "-o", os.path.join(tmp, "c"), "--port", 0,
                     "--log-level", "info", "--log-file", log_c)
-        self.assertEqual(c.wait_exit(WAIT), 0, "a new downloader did not find the seed through "
-                         "the restarted tracker\n" + c.describe())
-        self.assertEqual(b.wait_exit(WAIT), 0, "the downloader that started with the tracker "
-                         "down never got peers from it\n" + b.describe())
+        self.assertEqual(_exit_status(self, c, log_c), 0, "a new downloader did not find the "
+                         "seed through the restarted tracker\n" + c.describe())
+        self.assertEqual(_exit_status(self, b, log_b), 0, "the downloader that started with "
+                         "the tracker down never got peers from it\n" + b.describe())
         for folder in ("b", "c"):
             self.assertTrue(same_bytes(os.path.join(tmp, folder, "swarm.bin"),
                                        os.path.join(data, "swarm.bin")))
         self.assertTrue(second.running() and seed.running())
+
+    def test_tracker_killed_right_after_a_started_announce_still_knows_the_peer(self):
+        # A peer announces "started" once and then only every interval (30 minutes by default):
+        # if a crash loses that announce, the peer is invisible to everyone for that long.
+        tmp = temp_dir(self)
+        port = free_port()
+        db = os.path.join(tmp, "tracker.db")
+        announce_url = "http://127.0.0.1:%d/announce" % port
+        info_hash = os.urandom(20)
+
+        def tracker() -> StaProc:
+            proc = StaProc(self, "tracker", "--host", "127.0.0.1", "--port", port, "--db", db)
+            proc.wait_for(r"Announce URL")
+            return proc
+
+        first = tracker()
+        query = urlencode({"info_hash": info_hash, "peer_id": b"-XX0001-" + b"k" * 12,
+                           "port": 6881, "uploaded": 0, "downloaded": 0, "left": 0,
+                           "event": "started", "compact": 1})
+        with urlopen(announce_url + "?" + query, timeout=10) as reply:
+            self.assertNotIn(b"failure reason", reply.read())
+        first.kill()
+        tracker()
+        self.assertEqual(faultkit.tracker_scrape(announce_url, info_hash), (1, 0, 0),
+                         "the tracker forgot a seed that announced just before it crashed")
 
     def test_download_without_peers_waits_quietly_until_its_timeout(self):
         tmp = temp_dir(self)

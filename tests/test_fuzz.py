@@ -31,7 +31,7 @@ import zlib
 from typing import Any, Callable, List, Optional, Sequence, Tuple, Type, Union
 from urllib.parse import quote_from_bytes
 
-from sta import announce, bencode, magnet, metainfo, resume, wire
+from sta import announce, bencode, magnet, maketorrent, metainfo, resume, wire
 from sta.bitfield import Bitfield
 from sta.tracker import Tracker, parse_query, query_dict
 from sta.tracker_db import TrackerStore
@@ -403,7 +403,7 @@ def _real_torrent() -> bytes:
         for name, size in (("a.bin", 40000), (os.path.join("sub", "b.txt"), 17), ("c", 0)):
             with open(os.path.join(folder, name), "wb") as f:
                 f.write(bytes(rng.getrandbits(8) for _ in range(size)))
-        return metainfo.make_torrent([folder], ["http://127.0.0.1:4000/announce"],
+        return maketorrent.make_torrent([folder], ["http://127.0.0.1:4000/announce"],
                                      piece_length=16384, comment="fuzz seed")
 
 

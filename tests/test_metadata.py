@@ -1,4 +1,4 @@
-"""Tests for sta.metadata: serving and fetching the info dictionary (BEP 9), hosted metainfo."""
+"""Tests for sta.metadata (BEP 9 serving and fetching) and sta.metadata_source (xs=, saving)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ import unittest
 from typing import Dict, List, Optional, Tuple
 from unittest import mock
 
-from sta import bencode, metadata, metainfo, wire
+from sta import bencode, metadata, metadata_source, metainfo, wire
 from sta.magnet import Magnet
-from sta.metadata import (DataResult, MetadataError, MetadataFetcher, MetadataServer, PIECE_SIZE,
-                          fetch_from_source, save_torrent)
+from sta.metadata import DataResult, MetadataError, MetadataFetcher, MetadataServer, PIECE_SIZE
+from sta.metadata_source import fetch_from_source, save_torrent
 
 
 def make_info(hashes: int, name: str = "data") -> bytes:
@@ -560,7 +560,7 @@ class SourceTest(unittest.TestCase):
         self.assertIn("not a torrent file", self.fetch_error("/garbage"))
 
     def test_oversized_answer_is_refused(self) -> None:
-        with mock.patch.object(metadata, "MAX_SOURCE_SIZE", 1000):
+        with mock.patch.object(metadata_source, "MAX_SOURCE_SIZE", 1000):
             self.assertIn("5001 bytes is over", self.fetch_error("/big"))
             self.assertIn("limit", self.fetch_error("/big-no-length"))
 
@@ -607,7 +607,7 @@ class SaveTest(unittest.TestCase):
         magnet = Magnet(info_hash=INFO_HASH, name="data",
                         trackers=("http://t1:4000/announce", "http://t2:4000/announce"),
                         web_seeds=("http://seed/data",))
-        path = metadata.saved_torrent_path(os.path.join(self.dir, ".sta"), INFO_HASH)
+        path = metadata_source.saved_torrent_path(os.path.join(self.dir, ".sta"), INFO_HASH)
         self.assertTrue(path.endswith(INFO_HASH.hex() + ".torrent"))
         save_torrent(INFO, magnet, path)
         meta = metainfo.load(path)

@@ -1,4 +1,4 @@
-"""Metainfo: every rejection rule with byte strings, path safety, encoding and make_torrent."""
+"""Metainfo: every rejection rule with byte strings, path safety, encoding; maketorrent."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import unittest
 from typing import Any, Dict, List, Optional
 from unittest import mock
 
-from sta import bencode, magnet, metainfo
+from sta import bencode, magnet, maketorrent, metainfo
 from sta.metainfo import MetainfoError
 
 PL = 16384
@@ -452,8 +452,8 @@ class MakeTorrentTest(unittest.TestCase):
     def test_single_file_torrent(self) -> None:
         data = os.urandom(100000)
         f = write(self.path("one.bin"), data)
-        meta = metainfo.parse(metainfo.make_torrent([f], ["http://t/announce"], comment="hi",
-                                                    private=True, web_seeds=["http://w/"]))
+        meta = metainfo.parse(maketorrent.make_torrent([f], ["http://t/announce"], comment="hi",
+                                                       private=True, web_seeds=["http://w/"]))
         info = meta.info
         self.assertEqual((info.name, info.length, info.multi_file, info.private),
                          ("one.bin", 100000, False, True))
@@ -471,7 +471,7 @@ class MakeTorrentTest(unittest.TestCase):
             blob += chunk
         for workers in (1, 3):
             with self.subTest(workers=workers):
-                info = metainfo.parse(metainfo.make_torrent(
+                info = metainfo.parse(maketorrent.make_torrent(
                     [self.path("top")], piece_length=PL, workers=workers)).info
                 self.assertEqual(info.pieces, expected_pieces(blob, PL))
                 self.assertEqual([f.path for f in info.files],
@@ -483,9 +483,10 @@ class MakeTorrentTest(unittest.TestCase):
         write(self.path("x", "f"), data)
         for chunk, block in ((1, 1 << 20), (1 << 20, 1), (3 * PL, 2 * PL)):
             with self.subTest(chunk=chunk, block=block):
-                with mock.patch.multiple(metainfo, HASH_CHUNK_BYTES=chunk, HASH_READ_BYTES=block):
-                    info = metainfo.parse(metainfo.make_torrent([self.path("x")],
-                                                                piece_length=PL)).info
+                with mock.patch.multiple(maketorrent, HASH_CHUNK_BYTES=chunk,
+                                         HASH_READ_BYTES=block):
+                    info = metainfo.parse(maketorrent.make_torrent([self.path("x")],
+                                                                   piece_length=PL)).info
                 self.assertEqual(info.pieces, expected_pieces(data, PL))
 
     def test_small_read_blocks_across_many_files(self) -> None:
@@ -494,16 +495,16 @@ class MakeTorrentTest(unittest.TestCase):
             chunk = os.urandom(5000 * i + 123)
             write(self.path("m", "f%d" % i), chunk)
             blob += chunk
-        with mock.patch.multiple(metainfo, HASH_CHUNK_BYTES=2 * PL, HASH_READ_BYTES=1):
-            info = metainfo.parse(metainfo.make_torrent([self.path("m")], piece_length=PL,
-                                                        workers=2)).info
+        with mock.patch.multiple(maketorrent, HASH_CHUNK_BYTES=2 * PL, HASH_READ_BYTES=1):
+            info = metainfo.parse(maketorrent.make_torrent([self.path("m")], piece_length=PL,
+                                                           workers=2)).info
         self.assertEqual(info.pieces, expected_pieces(blob, PL))
 
     def test_same_input_gives_same_info_hash(self) -> None:
         write(self.path("d", "f1"), b"a" * 5000)
         write(self.path("d", ".hidden"), b"b" * 10)
-        one = metainfo.parse(metainfo.make_torrent([self.path("d")], creation_date=1))
-        two = metainfo.parse(metainfo.make_torrent([self.path("d")], creation_date=2))
+        one = metainfo.parse(maketorrent.make_torrent([self.path("d")], creation_date=1))
+        two = metainfo.parse(maketorrent.make_torrent([self.path("d")], creation_date=2))
         self.assertEqual(one.info_hash, two.info_hash)
         self.assertIn(("d", ".hidden"), [f.path for f in one.info.files])
         self.assertNotIn(b"creation date", one.info.raw)
@@ -512,7 +513,7 @@ class MakeTorrentTest(unittest.TestCase):
         write(self.path("ass1.pdf"), b"1" * 100)
         write(self.path("report.pdf"), b"2" * 200)
         write(self.path("extra", "x.txt"), b"3")
-        meta = metainfo.parse(metainfo.make_torrent(
+        meta = metainfo.parse(maketorrent.make_torrent(
             [self.path("report.pdf"), self.path("ass1.pdf"), self.path("extra")], name="bundle"))
         self.assertEqual(meta.info.name, "bundle")
         self.assertEqual([f.path for f in meta.info.files],
@@ -521,10 +522,10 @@ class MakeTorrentTest(unittest.TestCase):
 
     def test_default_name_of_several_paths(self) -> None:
         a, b = write(self.path("lab", "a.pdf"), b"1"), write(self.path("lab", "b.pdf"), b"2")
-        self.assertEqual(metainfo.default_name([a, b]), "lab")
+        self.assertEqual(maketorrent.default_name([a, b]), "lab")
         c = write(self.path("other", "c.pdf"), b"3")
-        self.assertEqual(metainfo.default_name([a, c]), "a")
-        self.assertEqual(metainfo.parse(metainfo.make_torrent([a, b])).info.name, "lab")
+        self.assertEqual(maketorrent.default_name([a, c]), "a")
+        self.assertEqual(metainfo.parse(maketorrent.make_torrent([a, b])).info.name, "lab")
 
     def test_symlink_loop_is_skipped(self) -> None:
         if not hasattr(os, "symlink") or sys.platform == "win32":
@@ -533,59 +534,59 @@ class MakeTorrentTest(unittest.TestCase):
         os.symlink(self.path("d"), self.path("d", "loop"))
         os.symlink(self.path("d", "f"), self.path("d", "link-to-f"))
         os.symlink(self.path("missing"), self.path("d", "broken"))
-        with self.assertLogs("sta.metainfo", "WARNING"):
-            info = metainfo.parse(metainfo.make_torrent([self.path("d")])).info
+        with self.assertLogs("sta.maketorrent", "WARNING"):
+            info = metainfo.parse(maketorrent.make_torrent([self.path("d")])).info
         self.assertEqual([f.path for f in info.files], [("d", "f"), ("d", "link-to-f")])
 
     def test_exclude_leaves_out_the_torrent_being_written(self) -> None:
         write(self.path("d", "f"), b"data")
         write(self.path("d", "d.torrent"), b"old")
-        info = metainfo.parse(metainfo.make_torrent(
+        info = metainfo.parse(maketorrent.make_torrent(
             [self.path("d")], exclude=[self.path("d", "d.torrent")])).info
         self.assertEqual([f.path for f in info.files], [("d", "f")])
 
     def test_progress_reports_the_total_at_the_end(self) -> None:
         write(self.path("f"), os.urandom(3 * PL))
         calls = []
-        metainfo.make_torrent([self.path("f")], piece_length=PL,
-                              progress=lambda done, total: calls.append((done, total)))
+        maketorrent.make_torrent([self.path("f")], piece_length=PL,
+                                 progress=lambda done, total: calls.append((done, total)))
         self.assertEqual(calls[-1], (3 * PL, 3 * PL))
 
     def test_explicit_piece_length_is_validated(self) -> None:
         write(self.path("f"), b"x" * 10)
         with self.assertRaisesRegex(MetainfoError, "power of two"):
-            metainfo.make_torrent([self.path("f")], piece_length=20000)
+            maketorrent.make_torrent([self.path("f")], piece_length=20000)
 
     def test_make_rejects_missing_path(self) -> None:
         with self.assertRaisesRegex(MetainfoError, "no such file or folder"):
-            metainfo.make_torrent([self.path("nope")])
+            maketorrent.make_torrent([self.path("nope")])
 
     def test_make_rejects_no_paths(self) -> None:
         with self.assertRaisesRegex(MetainfoError, "nothing to share"):
-            metainfo.make_torrent([])
+            maketorrent.make_torrent([])
 
     def test_make_rejects_only_empty_files(self) -> None:
         write(self.path("d", "empty"), b"")
         with self.assertRaisesRegex(MetainfoError, "every file is empty"):
-            metainfo.make_torrent([self.path("d")])
+            maketorrent.make_torrent([self.path("d")])
 
     def test_make_rejects_empty_folder(self) -> None:
         os.makedirs(self.path("empty"))
         with self.assertRaisesRegex(MetainfoError, "no files"):
-            metainfo.make_torrent([self.path("empty")])
+            maketorrent.make_torrent([self.path("empty")])
 
     def test_make_rejects_two_paths_with_the_same_name(self) -> None:
         a = write(self.path("x", "f.txt"), b"1")
         b = write(self.path("y", "f.txt"), b"2")
         with self.assertRaisesRegex(MetainfoError, "both named 'f.txt'"):
-            metainfo.make_torrent([a, b], name="n")
+            maketorrent.make_torrent([a, b], name="n")
 
     def test_make_rejects_file_name_a_downloader_would_change(self) -> None:
         if sys.platform == "win32":
             self.skipTest("control characters cannot be in Windows file names")
         write(self.path("d", "bad\tname"), b"1")
         with self.assertRaisesRegex(MetainfoError, "not portable"):
-            metainfo.make_torrent([self.path("d")])
+            maketorrent.make_torrent([self.path("d")])
 
     def test_make_rejects_file_name_that_is_not_utf8(self) -> None:
         if sys.platform in ("win32", "darwin"):
@@ -595,26 +596,26 @@ class MakeTorrentTest(unittest.TestCase):
         with open(os.path.join(os.fsencode(folder), b"bad\xff"), "wb") as f:
             f.write(b"1")
         with self.assertRaisesRegex(MetainfoError, "not valid UTF-8"):
-            metainfo.make_torrent([folder])
+            maketorrent.make_torrent([folder])
 
     def test_hash_files_notices_a_file_that_shrank(self) -> None:
         f = write(self.path("f"), b"x" * 100)
         with self.assertRaisesRegex(MetainfoError, "changed while it was being hashed"):
-            metainfo.hash_files([(f, 200)], PL)
+            maketorrent.hash_files([(f, 200)], PL)
 
     def test_hash_files_reads_pad_files_as_zeros(self) -> None:
         f = write(self.path("f"), b"x" * 100)
-        pieces = metainfo.hash_files([(f, 100), (None, PL - 100), (f, 100)], PL)
+        pieces = maketorrent.hash_files([(f, 100), (None, PL - 100), (f, 100)], PL)
         self.assertEqual(pieces, expected_pieces(b"x" * 100 + bytes(PL - 100) + b"x" * 100, PL))
 
     def test_auto_piece_length(self) -> None:
-        self.assertEqual(metainfo.auto_piece_length(1), 16384)
-        self.assertEqual(metainfo.auto_piece_length(2000 * 16384), 16384)
-        self.assertEqual(metainfo.auto_piece_length(2000 * 16384 + 1), 32768)
-        self.assertEqual(metainfo.auto_piece_length(1 << 30), 1 << 20)
-        self.assertEqual(metainfo.auto_piece_length(1 << 50), metainfo.MAX_AUTO_PIECE_LENGTH)
+        self.assertEqual(maketorrent.auto_piece_length(1), 16384)
+        self.assertEqual(maketorrent.auto_piece_length(2000 * 16384), 16384)
+        self.assertEqual(maketorrent.auto_piece_length(2000 * 16384 + 1), 32768)
+        self.assertEqual(maketorrent.auto_piece_length(1 << 30), 1 << 20)
+        self.assertEqual(maketorrent.auto_piece_length(1 << 50), maketorrent.MAX_AUTO_PIECE_LENGTH)
         for total in (10 ** 8, 3 * 10 ** 9, 2 * 10 ** 10):
-            n = -(-total // metainfo.auto_piece_length(total))
+            n = -(-total // maketorrent.auto_piece_length(total))
             self.assertTrue(1000 <= n <= 2000, (total, n))
 
 

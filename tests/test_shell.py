@@ -28,7 +28,7 @@ import unittest
 import urllib.parse
 from typing import Any, Dict, List, Tuple
 
-from sta import metainfo, shell
+from sta import maketorrent, metainfo, shell
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STA = os.path.join(ROOT, "sta.py")
@@ -468,7 +468,7 @@ class TerminalShellTest(unittest.TestCase):
         self.dir = tmp.name
         write_file(os.path.join(self.dir, "data", "alpha.bin"), os.urandom(2 * MIB))
         with open(os.path.join(self.dir, "alpha.torrent"), "wb") as f:
-            f.write(metainfo.make_torrent([os.path.join(self.dir, "data", "alpha.bin")], []))
+            f.write(maketorrent.make_torrent([os.path.join(self.dir, "data", "alpha.bin")], []))
         write_file(os.path.join(self.dir, "dl", "other", "alpha.bin"), b"same name, elsewhere")
         seed = subprocess.Popen([sys.executable, STA, "seed", "alpha.torrent", "--data", "data",
                                  "--port", "0"], cwd=self.dir, env=sta_env(),

@@ -1,6 +1,7 @@
-"""Tests for sta.x509 (the pure-Python certificate maker) and sta.tls (contexts, the node's key
-material, TLS over memory, the info-hash proof, the plain/TLS policy). Everything runs in memory
-except one asyncio link and one HTTPS exchange on 127.0.0.1."""
+"""Tests for sta.x509 (the pure-Python certificate maker), sta.tls (contexts, the node's key
+material, TLS over memory, the plain/TLS policy) and sta.peerlink (the info-hash proof and the
+whole link). Everything runs in memory except one asyncio link and one HTTPS exchange on
+127.0.0.1."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import unittest
 from typing import List, Optional, Tuple
 from unittest import mock
 
-from sta import tls, x509
+from sta import peerlink, tls, x509
 
 INFO_HASH = hashlib.sha1(b"the torrent both peers have").digest()
 OTHER_HASH = hashlib.sha1(b"some other torrent").digest()
@@ -73,7 +74,7 @@ def pump_layers(a: tls.TlsLayer, b: tls.TlsLayer, first: bytes) -> None:
 class Wire:
     """Two SecureLinks joined through memory; records every byte in both directions."""
 
-    def __init__(self, client: tls.SecureLink, server: tls.SecureLink,
+    def __init__(self, client: peerlink.SecureLink, server: peerlink.SecureLink,
                  tamper=None) -> None:
         self.client, self.server = client, server
         self.tamper = tamper or (lambda direction, data: data)
@@ -105,12 +106,12 @@ class Wire:
         raise AssertionError("link kept talking")
 
 
-def node_tls() -> tls.PeerTls:
-    return tls.PeerTls(*NODE)
+def node_tls() -> peerlink.PeerTls:
+    return peerlink.PeerTls(*NODE)
 
 
 def lookup_for(*info_hashes: bytes):
-    table = {tls.torrent_id(h): h for h in info_hashes}
+    table = {peerlink.torrent_id(h): h for h in info_hashes}
     return table.get
 
 
@@ -241,7 +242,7 @@ class NodeIdentityTests(unittest.TestCase):
         self.assertEqual(os.path.dirname(certfile), os.path.join(self.state, "tls"))
         self.assertEqual(sorted(os.listdir(os.path.dirname(certfile))),
                          ["node-cert.pem", "node-key.pem"])  # no temporary files left
-        tls.PeerTls(certfile, keyfile)
+        peerlink.PeerTls(certfile, keyfile)
 
     @unittest.skipUnless(os.name == "posix", "file modes are a POSIX notion")
     def test_identity_is_owner_only(self):
@@ -291,7 +292,7 @@ class NodeIdentityTests(unittest.TestCase):
         for t in threads:
             t.join(60)
         self.assertEqual(len(results), 2)
-        tls.PeerTls(*results[0])  # the certificate matches the key that won
+        peerlink.PeerTls(*results[0])  # the certificate matches the key that won
 
 
 class TlsLayerTests(unittest.TestCase):
@@ -357,11 +358,11 @@ class TlsLayerTests(unittest.TestCase):
 class ProofTests(unittest.TestCase):
     """The proof exchange alone, as bytes (no TLS)."""
 
-    BINDING = tls.ChannelBinding(b"F" * 32, b"finished")
+    BINDING = peerlink.ChannelBinding(b"F" * 32, b"finished")
 
     def exchange(self, client_hash, server_hashes, client_binding=None, server_binding=None):
-        client = tls.ClientAuth(client_hash, client_binding or self.BINDING)
-        server = tls.ServerAuth(lookup_for(*server_hashes), server_binding or self.BINDING)
+        client = peerlink.ClientAuth(client_hash, client_binding or self.BINDING)
+        server = peerlink.ServerAuth(lookup_for(*server_hashes), server_binding or self.BINDING)
         reply = server.receive(client.hello())
         proof = client.receive(reply)
         server.receive(proof + b"\x13BitTorrent protocol")
@@ -374,50 +375,50 @@ class ProofTests(unittest.TestCase):
         self.assertEqual(server.leftover, b"\x13BitTorrent protocol")
 
     def test_unknown_torrent_is_refused_without_a_proof(self):
-        client = tls.ClientAuth(INFO_HASH, self.BINDING)
-        server = tls.ServerAuth(lookup_for(OTHER_HASH), self.BINDING)
+        client = peerlink.ClientAuth(INFO_HASH, self.BINDING)
+        server = peerlink.ServerAuth(lookup_for(OTHER_HASH), self.BINDING)
         reply = server.receive(client.hello())
         self.assertTrue(server.refused)
-        self.assertEqual(reply[len(tls.AUTH_MAGIC) + 2:], bytes(64))
+        self.assertEqual(reply[len(peerlink.AUTH_MAGIC) + 2:], bytes(64))
         with self.assertRaisesRegex(tls.TlsError, "does not have this torrent"):
             client.receive(reply)
 
     def test_different_binding_fails_on_both_sides(self):
-        other = tls.ChannelBinding(b"M" * 32, b"finished")
-        client = tls.ClientAuth(INFO_HASH, other)
-        server = tls.ServerAuth(lookup_for(INFO_HASH), self.BINDING)
+        other = peerlink.ChannelBinding(b"M" * 32, b"finished")
+        client = peerlink.ClientAuth(INFO_HASH, other)
+        server = peerlink.ServerAuth(lookup_for(INFO_HASH), self.BINDING)
         reply = server.receive(client.hello())
         with self.assertRaisesRegex(tls.TlsAuthError, r"proof mismatch"):
             client.receive(reply)
         # and a client that pressed on anyway is caught by the server
-        forged = tls._proof(tls.CLIENT_PROOF_LABEL, INFO_HASH, client.hello() + reply[:-32],
+        forged = peerlink._proof(peerlink.CLIENT_PROOF_LABEL, INFO_HASH, client.hello() + reply[:-32],
                             other.value(True))
         with self.assertRaises(tls.TlsAuthError):
             server.receive(forged)
 
     def test_server_proof_is_not_accepted_as_client_proof(self):
-        client = tls.ClientAuth(INFO_HASH, self.BINDING)
-        server = tls.ServerAuth(lookup_for(INFO_HASH), self.BINDING)
+        client = peerlink.ClientAuth(INFO_HASH, self.BINDING)
+        server = peerlink.ServerAuth(lookup_for(INFO_HASH), self.BINDING)
         reply = server.receive(client.hello())
         with self.assertRaises(tls.TlsAuthError):
             server.receive(reply[-32:])  # reflected
 
     def test_flags_are_covered_by_the_proofs(self):
-        client = tls.ClientAuth(INFO_HASH, self.BINDING)
-        server = tls.ServerAuth(lookup_for(INFO_HASH), self.BINDING)
+        client = peerlink.ClientAuth(INFO_HASH, self.BINDING)
+        server = peerlink.ServerAuth(lookup_for(INFO_HASH), self.BINDING)
         hello = bytearray(client.hello())
-        hello[len(tls.AUTH_MAGIC)] = 0  # a relay strips the tls-unique flag
+        hello[len(peerlink.AUTH_MAGIC)] = 0  # a relay strips the tls-unique flag
         with self.assertRaises(tls.TlsAuthError):
             client.receive(server.receive(bytes(hello)))
 
     def test_tls_unique_is_used_only_when_both_have_it(self):
-        without = tls.ChannelBinding(b"F" * 32, None)
+        without = peerlink.ChannelBinding(b"F" * 32, None)
         client, server = self.exchange(INFO_HASH, [INFO_HASH], without, self.BINDING)
         self.assertTrue(server.complete)
 
     def test_messages_arrive_in_pieces(self):
-        client = tls.ClientAuth(INFO_HASH, self.BINDING)
-        server = tls.ServerAuth(lookup_for(INFO_HASH), self.BINDING)
+        client = peerlink.ClientAuth(INFO_HASH, self.BINDING)
+        server = peerlink.ServerAuth(lookup_for(INFO_HASH), self.BINDING)
         reply = b""
         for byte in client.hello():
             reply += server.receive(bytes((byte,)))
@@ -429,25 +430,25 @@ class ProofTests(unittest.TestCase):
         self.assertTrue(server.complete)
 
     def test_bad_greeting_and_early_data_are_errors(self):
-        server = tls.ServerAuth(lookup_for(INFO_HASH), self.BINDING)
+        server = peerlink.ServerAuth(lookup_for(INFO_HASH), self.BINDING)
         with self.assertRaisesRegex(tls.TlsError, "bad greeting"):
             server.receive(b"\x13BitTorrent protocol")
-        client = tls.ClientAuth(INFO_HASH, self.BINDING)
-        server = tls.ServerAuth(lookup_for(INFO_HASH), self.BINDING)
+        client = peerlink.ClientAuth(INFO_HASH, self.BINDING)
+        server = peerlink.ServerAuth(lookup_for(INFO_HASH), self.BINDING)
         with self.assertRaises(tls.TlsAuthError):
             server.receive(client.hello() + b"x")
 
     def test_torrent_id_is_domain_separated(self):
-        self.assertNotEqual(tls.torrent_id(INFO_HASH), hashlib.sha256(INFO_HASH).digest())
-        self.assertNotEqual(tls.torrent_id(INFO_HASH)[:20], hashlib.sha1(INFO_HASH).digest())
-        self.assertEqual(len(tls.torrent_id(bytes(32))), 32)  # v2 info hashes too
+        self.assertNotEqual(peerlink.torrent_id(INFO_HASH), hashlib.sha256(INFO_HASH).digest())
+        self.assertNotEqual(peerlink.torrent_id(INFO_HASH)[:20], hashlib.sha1(INFO_HASH).digest())
+        self.assertEqual(len(peerlink.torrent_id(bytes(32))), 32)  # v2 info hashes too
 
 
 class SecureLinkTests(unittest.TestCase):
     def link_pair(self, info_hash=INFO_HASH, served=(INFO_HASH,), client_context=None,
                   node=None):
         node = node or node_tls()
-        client = tls.SecureLink.client(client_context or node.client_context, info_hash)
+        client = peerlink.SecureLink.client(client_context or node.client_context, info_hash)
         server = node.accept(lookup_for(*served))
         return client, server
 
@@ -473,7 +474,7 @@ class SecureLinkTests(unittest.TestCase):
                  server_sends=b"\x13BitTorrent protocol" + bytes(8) + INFO_HASH)
         self.assertTrue(server.authenticated)
         seen = bytes(wire.seen)
-        for secret in (INFO_HASH, tls.torrent_id(INFO_HASH), INFO_HASH.hex().encode()):
+        for secret in (INFO_HASH, peerlink.torrent_id(INFO_HASH), INFO_HASH.hex().encode()):
             self.assertNotIn(secret, seen)
             self.assertNotIn(secret[:8], seen)
 
@@ -492,14 +493,14 @@ class SecureLinkTests(unittest.TestCase):
             client.receive(refusal)
 
     def test_man_in_the_middle_terminating_tls_is_detected(self):
-        self.assert_relay_detected(tls.PeerTls(*MITM))
+        self.assert_relay_detected(peerlink.PeerTls(*MITM))
 
     def test_man_in_the_middle_with_the_stolen_key_is_detected_by_tls_unique(self):
-        self.assert_relay_detected(tls.PeerTls(*NODE))
+        self.assert_relay_detected(peerlink.PeerTls(*NODE))
 
-    def assert_relay_detected(self, mitm_node: tls.PeerTls) -> None:
+    def assert_relay_detected(self, mitm_node: peerlink.PeerTls) -> None:
         node = node_tls()
-        client = tls.SecureLink.client(node.client_context, INFO_HASH)
+        client = peerlink.SecureLink.client(node.client_context, INFO_HASH)
         server = node.accept(lookup_for(INFO_HASH))
         # The relay: a TLS server toward the client, a TLS client toward the server, passing the
         # application bytes through unchanged. It does not know the info hash.
@@ -536,9 +537,9 @@ class SecureLinkTests(unittest.TestCase):
         # With it missing on one side, only the certificate fingerprint binds the proofs, and a
         # relay with the stolen key goes unnoticed. This test pins that limit down.
         with mock.patch.object(tls.TlsLayer, "tls_unique", return_value=None):
-            client = tls.SecureLink.client(tls.client_context(), INFO_HASH)
+            client = peerlink.SecureLink.client(tls.client_context(), INFO_HASH)
             server = node_tls().accept(lookup_for(INFO_HASH))
-            stolen = tls.PeerTls(*NODE)
+            stolen = peerlink.PeerTls(*NODE)
             facing_client = tls.TlsLayer(stolen.server_context, server_side=True)
             facing_server = tls.TlsLayer(stolen.client_context, server_side=False)
             pump_layers(facing_server, server.tls, facing_server.start())
@@ -580,7 +581,7 @@ class SecureLinkTests(unittest.TestCase):
     def test_tls_server_without_sta_alpn_is_not_an_sta_node(self):
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(*NODE)
-        client = tls.SecureLink.client(tls.client_context(), INFO_HASH)
+        client = peerlink.SecureLink.client(tls.client_context(), INFO_HASH)
         other = tls.TlsLayer(context, server_side=True)
         with self.assertRaisesRegex(tls.TlsUnsupported, "ALPN"):
             pump_layers(client.tls, other, client.start())

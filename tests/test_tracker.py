@@ -18,7 +18,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from unittest import mock
 from urllib.parse import quote_from_bytes, unquote_to_bytes
 
-from sta import bencode, metainfo
+from sta import bencode, maketorrent, metainfo
 from sta import tracker as tracker_mod
 from sta import tracker_db, tracker_http
 from sta.tracker import MAX_NUMWANT, Tracker, TrackerError, TrackerServer
@@ -149,7 +149,7 @@ class TrackerTestCase(unittest.TestCase):
         path = os.path.join(self.dir, name)
         with open(path, "wb") as f:
             f.write(random.Random(size).getrandbits(size * 8).to_bytes(size, "little"))
-        return metainfo.make_torrent([path], ["http://127.0.0.1:4000/announce"],
+        return maketorrent.make_torrent([path], ["http://127.0.0.1:4000/announce"],
                                      piece_length=16384, workers=1)
 
 

@@ -17,7 +17,7 @@ import tempfile
 import unittest
 from typing import Dict, List, Optional, Tuple
 
-from sta import magnet, metainfo
+from sta import magnet, maketorrent, metainfo
 from tests.interop import clients
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -177,7 +177,7 @@ class OtherCreatorsTest(unittest.TestCase):
         data_root = os.path.dirname(self.share if meta.info.multi_file else self.single)
         ordered = [(None if f.pad else os.path.join(data_root, *f.path), f.length)
                    for f in meta.info.files]
-        self.assertEqual(metainfo.hash_files(ordered, piece_length), meta.info.pieces)
+        self.assertEqual(maketorrent.hash_files(ordered, piece_length), meta.info.pieces)
         return meta
 
     def tree_files(self) -> List[Tuple[str, int]]:
@@ -238,7 +238,7 @@ class OtherCreatorsTest(unittest.TestCase):
                           for f in meta.info.files])
 
     def test_independent_info_slice_matches_sta(self) -> None:
-        data = metainfo.make_torrent([self.share], [TRACKER], comment="x")
+        data = maketorrent.make_torrent([self.share], [TRACKER], comment="x")
         self.assertEqual(metainfo.parse(data).info.raw, info_slice(data))
 
 

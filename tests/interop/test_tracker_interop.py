@@ -19,7 +19,7 @@ import unittest
 from typing import Any, Dict, List, Optional, Set, Tuple
 from urllib.parse import quote_from_bytes
 
-from sta import bencode, metainfo
+from sta import bencode, maketorrent, metainfo
 from sta.tracker import TrackerServer
 from tests.interop import clients
 
@@ -67,7 +67,7 @@ class ClientsThroughStaTrackerTests(StaTrackerMixin, unittest.TestCase):
                                         seed=5)
         self.torrent = os.path.join(self.dir, "payload.torrent")
         with open(self.torrent, "wb") as f:
-            f.write(metainfo.make_torrent([self.source], [self.announce_url],
+            f.write(maketorrent.make_torrent([self.source], [self.announce_url],
                                           piece_length=PIECE_LENGTH, workers=1))
         self.info_hash = metainfo.load(self.torrent).info_hash
 
