@@ -279,8 +279,8 @@ class MagnetTorrent(Swarm):
                              + (f" ({status.last_error})" if status.last_error else
                                 f" ({status.peers} peers)"))
         for url in self.magnet.sources:
-            parts.append(f"source {url}" + (f" ({self.source_errors[url]})"
-                                            if url in self.source_errors else ""))
+            # The fetch error names the source already ("source URL: connection refused").
+            parts.append(self.source_errors.get(url, f"source {url}"))
         addresses = [f"{h}:{p}" for h, p in self.known]
         if addresses:
             parts.append("peers " + ", ".join(addresses[:8])
