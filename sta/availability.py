@@ -16,7 +16,7 @@ Why it is cheap:
 from __future__ import annotations
 
 import logging
-from typing import Callable, Iterable, List
+from typing import Callable, Iterable
 
 from .bitfield import Bitfield
 

@@ -119,32 +119,12 @@ def raw_value(data: bytes, key: bytes, *, sorted_keys: bool = True) -> Optional[
     data = bytes(data)
     if not data.startswith(b"d"):
         raise BencodeError("expected a dictionary", 0)
-    pos = 1
-    found = None
-    previous = None
-    seen = set()
-    while True:
-        if pos >= len(data):
-            raise BencodeError("unterminated dictionary", pos)
-        if data[pos] == 0x65:  # 'e'
-            pos += 1
-            break
-        key_pos = pos
-        k, pos = _decode_string(data, pos, "dictionary key")
-        if sorted_keys:
-            if previous is not None and k <= previous:
-                raise BencodeError(_key_order_message(k, previous), key_pos)
-            previous = k
-        elif k in seen:
-            raise BencodeError(_key_order_message(k, k), key_pos)
-        seen.add(k)
-        value_start = pos
-        _, pos = _decode(data, pos, 1, sorted_keys)
-        if k == key:
-            found = data[value_start:pos]
-    if pos != len(data):
-        raise BencodeError("trailing data after the value", pos)
-    return found
+    spans: Dict[bytes, Tuple[int, int]] = {}
+    _, end = _decode_dict(data, 0, 0, sorted_keys, spans)
+    if end != len(data):
+        raise BencodeError("trailing data after the value", end)
+    span = spans.get(key)
+    return data[span[0]:span[1]] if span is not None else None
 
 
 def _key_order_message(key: bytes, previous: bytes) -> str:
@@ -174,26 +154,35 @@ def _decode(data: bytes, pos: int, depth: int, sorted_keys: bool = True) -> Tupl
             item, pos = _decode(data, pos, depth + 1, sorted_keys)
             items.append(item)
     if lead == 0x64:  # 'd'
-        result: Dict[bytes, Any] = {}
-        pos += 1
-        previous = None
-        while True:
-            if pos >= len(data):
-                raise BencodeError("unterminated dictionary", pos)
-            if data[pos] == 0x65:
-                return result, pos + 1
-            if data[pos] not in _DIGITS:
-                raise BencodeError("dictionary key is not a string", pos)
-            key_pos = pos
-            key, pos = _decode_string(data, pos, "dictionary key")
-            if sorted_keys:
-                if previous is not None and key <= previous:
-                    raise BencodeError(_key_order_message(key, previous), key_pos)
-                previous = key
-            elif key in result:
-                raise BencodeError(_key_order_message(key, key), key_pos)
-            result[key], pos = _decode(data, pos, depth + 1, sorted_keys)
+        return _decode_dict(data, pos, depth, sorted_keys)
     raise BencodeError(f"unexpected byte {bytes([lead])!r}", pos)
+
+
+def _decode_dict(data: bytes, pos: int, depth: int, sorted_keys: bool,
+                 spans: Optional[Dict[bytes, Tuple[int, int]]] = None) -> Tuple[Any, int]:
+    """The dictionary starting at ``pos``; ``spans`` receives where each value's bytes are."""
+    result: Dict[bytes, Any] = {}
+    pos += 1
+    previous = None
+    while True:
+        if pos >= len(data):
+            raise BencodeError("unterminated dictionary", pos)
+        if data[pos] == 0x65:  # 'e'
+            return result, pos + 1
+        if data[pos] not in _DIGITS:
+            raise BencodeError("dictionary key is not a string", pos)
+        key_pos = pos
+        key, pos = _decode_string(data, pos, "dictionary key")
+        if sorted_keys:
+            if previous is not None and key <= previous:
+                raise BencodeError(_key_order_message(key, previous), key_pos)
+            previous = key
+        elif key in result:
+            raise BencodeError(_key_order_message(key, key), key_pos)
+        start = pos
+        result[key], pos = _decode(data, pos, depth + 1, sorted_keys)
+        if spans is not None:
+            spans[key] = (start, pos)
 
 
 def _decode_int(data: bytes, pos: int) -> Tuple[int, int]:

@@ -22,7 +22,7 @@ from . import metadata, metadata_source, metainfo, wire
 from .announcer import Announcer, private_urls
 from .magnet import Magnet
 from .resume import STATE_DIR_NAME
-from .peer import CLIENT_VERSION, EXTENSION_IDS, MAX_INCOMING_REQUESTS, UT_METADATA, PeerConnection
+from .peer import UT_METADATA, PeerConnection
 from .swarm import Swarm
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -115,12 +115,6 @@ class MagnetTorrent(Swarm):
         self.fetcher.peer_gone(conn)
         self._check_done()
 
-    def ext_handshake_fields(self, conn: PeerConnection) -> Dict[str, Any]:
-        fields: Dict[str, Any] = {"v": CLIENT_VERSION, "reqq": MAX_INCOMING_REQUESTS}
-        if self.session.listen_port:
-            fields["p"] = self.session.listen_port
-        return fields
-
     def peer_bitfield(self, conn: PeerConnection, raw: bytes) -> None:
         self._raw_bits[conn] = bytes(raw)
 
@@ -150,12 +144,8 @@ class MagnetTorrent(Swarm):
         self._request_metadata(conn, time.monotonic())
 
     def peer_extended(self, conn: PeerConnection, ext_id: int, payload: bytes) -> None:
-        if ext_id != EXTENSION_IDS[UT_METADATA]:
-            return
-        try:
-            msg = wire.decode_metadata(payload)
-        except wire.WireError as exc:
-            conn.close(f"bad ut_metadata message: {exc}")
+        msg = conn.ut_metadata_message(ext_id, payload)
+        if msg is None:
             return
         now = time.monotonic()
         if msg.msg_type == wire.METADATA_DATA:

@@ -519,6 +519,17 @@ class PeerConnection(asyncio.Protocol):
         if self._require_handshake():
             self.torrent.peer_extended(self, event.ext_id, event.payload)
 
+    def ut_metadata_message(self, ext_id: int, payload: bytes) -> Optional["wire.MetadataMessage"]:
+        """A BEP 9 message sent to our ut_metadata id, decoded; None for another extension or
+        (after closing the connection) a malformed one."""
+        if ext_id != EXTENSION_IDS[UT_METADATA]:
+            return None
+        try:
+            return wire.decode_metadata(payload)
+        except wire.WireError as exc:
+            self.close(f"bad ut_metadata message: {exc}")
+            return None
+
     # -- description for status views --------------------------------------------------------
 
     @property

@@ -29,7 +29,7 @@ counts), so unsolicited data is refused as libtorrent does.
 from __future__ import annotations
 
 import random
-from typing import Dict, Hashable, List, Optional, Set, Tuple
+from typing import Hashable, List, Optional, Set, Tuple
 
 from .availability import Availability
 from .bitfield import Bitfield

@@ -12,6 +12,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Set, Tuple
 
+from .peer import CLIENT_VERSION, MAX_INCOMING_REQUESTS
+
 if TYPE_CHECKING:  # pragma: no cover
     from .peer import PeerConnection
 
@@ -64,6 +66,13 @@ class Swarm:
     def skips(self, record: PeerRecord) -> bool:
         """A subclass's reason not to dial this record now."""
         return False
+
+    def ext_handshake_fields(self, conn: "PeerConnection") -> Dict[str, Any]:
+        """What our BEP 10 handshake says besides the extensions: client, queue, listen port."""
+        fields: Dict[str, Any] = {"v": CLIENT_VERSION, "reqq": MAX_INCOMING_REQUESTS}
+        if self.session.listen_port:
+            fields["p"] = self.session.listen_port
+        return fields
 
     def add_peers(self, addresses: List[Address], source: str) -> None:
         for address in addresses:

@@ -21,8 +21,8 @@ from .bitfield import Bitfield
 from .blockcache import ReadCache, WriteBuffers, verify_and_write, verify_stored
 from .choker import Choker
 from .metadata import MetadataServer
-from .peer import (CLIENT_VERSION, EXTENSION_IDS, IDLE_TIMEOUT, KEEPALIVE_INTERVAL,
-                   MAX_INCOMING_REQUESTS, UT_METADATA, PeerConnection)
+from .peer import (IDLE_TIMEOUT, KEEPALIVE_INTERVAL, MAX_INCOMING_REQUESTS, UT_METADATA,
+                   PeerConnection)
 from .picker import PiecePicker
 from .superseed import SuperSeeder
 from .swarm import PeerRecord, Swarm
@@ -460,14 +460,8 @@ class Torrent(Swarm):
         pass
 
     def peer_extended(self, conn: PeerConnection, ext_id: int, payload: bytes) -> None:
-        if ext_id != EXTENSION_IDS[UT_METADATA]:
-            log.debug("%s: %r sent extension message %d we did not offer", self.name, conn,
-                      ext_id)
-            return
-        try:
-            msg = wire.decode_metadata(payload)
-        except wire.WireError as exc:
-            conn.close(f"bad ut_metadata message: {exc}")
+        msg = conn.ut_metadata_message(ext_id, payload)
+        if msg is None:
             return
         # A private torrent's metadata is not handed out (libtorrent does the same): its peers
         # get it from the .torrent file, through the tracker that admits them.
@@ -478,11 +472,9 @@ class Torrent(Swarm):
             conn.send(wire.extended(peer_id, answer))
 
     def ext_handshake_fields(self, conn: PeerConnection) -> Dict[str, Any]:
-        fields: Dict[str, Any] = {"v": CLIENT_VERSION, "reqq": MAX_INCOMING_REQUESTS}
+        fields = super().ext_handshake_fields(conn)
         if not self.info.private:
             fields["metadata_size"] = len(self.info.raw)
-        if self.session.listen_port:
-            fields["p"] = self.session.listen_port
         return fields
 
     # -- verification ------------------------------------------------------------------------
