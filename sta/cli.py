@@ -21,9 +21,9 @@ import socket
 import re
 import sys
 import time
-from typing import Any, Callable, Dict, List, NoReturn, Optional, Sequence, Tuple
+from typing import Any, Callable, List, NoReturn, Optional, Sequence, Tuple
 
-from . import __version__, magnet, maketorrent, metainfo, ui
+from . import __version__, magnet, maketorrent, metainfo, ui, views
 
 __all__ = [
     "main", "build_parser", "UsageError", "ParserExit", "StaArgumentParser", "tracker_url",
@@ -510,18 +510,15 @@ def cmd_create(args: argparse.Namespace) -> int:
     _write_file(out, data)
     elapsed = time.monotonic() - started
     info = meta.info
-    print(f"torrent:   {out}")
-    print(f"name:      {info.name} ({ui.human_size(info.length)}, {info.num_pieces} pieces of "
-          f"{ui.human_size(info.piece_length)}, hashed in {elapsed:.1f} s)")
-    print(f"info hash: {info.info_hash.hex()}")
+    print("\n".join(views.created_lines(out, info, elapsed)))
     link = meta.magnet()
     if args.upload:
         if not trackers:
             raise metainfo.MetainfoError("--upload needs a tracker (-t)")
         source = upload_torrent(trackers[0], data, info.info_hash)
-        print(f"uploaded:  {source}")
+        print(views.field("uploaded", source, views.CREATE_LABEL_WIDTH))
         link = dataclasses.replace(link, sources=(source,))
-    print(f"magnet:    {link.uri()}")
+    print(views.field("magnet", link.uri(), views.CREATE_LABEL_WIDTH))
     return 0
 
 
@@ -609,16 +606,10 @@ def cmd_info(args: argparse.Namespace) -> int:
             raise magnet.MagnetError(f"bad magnet link: {exc}") from None
         if args.fetch:
             return _info_fetch(args, m)
-        if args.json:
-            _print_json(magnet_json(m))
-        else:
-            _print_magnet(m)
+        print(views.json_text(views.magnet_json(m)) if args.json
+              else "\n".join(views.magnet_lines(m)))
         return 0
-    meta = metainfo.load(target)
-    if args.json:
-        _print_json(torrent_json(meta))
-    else:
-        _print_torrent(meta)
+    _print_torrent(metainfo.load(target), args.json)
     return 0
 
 
@@ -633,90 +624,12 @@ def _info_fetch(args: argparse.Namespace, m: magnet.Magnet) -> int:
     if args.output:
         with open(args.output, "wb") as f:
             f.write(data)
-    if args.json:
-        _print_json(torrent_json(meta))
-    else:
-        _print_torrent(meta)
-        if args.output:
-            print(f"saved to {args.output}")
+    _print_torrent(meta, args.json)
+    if args.output and not args.json:
+        print(f"saved to {args.output}")
     return 0
 
 
-def torrent_json(meta: metainfo.Metainfo) -> Dict[str, Any]:
-    info = meta.info
-    return {
-        "type": "torrent", "name": info.name, "info_hash": info.info_hash.hex(),
-        "total_size": info.length, "piece_length": info.piece_length,
-        "num_pieces": info.num_pieces, "private": info.private, "multi_file": info.multi_file,
-        "files": [{"path": "/".join(f.path), "length": f.length, "offset": f.offset,
-                   "pad": f.pad} for f in info.files],
-        "announce": meta.announce, "trackers": [list(t) for t in meta.trackers],
-        "url_list": list(meta.url_list), "comment": meta.comment, "created_by": meta.created_by,
-        "creation_date": meta.creation_date, "magnet": meta.magnet_link(),
-    }
-
-
-def magnet_json(m: magnet.Magnet) -> Dict[str, Any]:
-    return {
-        "type": "magnet", "name": m.name, "info_hash": m.info_hash.hex(), "length": m.length,
-        "trackers": list(m.trackers), "web_seeds": list(m.web_seeds),
-        "sources": list(m.sources), "peers": list(m.peers),
-        "select_only": list(m.select_only), "magnet": m.uri(),
-    }
-
-
-def _print_json(value: Dict[str, Any]) -> None:
-    print(json.dumps(value, indent=2, ensure_ascii=False))
-
-
-def _field(label: str, value: Any) -> None:
-    print(f"{label + ':':<12} {value}")
-
-
-def _print_torrent(meta: metainfo.Metainfo) -> None:
-    info = meta.info
-    _field("name", info.name)
-    _field("info hash", info.info_hash.hex())
-    _field("size", f"{ui.human_size(info.length)} ({info.length:,} bytes)")
-    _field("pieces", f"{info.num_pieces} x {ui.human_size(info.piece_length)}")
-    _field("private", "yes" if info.private else "no")
-    if not meta.trackers:
-        _field("trackers", "none")
-    for i, tier in enumerate(meta.trackers):
-        label = "tracker" if len(meta.trackers) == 1 else f"tier {i + 1}"
-        _field(label, ", ".join(tier))
-    for url in meta.url_list:
-        _field("web seed", url)
-    if meta.comment:
-        _field("comment", meta.comment)
-    if meta.created_by:
-        _field("created by", meta.created_by)
-    if meta.creation_date:
-        _field("created on", time.strftime("%Y-%m-%d %H:%M:%S UTC",
-                                           time.gmtime(meta.creation_date)))
-    _field("magnet", meta.magnet_link())
-    real = [f for f in info.files if not f.pad]
-    print(f"files ({len(real)}):")
-    for f in real:
-        print(f"  {ui.human_size(f.length):>10}  {'/'.join(f.path)}")
-
-
-def _print_magnet(m: magnet.Magnet) -> None:
-    _field("name", m.name or "(not given)")
-    _field("info hash", m.info_hash.hex())
-    if m.length is not None:
-        _field("size", f"{ui.human_size(m.length)} ({m.length:,} bytes)")
-    if not m.trackers:
-        _field("trackers", "none")
-    for url in m.trackers:
-        _field("tracker", url)
-    for url in m.web_seeds:
-        _field("web seed", url)
-    for url in m.sources:
-        _field("source", url)
-    for peer in m.peers:
-        _field("peer", peer)
-    if m.select_only:
-        _field("files", "only " + magnet.format_select(m.select_only))
-    _field("magnet", m.uri())
-    print("(a magnet link carries no file list; 'sta info --fetch' will get it from peers)")
+def _print_torrent(meta: metainfo.Metainfo, as_json: bool) -> None:
+    print(views.json_text(views.torrent_json(meta)) if as_json
+          else "\n".join(views.torrent_lines(meta)))

@@ -1,59 +1,37 @@
 """The interactive shell: one long-running node with a ``> `` prompt.
 
-``sta shell [--port P] [-o DIR]`` starts one session (one listen port, many torrents) whose event
-loop runs in a background thread, and reads commands in the main thread. ``create``, ``seed``,
-``download`` and ``info`` lines are parsed by cli.build_parser(), so their grammar is exactly the
-subcommands'; ``status``, ``peers``, ``stats``, ``pause``, ``resume``, ``remove``, ``help`` and
-``exit`` have parsers of their own built from the same StaArgumentParser, so a mistyped line gets
-a usage line and never ends the node.
+``sta shell [--port P] [-o DIR]`` starts one node (one session: one listen port, many torrents)
+whose event loop runs in a background thread (node.py), and reads commands in the main thread.
+``create``, ``seed``, ``download`` and ``info`` lines are parsed by cli.build_parser(), so their
+grammar is exactly the subcommands'; ``status``, ``peers``, ``stats``, ``pause``, ``resume``,
+``remove``, ``help`` and ``exit`` have parsers of their own built from the same
+StaArgumentParser, so a mistyped line gets a usage line and never ends the node.
 
-Every command reaches the engine through asyncio.run_coroutine_threadsafe, status snapshots
-included: the session's objects are only ever touched on its loop. Command output goes to stdout;
-background notices (a download finished, a torrent stopped by an error) go through console.py,
-which keeps them out of a command's output and off the line being typed; the tables of `status`,
-`peers` and `stats` are drawn by ui.py.
+Every command reaches the engine through the node, status snapshots included: the session's
+objects are only ever touched on its loop. Command output goes to stdout; background notices (a
+download finished, a torrent stopped by an error) go through console.py, which keeps them out of
+a command's output and off the line being typed; the tables of `status`, `peers` and `stats` are
+drawn by ui.py.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import concurrent.futures
-import json
-import logging
 import os
 import shlex
 import sys
-import threading
 import traceback
 from difflib import get_close_matches
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from . import cli, transfer, ui
-from .console import (Completer, Console, Terminate, install_signal_handlers,
-                      leave_signals_to_main_thread, route_logging, save_history, setup_readline)
-from .session import Session
-from .torrent import DOWNLOADING, ERROR, PAUSED, SEEDING
+from . import cli, transfer, ui, views
+from .console import (Completer, Console, Terminate, install_signal_handlers, route_logging,
+                      save_history, setup_readline)
+from .node import Node, NodeError
+from .torrent import DOWNLOADING, PAUSED, SEEDING
 from .ui import peers_table, stats_lines, status_table
 
-__all__ = ["run", "Shell", "ShellError", "find_torrent", "ratio", "split_line"]
-
-log = logging.getLogger(__name__)
-
-# A command that only reads or flips engine state answers in milliseconds; `remove` may wait for
-# the trackers' "stopped" answers (announcer.STOP_TIMEOUT, 5 s). 30 s means the loop is stuck.
-COMMAND_TIMEOUT = 30.0
-# `exit` waits this long for session.close() (every tracker told "stopped", in parallel per
-# torrent, each bounded by announcer.STOP_TIMEOUT) before leaving anyway.
-CLOSE_TIMEOUT = 10.0
-# The loop's thread and its tasks get this long to finish once the shell leaves; they are
-# daemons after that.
-JOIN_TIMEOUT = 5.0
-# How often the loop looks for finished or failed torrents to announce. Half a second feels
-# immediate to a person and costs nothing for the few torrents a shell holds.
-WATCH_INTERVAL = 0.5
-# Tab completion reads torrent names from the loop; a busy loop must not freeze the keyboard.
-COMPLETION_TIMEOUT = 0.5
+__all__ = ["run", "Shell", "ShellError", "find_torrent", "split_line"]
 
 CLI_COMMANDS = ("create", "seed", "download", "info")
 SHELL_COMMANDS = ("status", "peers", "stats", "pause", "resume", "remove", "help", "exit")
@@ -121,17 +99,6 @@ def find_torrent(entries: Sequence[Tuple[str, str]], text: str) -> int:
                      "or the start of the info hash")
 
 
-def ratio(uploaded: int, downloaded: int, have: int) -> float:
-    """Share ratio as Transmission shows it: uploaded over downloaded, or over the data held
-    when nothing was downloaded (a seed that sent one full copy shows 1.00)."""
-    base = downloaded or have
-    return uploaded / base if base else 0.0
-
-
-def _print_json(value: Any) -> None:
-    print(json.dumps(value, indent=2, ensure_ascii=False))
-
-
 def _parser_actions(parser: argparse.ArgumentParser) -> List[argparse.Action]:
     # argparse keeps its actions in a private list; there is no public accessor for either the
     # option strings (tab completion) or the subcommand parsers (help, shell-only defaults).
@@ -145,16 +112,6 @@ def _subcommand_parsers(parser: argparse.ArgumentParser) -> Dict[str, argparse.A
     raise ShellError("the command line parser has no subcommands")
 
 
-def _describe_source(meta: Any) -> Tuple[str, str]:
-    """(name, size) of a Metainfo or of a magnet link (whose size may be unknown)."""
-    info = getattr(meta, "info", None)
-    if info is not None:
-        return info.name, ui.human_size(info.length)
-    length = getattr(meta, "length", None)
-    return (meta.name or meta.info_hash.hex(),
-            ui.human_size(length) if length else "size not known yet")
-
-
 # ---------------------------------------------------------------------------------- shell
 
 class Shell:
@@ -162,12 +119,10 @@ class Shell:
                  folder: str = cli.DEFAULT_DOWNLOAD_DIR, host: str = "0.0.0.0",
                  tracker_ssl_context: Any = None, encryption: str = "prefer", stdin: Any = None,
                  stdout: Any = None, stderr: Any = None) -> None:
-        self.port = port
-        self.encryption = encryption
-        self.tracker_ssl_context = tracker_ssl_context
         self.folder = folder
-        self.host = host
         self.console = Console(stdin or sys.stdin, stdout or sys.stdout, stderr or sys.stderr)
+        self.node = Node(self.console, port=port, host=host, encryption=encryption,
+                         tracker_ssl_context=tracker_ssl_context)
         self.cli_parser = cli.build_parser()
         self.cli_commands = _subcommand_parsers(self.cli_parser)
         # The shell has one port and its own download folder: a None default tells "given" apart.
@@ -175,10 +130,6 @@ class Shell:
             self.cli_commands[name].set_defaults(port=None)
         self.cli_commands["download"].set_defaults(output=None)
         self.parsers = self._shell_parsers()
-        self.loop: Optional[asyncio.AbstractEventLoop] = None
-        self.session: Optional[Session] = None
-        self._thread: Optional[threading.Thread] = None
-        self._reported: Dict[bytes, Tuple[Any, set]] = {}
 
     # -- parsers -----------------------------------------------------------------------------
 
@@ -211,98 +162,16 @@ class Shell:
         add("exit")
         return parsers
 
-    # -- the event loop thread ---------------------------------------------------------------
-
-    def call(self, coro_or_func: Any, *args: Any, timeout: float = COMMAND_TIMEOUT) -> Any:
-        """Run a coroutine, or a plain function, on the session's loop; return its result."""
-        async def on_loop() -> Any:
-            if asyncio.iscoroutine(coro_or_func):
-                return await coro_or_func
-            result = coro_or_func(*args)
-            return (await result) if asyncio.iscoroutine(result) else result
-
-        assert self.loop is not None
-        future = asyncio.run_coroutine_threadsafe(on_loop(), self.loop)
-        try:
-            return future.result(timeout)
-        except concurrent.futures.TimeoutError:
-            future.cancel()
-            raise ShellError(f"the node did not answer in {timeout:g} s") from None
+    # -- the node ----------------------------------------------------------------------------
 
     def start(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._run_loop, name="sta-session", daemon=True)
-        self._thread.start()
         self.console.start()
-        self.call(self._start_session())
-
-    def _run_loop(self) -> None:
-        assert self.loop is not None
-        leave_signals_to_main_thread()  # inherited by the loop's worker threads too
-        asyncio.set_event_loop(self.loop)
-        self.loop.run_forever()
-
-    async def _start_session(self) -> None:
-        # Built on the loop: engine objects create asyncio primitives that bind to it on 3.8.
-        session = Session(port=self.port, host=self.host, encryption=self.encryption,
-                          tracker_ssl_context=self.tracker_ssl_context)
-        await session.start()
-        self.session = session
-        asyncio.get_running_loop().create_task(self._watch())
+        self.node.start()
 
     def stop(self) -> None:
-        """Close the session (trackers told "stopped"), then the loop and its thread."""
-        if self.loop is None:
-            return
-        if self.session is not None:
-            count = self.call(len, self.session.torrents)
-            if count:
-                self.console.notice(f"stopping {count} torrent{'s' * (count != 1)} ...")
-            try:
-                self.call(self.session.close(), timeout=CLOSE_TIMEOUT)
-            except ShellError:
-                self.console.notice(f"sta: note: not every tracker answered in "
-                                    f"{CLOSE_TIMEOUT:g} s; leaving anyway")
-        try:
-            self.call(_cancel_other_tasks(), timeout=JOIN_TIMEOUT)
-        except ShellError:
-            pass
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        if self._thread is not None:
-            self._thread.join(JOIN_TIMEOUT)
-            if not self._thread.is_alive():
-                self.loop.close()
+        """Stop the node (trackers told "stopped"), then the console's notices."""
+        self.node.stop()
         self.console.stop()
-
-    async def _watch(self) -> None:
-        """Announce finished downloads and torrents stopped by an error, one line each."""
-        while True:
-            await asyncio.sleep(WATCH_INTERVAL)
-            try:
-                self._report_changes()
-            except Exception:  # a bug here must not silence every later notice
-                log.exception("watching the torrents failed")
-
-    def _report_changes(self) -> None:
-        session = self.session
-        if session is not None:
-            for key in [k for k, (t, _) in self._reported.items()
-                        if session.torrents.get(k) is not t]:
-                del self._reported[key]
-            for key, t in session.torrents.items():
-                seen = self._reported.setdefault(key, (t, set()))[1]
-                completed_at = getattr(t, "completed_at", None)  # magnet stand-ins have none
-                if completed_at is not None and t.downloaded and "done" not in seen:
-                    seen.add("done")
-                    took = max(completed_at - t.started_at, 1e-3)
-                    self.console.notice(f"{t.name}: download complete "
-                                        f"({ui.human_size(t.info.length)} in {took:.1f} s, "
-                                        f"{ui.human_rate(t.downloaded / took)}); seeding")
-                if t.state == ERROR and "error" not in seen:
-                    seen.add("error")
-                    text = f"{t.name}: stopped: {t.error}"
-                    if not self.console.was_logged(text):  # the engine may have logged it
-                        self.console.notice(text)
 
     # -- the read-eval loop ------------------------------------------------------------------
 
@@ -315,13 +184,12 @@ class Shell:
                 raise
             sys.stderr.write(f"{cli.PROG}: error: {cli.describe_error(exc)}\n")
             return 1
-        assert self.session is not None
         restore_log = route_logging(self.console)
         restore_signals = install_signal_handlers()
         history = self._setup_readline()
         with self.console.lock:
-            self.console.stderr.write(f"Listening for peers on {self.host}:"
-                                      f"{self.session.listen_port}; type 'help' for commands, "
+            self.console.stderr.write(f"Listening for peers on {self.node.host}:"
+                                      f"{self.node.listen_port}; type 'help' for commands, "
                                       "'exit' to leave\n")
             self.console.flush()
         try:
@@ -411,164 +279,47 @@ class Shell:
     def _add(self, args: argparse.Namespace, folder: str, *, seed_only: bool,
              peers: Sequence[Tuple[str, int]]) -> None:
         self._shell_wide_options(args)
-        assert self.session is not None
-        if args.port is not None and args.port != self.session.listen_port:
+        port = self.node.listen_port
+        if args.port is not None and args.port != port:
             self.console.notice(f"sta: note: the shell serves every torrent on its one port "
-                                f"({self.session.listen_port}); --port is ignored")
+                                f"({port}); --port is ignored")
         metas = transfer.load_sources(args.torrents)
         for meta in metas:
             try:
-                print(self.call(self._begin_add(meta, folder, seed_only, peers,
-                                                getattr(args, "recheck", False), args.timeout)))
-            except ShellError as exc:
+                print(self.node.add(meta, folder, seed_only=seed_only, peers=peers,
+                                    recheck=getattr(args, "recheck", False),
+                                    timeout=args.timeout))
+            except NodeError as exc:
                 self.console.stderr.write(f"{cli.PROG}: error: {exc}\n")
-
-    async def _begin_add(self, meta: Any, folder: str, seed_only: bool,
-                         peers: Sequence[Tuple[str, int]], recheck: bool,
-                         timeout: Optional[float]) -> str:
-        session = self.session
-        assert session is not None
-        name, size = _describe_source(meta)
-        existing = session.torrents.get(meta.info_hash)
-        if existing is not None:
-            number = list(session.torrents).index(meta.info_hash) + 1
-            if peers and not seed_only:
-                existing.add_peers(list(peers), "shell")
-                return f"{name}: already in the session (number {number}); " \
-                       f"added {len(peers)} peer{'s' * (len(peers) != 1)}"
-            raise ShellError(f"{name} is already in this session (number {number} in 'status')")
-        session.spawn(self._add_and_report(meta, folder, seed_only, peers, recheck, timeout))
-        # One turn of the loop lets the new task register the torrent (Session.add does so
-        # before its first await), so a `status` typed right after already lists it.
-        await asyncio.sleep(0)
-        if seed_only:
-            return f"{name}: checking the data in {folder} ({size}) to seed it"
-        return f"{name}: downloading into {folder} ({size})"
-
-    async def _add_and_report(self, meta: Any, folder: str, seed_only: bool,
-                              peers: Sequence[Tuple[str, int]], recheck: bool,
-                              timeout: Optional[float]) -> None:
-        session = self.session
-        assert session is not None
-        name = _describe_source(meta)[0]
-        started = session.loop.time()
-        try:
-            torrent = await transfer.add_torrent(session, meta, folder, seed_only=seed_only,
-                                                 recheck=recheck, peers=peers)
-        except Exception as exc:
-            if not cli.is_user_error(exc):
-                log.exception("%s: could not be added", name)
-            self.console.notice(f"{name}: cannot {'seed' if seed_only else 'download'}: "
-                                f"{cli.describe_error(exc)}")
-            return
-        if getattr(meta, "info", None) is None:  # a magnet link: the info dictionary comes later
-            self.console.notice(f"{name}: fetching the metadata from peers")
-            await torrent.done.wait()  # set on hand-over to the real torrent, or on failure
-            if getattr(torrent, "successor", None) is None:
-                return  # the watcher reports the error
-            torrent = torrent.successor
-            self.console.notice(f"{torrent.name}: metadata received "
-                                f"({ui.human_size(torrent.info.length)})")
-            meta = torrent.metainfo
-        have = torrent.picker.have.count if torrent.picker else 0
-        total = meta.info.num_pieces
-        if seed_only and not have:
-            await session.remove(torrent)
-            self.console.notice(f"{name}: none of the data was found in {folder}; is --data the "
-                                "folder that holds it? (not seeding)")
-            return
-        if seed_only and have < total:
-            self.console.notice(f"{name}: only {have} of {total} pieces found in {folder}; "
-                                "seeding those")
-        elif seed_only:
-            self.console.notice(f"{name}: seeding, info hash {meta.info_hash.hex()}")
-        elif torrent.complete:
-            self.console.notice(f"{name}: already complete in {folder}; seeding")
-        elif have:
-            self.console.notice(f"{name}: resuming with {have} of {total} pieces verified")
-        if timeout is not None:
-            await asyncio.sleep(max(0.0, timeout - (session.loop.time() - started)))
-            await self._time_out(torrent, timeout, seed_only)
-
-    async def _time_out(self, torrent: Any, timeout: float, seed_only: bool) -> None:
-        """--timeout in the shell pauses the torrent (the node itself keeps running)."""
-        session = self.session
-        assert session is not None
-        torrent = transfer.current(torrent)  # a magnet's stand-in hands over to the real one
-        if session.torrents.get(torrent.info_hash) is not torrent:
-            return
-        if seed_only and torrent.state == SEEDING:
-            await torrent.pause()
-            self.console.notice(f"{torrent.name}: stopped seeding after {timeout:g} s (paused)")
-        elif not seed_only and torrent.state == DOWNLOADING:
-            await torrent.pause()
-            self.console.notice(f"{torrent.name}: gave up after {timeout:g} s (paused at "
-                                f"{100.0 * torrent.status()['progress']:.1f}%)")
 
     # -- status, peers, stats ----------------------------------------------------------------
 
-    def _status_rows(self) -> List[Dict[str, Any]]:
-        assert self.session is not None
-        rows = []
-        for number, t in enumerate(self.session.torrents.values(), 1):
-            s = t.status()
-            s["number"] = number
-            s["ratio"] = ratio(s["uploaded"], s["downloaded"], s["have"])
-            rows.append(s)
-        return rows
-
     def cmd_status(self, args: argparse.Namespace) -> None:
-        rows = self.call(self._status_rows)
+        rows = self.node.status_rows()
         if args.json:
-            _print_json(rows)
+            print(views.json_text(rows))
         elif not rows:
             print("no torrents: add one with 'seed' or 'download'")
         else:
             print("\n".join(status_table(rows, color=self.console.color)))
 
     def _resolve(self, text: str) -> Any:
-        def on_loop() -> Any:
-            assert self.session is not None
-            torrents = list(self.session.torrents.values())
-            return torrents[find_torrent([(t.name, t.info_hash.hex()) for t in torrents], text)]
-        return self.call(on_loop)
-
-    def _peer_rows(self, only: Any) -> List[Dict[str, Any]]:
-        assert self.session is not None
-        rows = []
-        for number, t in enumerate(self.session.torrents.values(), 1):
-            if only is None or t is only:
-                for r in t.peer_statuses():
-                    rows.append(dict(r, torrent=number, name=t.name,
-                                     info_hash=t.info_hash.hex()))
-        return rows
+        return self.node.select(lambda entries: find_torrent(entries, text))
 
     def cmd_peers(self, args: argparse.Namespace) -> None:
         only = self._resolve(args.torrent) if args.torrent else None
-        rows = self.call(self._peer_rows, only)
+        rows = self.node.peer_rows(only)
         if args.json:
-            _print_json(rows)
+            print(views.json_text(rows))
         elif not rows:
             print("no peers connected")
         else:
             print("\n".join(peers_table(rows, with_torrent=only is None)))
 
-    def _stats(self) -> Dict[str, Any]:
-        assert self.session is not None
-        stats = self.session.stats()
-        states: Dict[str, int] = {}
-        have = 0
-        for t in self.session.torrents.values():
-            states[t.state] = states.get(t.state, 0) + 1
-            have += t.status()["have"]
-        stats.update(host=self.host, states=states,
-                     ratio=ratio(stats["uploaded"], stats["downloaded"], have))
-        return stats
-
     def cmd_stats(self, args: argparse.Namespace) -> None:
-        stats = self.call(self._stats)
+        stats = self.node.stats()
         if args.json:
-            _print_json(stats)
+            print(views.json_text(stats))
         else:
             print("\n".join(stats_lines(stats)))
 
@@ -576,13 +327,7 @@ class Shell:
 
     def cmd_pause(self, args: argparse.Namespace) -> None:
         torrent = self._resolve(args.torrent)
-
-        async def pause() -> str:
-            before = torrent.state
-            await torrent.pause()
-            return before
-
-        before = self.call(pause)
+        before = self.node.pause(torrent)
         if before in (DOWNLOADING, SEEDING):
             print(f"{torrent.name}: paused (its peers are disconnected; 'resume' starts it again)")
         else:
@@ -590,13 +335,7 @@ class Shell:
 
     def cmd_resume(self, args: argparse.Namespace) -> None:
         torrent = self._resolve(args.torrent)
-
-        def resume() -> Tuple[str, str]:
-            before = torrent.state
-            torrent.resume()
-            return before, torrent.state
-
-        before, after = self.call(resume)
+        before, after = self.node.resume(torrent)
         if before == PAUSED:
             print(f"{torrent.name}: resumed ({after})")
         else:
@@ -604,15 +343,7 @@ class Shell:
 
     def cmd_remove(self, args: argparse.Namespace) -> None:
         torrent = self._resolve(args.torrent)
-
-        def describe() -> Tuple[List[str], str]:
-            storage = getattr(torrent, "storage", None)
-            if storage is None:  # a magnet still fetching its metadata: no files yet
-                return [], getattr(torrent, "folder", "")
-            return [storage.file_path(i) for i, f in enumerate(torrent.info.files)
-                    if not f.pad], storage.root
-
-        files, root = self.call(describe)
+        files, root = self.node.files(torrent)
         if args.delete_files and self.console.interactive and not args.yes:
             present = [p for p in files if os.path.isfile(p)]
             size = sum(os.path.getsize(p) for p in present)
@@ -622,13 +353,7 @@ class Shell:
                 print("nothing removed")
                 return
 
-        async def remove() -> List[str]:
-            assert self.session is not None
-            if self.session.torrents.get(torrent.info_hash) is not torrent:
-                raise ShellError(f"{torrent.name} was already removed")
-            return await self.session.remove(torrent, delete_files=args.delete_files)
-
-        deleted = self.call(remove)
+        deleted = self.node.remove(torrent, delete_files=args.delete_files)
         if args.delete_files:
             print(f"{torrent.name}: removed; deleted {len(deleted)} of its {len(files)} "
                   f"file{'s' * (len(files) != 1)} under {root}")
@@ -672,26 +397,9 @@ class Shell:
                    for name, p in list(self.parsers.items()) + list(self.cli_commands.items())
                    if name in COMMANDS}
         completer = Completer(readline, COMMANDS, options, takes_command=("help",),
-                              takes_torrent=TORRENT_COMMANDS, torrent_names=self.torrent_names)
+                              takes_torrent=TORRENT_COMMANDS,
+                              torrent_names=self.node.torrent_names)
         return setup_readline(readline, completer.complete)
-
-    def torrent_names(self) -> List[str]:
-        def names() -> List[str]:
-            assert self.session is not None
-            return [t.name for t in self.session.torrents.values()]
-        try:
-            return self.call(names, timeout=COMPLETION_TIMEOUT)
-        except ShellError:
-            return []
-
-
-async def _cancel_other_tasks() -> None:
-    current = asyncio.current_task()
-    tasks = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
-    for task in tasks:
-        task.cancel()
-    if tasks:
-        await asyncio.wait(tasks, timeout=JOIN_TIMEOUT)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -28,14 +28,14 @@ import unittest
 import urllib.parse
 from typing import Any, Dict, List, Tuple
 
-from sta import maketorrent, metainfo, shell
+from sta import maketorrent, metainfo, node, shell
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STA = os.path.join(ROOT, "sta.py")
 # Loopback transfers of a few MiB take well under a second; the bound is for a loaded CI box.
 WAIT = 20.0
-# A shell leaving waits at most shell.CLOSE_TIMEOUT for its trackers, plus process exit.
-EXIT_WAIT = shell.CLOSE_TIMEOUT + 10.0
+# A shell leaving waits at most node.CLOSE_TIMEOUT for its trackers, plus process exit.
+EXIT_WAIT = node.CLOSE_TIMEOUT + 10.0
 # Ctrl-C on the pty: how long to wait for the new prompt, and how often to press it (see below).
 CTRL_C_WAIT = 1.0
 CTRL_C_ATTEMPTS = 5
@@ -88,9 +88,9 @@ class FindTorrentTest(unittest.TestCase):
             shell.split_line('seed "open')
 
     def test_ratio_uses_data_held_when_nothing_was_downloaded(self) -> None:
-        self.assertEqual(shell.ratio(200, 100, 100), 2.0)
-        self.assertEqual(shell.ratio(50, 0, 100), 0.5)
-        self.assertEqual(shell.ratio(0, 0, 0), 0.0)
+        self.assertEqual(node.ratio(200, 100, 100), 2.0)
+        self.assertEqual(node.ratio(50, 0, 100), 0.5)
+        self.assertEqual(node.ratio(0, 0, 0), 0.0)
 
     def test_status_table_colours_state_only_when_asked(self) -> None:
         row = {"number": 1, "name": "a.bin", "state": "seeding", "size": 3 * MIB,
