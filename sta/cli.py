@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import os
 import signal
@@ -23,7 +22,7 @@ import sys
 import time
 from typing import Any, Callable, List, NoReturn, Optional, Sequence, Tuple
 
-from . import __version__, magnet, maketorrent, metainfo, ui, views
+from . import __version__, magnet, maketorrent, metadata_source, metainfo, ui, views
 
 __all__ = [
     "main", "build_parser", "UsageError", "ParserExit", "StaArgumentParser", "tracker_url",
@@ -39,11 +38,6 @@ DEFAULT_PEER_PORT = 6881
 DEFAULT_DOWNLOAD_DIR = os.path.join(".", "downloads")
 ENCRYPTION_MODES = ("require", "prefer", "off")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
-# Uploading a .torrent to the tracker is one small POST; 30 s covers a slow lab network without
-# leaving a user staring at a hung command.
-UPLOAD_TIMEOUT = 30.0
-# The tracker answers an upload with a short JSON document; more than this is not that answer.
-MAX_UPLOAD_REPLY = 64 * 1024
 
 _HOST_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
                       r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
@@ -515,7 +509,8 @@ def cmd_create(args: argparse.Namespace) -> int:
     if args.upload:
         if not trackers:
             raise metainfo.MetainfoError("--upload needs a tracker (-t)")
-        source = upload_torrent(trackers[0], data, info.info_hash)
+        source = metadata_source.upload_torrent(trackers[0], data, info.info_hash,
+                                                tracker_trust(args))
         print(views.field("uploaded", source, views.CREATE_LABEL_WIDTH))
         link = dataclasses.replace(link, sources=(source,))
     print(views.field("magnet", link.uri(), views.CREATE_LABEL_WIDTH))
@@ -556,42 +551,6 @@ def _write_file(path: str, data: bytes) -> None:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
-
-
-def upload_torrent(announce: str, data: bytes, info_hash: bytes) -> str:
-    """POST the .torrent to ``<tracker base>/torrents``; return the URL it can be fetched from."""
-    import urllib.error  # here, not at the top: it costs ~20 ms of start-up for every command
-    import urllib.request
-    if not announce.lower().startswith(("http://", "https://")):
-        raise metainfo.MetainfoError(f"cannot upload to {announce}: not an HTTP tracker")
-    base = announce.split("?", 1)[0]
-    if base.endswith("/announce"):
-        base = base[:-len("/announce")]
-    url = base.rstrip("/") + "/torrents"
-    request = urllib.request.Request(url, data=data, method="POST",
-                                     headers={"Content-Type": "application/x-bittorrent",
-                                              "User-Agent": f"STA/{__version__}"})
-    try:
-        with urllib.request.urlopen(request, timeout=UPLOAD_TIMEOUT) as reply:
-            body = reply.read(MAX_UPLOAD_REPLY)
-    except urllib.error.HTTPError as exc:
-        detail = exc.read(MAX_UPLOAD_REPLY).decode("utf-8", "replace")
-        try:
-            detail = json.loads(detail).get("error", detail)
-        except (ValueError, AttributeError):
-            pass
-        detail = " ".join(str(detail).split())[:200]
-        raise metainfo.MetainfoError(f"upload to {url} failed: HTTP {exc.code}"
-                                     + (f": {detail}" if detail else "")) from None
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise metainfo.MetainfoError(f"upload to {url} failed: {reason}") from None
-    try:
-        source = json.loads(body.decode("utf-8")).get("url")
-    except (ValueError, AttributeError):
-        source = None
-    return source if isinstance(source, str) and source else \
-        f"{base.rstrip('/')}/torrents/{info_hash.hex()}.torrent"
 
 
 def cmd_info(args: argparse.Namespace) -> int:

@@ -4,26 +4,29 @@
 the .torrent) through ``sta.httpget`` and return the info dictionary once its SHA-1 is the
 magnet's info hash, the same check ``sta.metadata`` makes of a dictionary fetched from peers.
 ``save_torrent`` writes a fetched dictionary as a normal .torrent, so a restart does not fetch it
-again. Errors are ``sta.metadata.MetadataError``, whichever way the metadata came.
+again. ``upload_torrent`` is the other direction: `create --upload` posts a new .torrent to the
+tracker, which then hosts it for magnets that carry ``xs=``. Errors are
+``sta.metadata.MetadataError``, whichever way the metadata came.
 """
 
 from __future__ import annotations
 
 import hashlib
 import http.client
+import json
 import os
 import ssl
 import time
 from typing import Optional
 
-from . import httpget, metainfo
+from . import __version__, httpget, metainfo
 from .announce import display_url
 from .magnet import Magnet
 from .metadata import MetadataError
 from .resume import ResumeError, write_atomically
 
 __all__ = ["fetch_from_source", "fetch_torrent_from_source", "save_torrent",
-           "saved_torrent_path"]
+           "saved_torrent_path", "upload_torrent"]
 
 # A hosted .torrent is read whole: the same bound metainfo.py puts on a .torrent file.
 MAX_SOURCE_SIZE = metainfo.MAX_TORRENT_SIZE
@@ -113,3 +116,48 @@ def save_torrent(info_raw: bytes, magnet: Magnet, path: str) -> bytes:
     except ResumeError as exc:
         raise MetadataError(str(exc)) from None
     return data
+
+
+# Uploading a .torrent to the tracker is one small POST; 30 s covers a slow lab network without
+# leaving a user staring at a hung command.
+UPLOAD_TIMEOUT = 30.0
+# The tracker answers an upload with a short JSON document; more than this is not that answer.
+MAX_UPLOAD_REPLY = 64 * 1024
+
+
+def upload_torrent(announce: str, data: bytes, info_hash: bytes,
+                   ssl_context: Optional[ssl.SSLContext] = None) -> str:
+    """POST the .torrent to ``<tracker base>/torrents``; return the URL it can be fetched from."""
+    import urllib.error  # here, not at the top: it costs ~20 ms of start-up for every command
+    import urllib.request
+    if not announce.lower().startswith(("http://", "https://")):
+        raise MetadataError(f"cannot upload to {announce}: not an HTTP tracker")
+    base = announce.split("?", 1)[0]
+    if base.endswith("/announce"):
+        base = base[:-len("/announce")]
+    url = base.rstrip("/") + "/torrents"
+    request = urllib.request.Request(url, data=data, method="POST",
+                                     headers={"Content-Type": "application/x-bittorrent",
+                                              "User-Agent": f"STA/{__version__}"})
+    try:
+        with urllib.request.urlopen(request, timeout=UPLOAD_TIMEOUT,
+                                    context=ssl_context) as reply:
+            body = reply.read(MAX_UPLOAD_REPLY)
+    except urllib.error.HTTPError as exc:
+        detail = exc.read(MAX_UPLOAD_REPLY).decode("utf-8", "replace")
+        try:
+            detail = json.loads(detail).get("error", detail)
+        except (ValueError, AttributeError):
+            pass
+        detail = " ".join(str(detail).split())[:200]
+        raise MetadataError(f"upload to {url} failed: HTTP {exc.code}"
+                                     + (f": {detail}" if detail else "")) from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise MetadataError(f"upload to {url} failed: {reason}") from None
+    try:
+        source = json.loads(body.decode("utf-8")).get("url")
+    except (ValueError, AttributeError):
+        source = None
+    return source if isinstance(source, str) and source else \
+        f"{base.rstrip('/')}/torrents/{info_hash.hex()}.torrent"
