@@ -32,7 +32,7 @@ import hashlib
 import hmac
 import secrets
 import ssl
-from typing import Callable, NamedTuple, Optional, Union
+from typing import Callable, Iterable, NamedTuple, Optional, Union
 
 from .tls import (ALPN_PROTOCOL, TlsAuthError, TlsError, TlsLayer, TlsUnsupported,
                   client_context, ensure_node_identity, read_certificate_der, server_context)

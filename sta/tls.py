@@ -22,7 +22,7 @@ import logging
 import os
 import ssl
 import threading
-from typing import Iterable, Optional, Tuple
+from typing import Iterable, Optional, Tuple, Union
 
 from . import x509
 from .x509 import fingerprint_sha256, make_self_signed
@@ -56,7 +56,10 @@ TLS_MAX_PLAINTEXT = 16384
 # hundreds of links cost no more memory than one.
 READ_BUFFER_SIZE = 256 * 1024 + TLS_MAX_PLAINTEXT
 # send_many() joins small buffers (13-byte piece headers, requests) up to this size before
-# encrypting, so records are full (16 KiB) rather than one per message.
+# encrypting, so records are full (16 KiB) rather than one per message. Each such write is cut at
+# a record boundary and the tail carried into the next: a piece message is 13 bytes longer than
+# a record, so cutting anywhere else would leave a short record (and one more read call on the
+# receiving side) every few messages.
 WRITE_COALESCE_SIZE = 64 * 1024
 
 # The node's key material lives in this folder of its state folder.
@@ -204,9 +207,12 @@ class TlsLayer:
         if not self.handshake_complete and not self._handshake():
             return b""
         # Plaintext cannot exceed the ciphertext waiting in the buffer plus the one partial
-        # record OpenSSL may already hold, so one read buffer of that size takes it all and
-        # the result is one copy out of it.
-        bound = self._incoming.pending + self._ssl.pending() + TLS_MAX_PLAINTEXT
+        # record OpenSSL may already hold (it holds no decrypted bytes: every call drains it),
+        # so one read buffer of that size takes it all and the result is one copy out of it.
+        # Every call into OpenSSL releases the GIL, letting the hashing threads in, so the loop
+        # makes as few as it can: one read per record, none to ask SSL_pending().
+        incoming = self._incoming
+        bound = incoming.pending + TLS_MAX_PLAINTEXT
         buffer = getattr(_scratch, "buffer", None)
         if buffer is None or len(buffer) < bound:
             buffer = _scratch.buffer = bytearray(max(bound, READ_BUFFER_SIZE))
@@ -226,6 +232,10 @@ class TlsLayer:
                 self.closed = True
                 break
             pos += n
+            if not incoming.pending:
+                # OpenSSL takes a record at a time from the buffer (no read-ahead), so with it
+                # empty no whole record is left: another read would only say so.
+                break
         return bytes(view[:pos])
 
     def receive_eof(self) -> None:
@@ -240,7 +250,7 @@ class TlsLayer:
             raise TlsUnsupported("peer closed the connection during the TLS handshake")
         raise TlsError("peer closed the connection without ending TLS")
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: Union[bytes, memoryview]) -> None:
         """Encrypt ``data`` into the outgoing buffer (take it with ``outgoing()``)."""
         if not self.handshake_complete:
             raise TlsError("TLS handshake not finished")
@@ -255,17 +265,26 @@ class TlsLayer:
         return self._outgoing.read()
 
     def send_many(self, buffers: Iterable[bytes]) -> bytes:
-        """Encrypt a batch of buffers, joining small ones so records stay full."""
+        """Encrypt a batch of buffers, joining small ones so records stay full: only the last
+        record of the batch may be short."""
+        write = self.write
         pending: list = []
         size = 0
         for buf in buffers:
             pending.append(buf)
             size += len(buf)
             if size >= WRITE_COALESCE_SIZE:
-                self.write(pending[0] if len(pending) == 1 else b"".join(pending))
-                pending, size = [], 0
+                data = b"".join(pending)  # (a single bytes object is returned as it is)
+                whole = size - size % TLS_MAX_PLAINTEXT
+                if whole == size:
+                    write(data)
+                    pending, size = [], 0
+                else:
+                    view = memoryview(data)
+                    write(view[:whole])
+                    pending, size = [view[whole:]], size - whole
         if pending:
-            self.write(pending[0] if len(pending) == 1 else b"".join(pending))
+            write(pending[0] if len(pending) == 1 else b"".join(pending))
         return self._outgoing.read()
 
     def outgoing(self) -> bytes:

@@ -10,6 +10,7 @@ import datetime
 import hashlib
 import http.client
 import http.server
+import itertools
 import os
 import shutil
 import ssl
@@ -313,6 +314,40 @@ class TlsLayerTests(unittest.TestCase):
         self.assertEqual(client.receive(server.send_many([b"ab", b"cd", data])),
                          b"abcd" + data)
 
+    def test_send_many_fills_records_across_messages(self):
+        # A seed's batch: 13-byte piece headers and 16 KiB blocks. Every record but the last is
+        # full, so the receiver makes one read per 16 KiB.
+        client, server = self.layers()
+        batch = []
+        for i in range(20):
+            batch += [bytes(13), os.urandom(16384 - i)]
+        wire = server.send_many(batch)
+        sizes = []
+        pos = 0
+        while pos < len(wire):
+            length = int.from_bytes(wire[pos + 3:pos + 5], "big")
+            sizes.append(length)
+            pos += 5 + length
+        total = sum(map(len, batch))
+        self.assertEqual(len(sizes), -(-total // tls.TLS_MAX_PLAINTEXT))
+        self.assertEqual(len(set(sizes[:-1])), 1)
+        self.assertEqual(client.receive(wire), b"".join(batch))
+
+    def test_plaintext_comes_out_whatever_the_ciphertext_cuts(self):
+        # Cuts inside a record header, inside a body and exactly between records: every whole
+        # record comes out at once, and nothing is held back for a later call.
+        messages = [os.urandom(n) for n in (1, 100, 16384, 20000, 5)]
+        _, server = self.layers()
+        ends = list(itertools.accumulate(len(server.send(m)) for m in messages))  # fixed sizes
+        for cut in sorted(set(ends[:-1]) | {3, ends[0] + 2, 500, ends[2] + 1000}):
+            with self.subTest(cut=cut):
+                client, server = self.layers()
+                wire = b"".join(server.send(m) for m in messages)
+                first = client.receive(wire[:cut])
+                whole = sum(1 for end in ends if end <= cut)
+                self.assertEqual(first, b"".join(messages[:whole]))
+                self.assertEqual(first + client.receive(wire[cut:]), b"".join(messages))
+
     def test_client_sees_the_server_certificate_without_verifying_it(self):
         client, _ = self.layers()
         self.assertEqual(client.peer_certificate(), tls.read_certificate_der(NODE[0]))
@@ -391,8 +426,8 @@ class ProofTests(unittest.TestCase):
         with self.assertRaisesRegex(tls.TlsAuthError, r"proof mismatch"):
             client.receive(reply)
         # and a client that pressed on anyway is caught by the server
-        forged = peerlink._proof(peerlink.CLIENT_PROOF_LABEL, INFO_HASH, client.hello() + reply[:-32],
-                            other.value(True))
+        forged = peerlink._proof(peerlink.CLIENT_PROOF_LABEL, INFO_HASH,
+                                 client.hello() + reply[:-32], other.value(True))
         with self.assertRaises(tls.TlsAuthError):
             server.receive(forged)
 
