@@ -572,9 +572,9 @@ class DataSafetyTests(unittest.TestCase):
             self.assertGreater(seed.uploaded - sent, 0)
 
 
-@unittest.skipUnless(os.environ.get("STA_SLOW_TESTS"),
-                     "waits out the engine's 20 s snub timeout; set STA_SLOW_TESTS=1")
 class SlowTests(unittest.TestCase):
+    """Waits out the engine's 20 s snub timeout (torrent.SNUB_TIMEOUT)."""
+
     def test_stalling_peer_is_snubbed_and_its_requests_go_elsewhere(self):
         tmp = temp_dir(self)
         data = os.path.join(tmp, "data")
@@ -595,6 +595,7 @@ class SlowTests(unittest.TestCase):
         self.assertEqual(down.wait_exit(WAIT), 0, down.describe())
         self.assertTrue(same_bytes(os.path.join(out, "stall.bin"), os.path.join(data,
                                                                            "stall.bin")))
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -59,7 +59,8 @@ class OpentrackerTests(unittest.TestCase):
         cls.addClassCleanup(cls._stop)
         cls.url = f"http://127.0.0.1:{port}/announce"
         # Ready once it listens AND has loaded the whitelist (it loads it in the background,
-        # after it starts listening): a "stopped" announce for a reserved hash then succeeds.
+        # after it starts listening): a "started" announce for a reserved hash then succeeds
+        # ("stopped" is not a probe: opentracker may answer it before the list is in).
         probe = cls.hashes.pop()
         deadline = time.monotonic() + START_TIMEOUT
         while True:
@@ -67,7 +68,7 @@ class OpentrackerTests(unittest.TestCase):
                 raise RuntimeError(f"opentracker exited with code {cls.proc.returncode}")
             try:
                 A.announce(cls.url, info_hash=probe, peer_id=b"-ST0001-probe0000000", port=1,
-                           uploaded=0, downloaded=0, left=0, event="stopped", timeout=1)
+                           uploaded=0, downloaded=0, left=0, event="started", timeout=1)
                 break
             except A.TrackerError as exc:
                 if time.monotonic() > deadline:
