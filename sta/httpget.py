@@ -135,6 +135,7 @@ def _get_once(target: str, timeout: float, deadline: Optional[float], max_size: 
         raise HTTPGetError(f"timed out after {timeout:g} s", TIMEOUT)
     request_deadline = now + remaining
     conn: Optional[http.client.HTTPConnection] = None
+    resp: Optional[http.client.HTTPResponse] = None
     try:
         if parts.scheme == "https":
             conn = http.client.HTTPSConnection(
@@ -183,6 +184,8 @@ def _get_once(target: str, timeout: float, deadline: Optional[float], max_size: 
         # because ssl.SSLCertVerificationError is a ValueError too.
         raise HTTPGetError(f"bad URL ({exc})", BAD_URL, cause=exc) from None
     finally:
+        if resp is not None:
+            resp.close()  # its file object holds the socket open until closed
         if conn is not None:
             conn.close()
 
