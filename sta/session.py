@@ -135,6 +135,7 @@ class Session:
             await torrent.start(recheck=recheck)
         except Exception:
             del self.torrents[torrent.info_hash]
+            del self._torrent_ids[peerlink.torrent_id(torrent.info_hash)]
             raise
         torrent.start_announcing()
         return torrent
@@ -142,6 +143,7 @@ class Session:
     async def remove(self, torrent: Torrent, delete_files: bool = False) -> List[str]:
         """Stop a torrent and forget it (its resume state too); optionally delete its files."""
         self.torrents.pop(torrent.info_hash, None)
+        self._torrent_ids.pop(peerlink.torrent_id(torrent.info_hash), None)
         self._removed_downloaded += torrent.downloaded
         self._removed_uploaded += torrent.uploaded
         await torrent.shutdown()

@@ -83,7 +83,6 @@ class Torrent(Swarm):
         self.completed_at: Optional[float] = None
         self.done = asyncio.Event()
         self.contributions: Dict[Tuple[str, int], int] = {}
-        self._verifying: Set[int] = set()
         self._write_buffers = WriteBuffers(self.info.piece_size)
         self._metadata_server = MetadataServer(self.info.raw)
         # Who sent each block of the pieces in progress, and for pieces that failed the hash
@@ -481,7 +480,6 @@ class Torrent(Swarm):
 
     def _verify(self, index: int) -> None:
         """Hash a whole piece off the loop (and write it, when it was assembled in memory)."""
-        self._verifying.add(index)
         data = self._write_buffers.take(index)
         suspect = index in self._suspects
         if data is not None:
@@ -497,7 +495,6 @@ class Torrent(Swarm):
         future.add_done_callback(partial(self._verified, index))
 
     def _verified(self, index: int, future: "asyncio.Future[Tuple[bool, Any]]") -> None:
-        self._verifying.discard(index)
         origins = self._block_origin.pop(index, {})
         self._hashing.discard(future)
         error = future.exception()  # always retrieved, even when the torrent has stopped
