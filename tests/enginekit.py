@@ -3,9 +3,11 @@
 Processes:      StaProcess (`python sta.py ...` with stdout and stderr merged, read by a thread)
 In process:     Engine (sessions on an event loop in a background thread, so the test thread can
                 use blocking sockets against them), start_tracker
-Peers by hand:  RawPeer (a blocking wire-protocol client), LyingSeed (claims every piece and
+Peers by hand:  RawPeer (a blocking wire-protocol client), LoopbackServer (a listener that
+                serves each connection in a thread), LyingSeed (claims every piece and
                 answers every request with wrong bytes)
-Data:           make_tree, tree_bytes, write_torrent
+Data:           make_tree, tree_bytes, write_torrent, temp_dir
+Waiting:        wait_for, poll_until
 
 Every wait has a deadline and everything started here is stopped by the test's cleanup.
 """
@@ -63,17 +65,28 @@ class EngineTestError(AssertionError):
 # ------------------------------------------------------------------------------------- processes
 
 class StaProcess:
-    """`python sta.py ARGS` with its output (stdout and stderr merged) read line by line."""
+    """`python sta.py ARGS` with its output (stdout and stderr merged) read line by line.
 
-    def __init__(self, test: Any, *args: str, python: Optional[str] = None,
-                 cwd: Optional[str] = None) -> None:
+    Subclasses may set `error` (the exception raised when a wait fails), `tail_lines` (output
+    lines shown on failure) and `drop_env` (variables not passed on to the process).
+    """
+
+    error = EngineTestError
+    tail_lines = TAIL_LINES
+    drop_env: Tuple[str, ...] = ("PYTHONWARNINGS",)
+
+    def __init__(self, test: Any, *args: Any, python: Optional[str] = None,
+                 cwd: Optional[str] = None,
+                 preexec_fn: Optional[Callable[[], None]] = None) -> None:
         self.cmd = [python or sys.executable, STA] + [str(a) for a in args]
         env = dict(os.environ)
         env["PYTHONUNBUFFERED"] = "1"
-        env.pop("PYTHONWARNINGS", None)
+        for name in self.drop_env:
+            env.pop(name, None)
+        self.started = time.monotonic()
         self.proc = subprocess.Popen(self.cmd, cwd=cwd or ROOT, env=env,
                                      stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT)
+                                     stderr=subprocess.STDOUT, preexec_fn=preexec_fn)
         self.lines: "queue.Queue[Any]" = queue.Queue()
         self.all_lines: List[str] = []
         self._reader = threading.Thread(target=self._pump, daemon=True)
@@ -100,7 +113,7 @@ class StaProcess:
         return "\n".join(self.all_lines)
 
     def describe(self) -> str:
-        tail = self.all_lines[-TAIL_LINES:]
+        tail = self.all_lines[-self.tail_lines:]
         return "command: %s\nexit status: %s\noutput:\n  %s" % (
             " ".join(self.cmd), self.proc.poll(), "\n  ".join(tail))
 
@@ -111,8 +124,8 @@ class StaProcess:
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise EngineTestError("no line matching %r within %.0f s\n%s"
-                                      % (pattern, timeout, self.describe()))
+                raise self.error("no line matching %r within %.0f s\n%s"
+                                 % (pattern, timeout, self.describe()))
             try:
                 line = self.lines.get(timeout=left)
             except queue.Empty:
@@ -120,8 +133,8 @@ class StaProcess:
             if line is _EOF:
                 self.lines.put(_EOF)
                 self._join(STOP_TIMEOUT)
-                raise EngineTestError("output ended before a line matching %r\n%s"
-                                      % (pattern, self.describe()))
+                raise self.error("output ended before a line matching %r\n%s"
+                                 % (pattern, self.describe()))
             match = regex.search(line)
             if match:
                 return match
@@ -136,7 +149,7 @@ class StaProcess:
             self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             self.stop()
-            raise EngineTestError("still running after %.0f s\n%s" % (timeout, self.describe()))
+            raise self.error("still running after %.0f s\n%s" % (timeout, self.describe()))
         self._join(STOP_TIMEOUT)
         return self.proc.returncode
 
@@ -161,16 +174,26 @@ class StaProcess:
         self._reader.join(timeout)
 
 
+def poll_until(predicate: Callable[[], Any], timeout: float, what: str, poll: float = POLL,
+               error: type = EngineTestError, message: str = "not within %.0f s: %s") -> Any:
+    """Poll `predicate` until it returns something true and return that; on the deadline raise
+    `error` with `message` % (timeout, what)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise error(message % (timeout, what))
+        time.sleep(poll)
+
+
 def wait_for(predicate: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
     """Poll a condition that does not live on the engine's loop (a hand-written peer's)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() >= deadline:
-            raise EngineTestError("not within %.0f s: %s" % (timeout, what))
-        time.sleep(POLL)
+    poll_until(predicate, timeout, what)
 
 
-def run_sta(*args: str, timeout: float = WAIT) -> subprocess.CompletedProcess:
+def run_sta(*args: Any, timeout: float = WAIT) -> subprocess.CompletedProcess:
     """Run a short `sta.py` command to the end (stdout and stderr kept apart)."""
     return subprocess.run([sys.executable, STA] + [str(a) for a in args], cwd=ROOT,
                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -179,8 +202,8 @@ def run_sta(*args: str, timeout: float = WAIT) -> subprocess.CompletedProcess:
 
 # ------------------------------------------------------------------------------------------ data
 
-def temp_dir(test: Any) -> str:
-    d = tempfile.TemporaryDirectory(prefix="sta-engine-")
+def temp_dir(test: Any, prefix: str = "sta-engine-") -> str:
+    d = tempfile.TemporaryDirectory(prefix=prefix)
     test.addCleanup(d.cleanup)
     return d.name
 
@@ -478,7 +501,63 @@ def _summarise(events: List[Any]) -> str:
     return ", ".join(names) or "none"
 
 
-class LyingSeed:
+def full_bitfield(num_pieces: int) -> bytes:
+    """A bitfield claiming every one of `num_pieces` pieces (spare bits of the last byte clear)."""
+    bits = bytearray(b"\xff" * ((num_pieces + 7) // 8))
+    spare = len(bits) * 8 - num_pieces
+    if spare:
+        bits[-1] &= (0xFF << spare) & 0xFF
+    return bytes(bits)
+
+
+class LoopbackServer:
+    """A listening socket on 127.0.0.1 that serves each connection in its own thread.
+
+    Subclasses define `_serve(conn)`; .connections counts accepted connections. Stopped by the
+    test's cleanup (close).
+    """
+
+    def __init__(self, test: Any, name: Optional[str] = None) -> None:
+        self.server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.server.bind(("127.0.0.1", 0))
+        self.server.listen(8)
+        self.server.settimeout(SOCKET_POLL)
+        self.port = self.server.getsockname()[1]
+        self.connections = 0
+        self._name = name
+        self._stop = threading.Event()
+        self._threads: List[threading.Thread] = []
+        self._spawn(self._accept, name=name and name + "-accept")
+        test.addCleanup(self.close)
+
+    def _spawn(self, target: Callable[..., None], *args: Any,
+               name: Optional[str] = None) -> None:
+        t = threading.Thread(target=target, args=args, name=name, daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    def close(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(STOP_TIMEOUT)
+        self.server.close()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.server.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            self.connections += 1
+            self._spawn(self._serve, conn, name=self._name and self._name + "-conn")
+
+    def _serve(self, conn: socket.socket) -> None:
+        raise NotImplementedError
+
+
+class LyingSeed(LoopbackServer):
     """A peer on 127.0.0.1 that claims every piece and answers requests with wrong bytes.
 
     It serves every connection made to it until closed; .connections counts TCP connections,
@@ -497,47 +576,9 @@ class LyingSeed:
         self.rechoke_delay = rechoke_delay
         self.info = meta.info
         self.info_hash = meta.info_hash
-        self.server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.server.bind(("127.0.0.1", 0))
-        self.server.listen(8)
-        self.server.settimeout(SOCKET_POLL)
-        self.port = self.server.getsockname()[1]
-        self.connections = 0
         self.handshakes = 0
         self.blocks_sent = 0
-        self._stop = threading.Event()
-        self._threads: List[threading.Thread] = []
-        accept = threading.Thread(target=self._accept, name="liar-accept", daemon=True)
-        accept.start()
-        self._threads.append(accept)
-        test.addCleanup(self.close)
-
-    def close(self) -> None:
-        self._stop.set()
-        for t in self._threads:
-            t.join(STOP_TIMEOUT)
-        self.server.close()
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.server.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            self.connections += 1
-            t = threading.Thread(target=self._serve, args=(conn,), name="liar-conn",
-                                 daemon=True)
-            t.start()
-            self._threads.append(t)
-
-    def _full_bitfield(self) -> bytes:
-        n = self.info.num_pieces
-        full = bytearray(b"\xff" * ((n + 7) // 8))
-        if n % 8:
-            full[-1] = (0xFF << (8 - n % 8)) & 0xFF
-        return bytes(full)
+        super().__init__(test, name="liar")
 
     def _serve(self, conn: socket.socket) -> None:
         conn.settimeout(SOCKET_POLL)
@@ -559,7 +600,7 @@ class LyingSeed:
                     if isinstance(event, wire.Handshake):
                         self.handshakes += 1
                         out += [wire.handshake(self.info_hash, LIAR_PEER_ID, extensions=False),
-                                wire.bitfield(self._full_bitfield()), wire.unchoke()]
+                                wire.bitfield(full_bitfield(self.info.num_pieces)), wire.unchoke()]
                     elif isinstance(event, wire.Request) and choked_at is None:
                         if self.first_blocks_only and event.begin != 0:
                             continue

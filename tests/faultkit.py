@@ -15,15 +15,10 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import hashlib
-import logging
 import os
-import queue
 import re
 import signal
 import socket
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 from typing import Any, Callable, List, Optional, Sequence, Tuple
@@ -31,26 +26,14 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple
 from sta import maketorrent, metainfo, wire
 from sta.session import Session
 from sta.transfer import add_torrent
+from tests import enginekit
+# Shared with the engine tests: the deadlines, paths, run_sta and the bitfield of a full seed.
+from tests.enginekit import (POLL, RECV_SIZE, ROOT, SOCKET_POLL, STA, STOP_TIMEOUT,  # noqa: F401
+                             WAIT, full_bitfield, run_sta)
 from tests.interop import clients
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-STA = os.path.join(ROOT, "sta.py")
-
-# Default deadline of one wait. The machine is shared and loaded: a 128 MiB loopback transfer
-# takes about a second when idle, so this only matters when something hangs.
-WAIT = 60.0
-# A process gets this long to exit after SIGTERM before it is killed.
-STOP_TIMEOUT = 10.0
-# Poll interval of condition waits (short next to the engine's one-second tick).
-POLL = 0.05
-# Socket timeout of the hand-written peers: their loops check a stop flag this often.
-SOCKET_POLL = 0.2
-# Bytes read from a socket at a time.
-RECV_SIZE = 65536
 # Lines of a process's output shown when a test fails.
 TAIL_LINES = 40
-
-_EOF = object()
 
 
 class FaultTestError(AssertionError):
@@ -58,98 +41,33 @@ class FaultTestError(AssertionError):
 
 
 def temp_dir(test: Any, prefix: str = "sta-faults-") -> str:
-    d = tempfile.TemporaryDirectory(prefix=prefix)
-    test.addCleanup(d.cleanup)
-    return d.name
+    return enginekit.temp_dir(test, prefix)
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float, what: str,
                poll: float = POLL) -> Any:
     """Poll ``predicate`` until it returns something true; fail with ``what`` on the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise FaultTestError("timed out after %.0f s waiting for %s" % (timeout, what))
-        time.sleep(poll)
+    return enginekit.poll_until(predicate, timeout, what, poll, FaultTestError,
+                                "timed out after %.0f s waiting for %s")
 
 
 # ------------------------------------------------------------------------------------ processes
 
-class StaProc:
-    """`python sta.py ARGS` with stdout and stderr merged, read line by line by a thread."""
+class StaProc(enginekit.StaProcess):
+    """`python sta.py ARGS` with stdout and stderr merged, read line by line by a thread
+    (enginekit.StaProcess, failing with FaultTestError, environment passed on whole), plus
+    what the fault tests do to a process: kill it, interrupt it."""
 
-    def __init__(self, test: Any, *args: Any, preexec_fn: Optional[Callable[[], None]] = None
-                 ) -> None:
-        self.cmd = [sys.executable, STA] + [str(a) for a in args]
-        env = dict(os.environ)
-        env["PYTHONUNBUFFERED"] = "1"
-        self.started = time.monotonic()
-        self.proc = subprocess.Popen(self.cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     preexec_fn=preexec_fn)
-        self.lines: "queue.Queue[Any]" = queue.Queue()
-        self.all_lines: List[str] = []
-        self._reader = threading.Thread(target=self._pump, daemon=True)
-        self._reader.start()
-        test.addCleanup(self.stop)
+    error = FaultTestError
+    tail_lines = TAIL_LINES
+    drop_env: Tuple[str, ...] = ()
 
     @property
     def pid(self) -> int:
         return self.proc.pid
 
-    def _pump(self) -> None:
-        try:
-            for raw in iter(self.proc.stdout.readline, b""):
-                line = raw.decode("utf-8", "replace").rstrip("\r\n")
-                self.all_lines.append(line)
-                self.lines.put(line)
-        except (OSError, ValueError):
-            pass
-        finally:
-            self.lines.put(_EOF)
-            try:
-                self.proc.stdout.close()
-            except OSError:
-                pass
-
-    @property
-    def output(self) -> str:
-        return "\n".join(self.all_lines)
-
     def running(self) -> bool:
         return self.proc.poll() is None
-
-    def describe(self) -> str:
-        return "command: %s\nexit status: %s\noutput:\n  %s" % (
-            " ".join(self.cmd), self.proc.poll(), "\n  ".join(self.all_lines[-TAIL_LINES:]))
-
-    def wait_for(self, pattern: str, timeout: float = WAIT) -> "re.Match":
-        """The match of the next output line matching the regular expression ``pattern``."""
-        regex = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise FaultTestError("no line matching %r within %.0f s\n%s"
-                                     % (pattern, timeout, self.describe()))
-            try:
-                line = self.lines.get(timeout=left)
-            except queue.Empty:
-                continue
-            if line is _EOF:
-                self.lines.put(_EOF)
-                self._reader.join(STOP_TIMEOUT)
-                raise FaultTestError("output ended before a line matching %r\n%s"
-                                     % (pattern, self.describe()))
-            match = regex.search(line)
-            if match:
-                return match
-
-    def listen_port(self, timeout: float = WAIT) -> int:
-        return int(self.wait_for(r"Listening for peers on port (\d+)", timeout).group(1))
 
     def seeding_port(self, timeout: float = WAIT) -> int:
         """The listen port of a `seed` process, once its data is checked: a peer that connects
@@ -158,47 +76,17 @@ class StaProc:
         self.wait_for(r"^Seeding ", timeout)
         return port
 
-    def wait_exit(self, timeout: float = WAIT) -> int:
-        """The exit status; the process is killed and the test fails if it runs past ``timeout``."""
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.stop()
-            raise FaultTestError("still running after %.0f s\n%s" % (timeout, self.describe()))
-        self._reader.join(STOP_TIMEOUT)
-        return self.proc.returncode
-
     def kill(self) -> None:
         """SIGKILL (a crash: no cleanup of any kind) and reap."""
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait(STOP_TIMEOUT)
-        self._reader.join(STOP_TIMEOUT)
+        self._join(STOP_TIMEOUT)
 
     def interrupt(self) -> None:
         """Ctrl-C."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
-
-    def stop(self) -> Optional[int]:
-        if self.proc.poll() is None:
-            try:
-                self.proc.terminate()
-                self.proc.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(STOP_TIMEOUT)
-            except OSError:
-                pass
-        self._reader.join(STOP_TIMEOUT)
-        return self.proc.returncode
-
-
-def run_sta(*args: Any, timeout: float = WAIT) -> subprocess.CompletedProcess:
-    """Run a short `sta.py` command to the end (stdout and stderr kept apart)."""
-    return subprocess.run([sys.executable, STA] + [str(a) for a in args], cwd=ROOT,
-                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, timeout=timeout)
 
 
 def cpu_seconds_of_children() -> Optional[float]:
@@ -290,18 +178,6 @@ def same_bytes(a: str, b: str) -> bool:
 
 # ----------------------------------------------------------------------------- in-process seed
 
-class _Quiet(logging.Handler):
-    """Keeps the in-process engine's log lines for failure messages, off the test's console."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.setFormatter(logging.Formatter("%(relativeCreated)8.0f %(name)s: %(message)s"))
-        self.lines: List[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(self.format(record))
-
-
 class InProcessSeed:
     """A seeding session on its own event loop thread, so the test can read exactly how many
     bytes it uploaded (``uploaded``) while real downloader processes come and go."""
@@ -313,18 +189,8 @@ class InProcessSeed:
         self.port = 0
         self.torrent: Any = None
         self.session: Optional[Session] = None
-        self.log = _Quiet()
-        logger = logging.getLogger("sta")
-        saved = (logger.level, logger.propagate)
-        logger.addHandler(self.log)
-        logger.setLevel(logging.INFO)
-        logger.propagate = False
-
-        def restore() -> None:
-            logger.removeHandler(self.log)
-            logger.setLevel(saved[0])
-            logger.propagate = saved[1]
-        test.addCleanup(restore)
+        # The engine's log lines, kept for failure messages, off the test's console.
+        self.log = enginekit.LogCapture(test)
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run, name="seed-loop", daemon=True)
         self._thread.start()
@@ -378,14 +244,6 @@ class InProcessSeed:
 
 
 # ------------------------------------------------------------------------------- fake peers
-
-def full_bitfield(num_pieces: int) -> bytes:
-    bits = bytearray(b"\xff" * ((num_pieces + 7) // 8))
-    spare = len(bits) * 8 - num_pieces
-    if spare:
-        bits[-1] &= (0xFF << spare) & 0xFF
-    return bytes(bits)
-
 
 class FakePeer:
     """A peer on 127.0.0.1 that claims every piece of a torrent and then misbehaves.

@@ -21,7 +21,7 @@ import socket
 import threading
 import time
 import unittest
-from typing import Any, List, Sequence, Tuple
+from typing import Any, Sequence, Tuple
 from unittest import mock
 
 from sta import magnet as magnet_mod
@@ -125,6 +125,20 @@ class MagnetCase(unittest.TestCase):
 class MagnetSourceTests(MagnetCase):
     """One way to the metadata at a time: x.pe, tr, xs."""
 
+    def create_uploaded(self, stem: str, seed: int) -> Tuple[Any, str, str, str, str]:
+        """A tracker, and `create --upload` of a file STEM.bin in its own data folder:
+        (tracker server, announce URL, data dir, .torrent, the magnet the command printed)."""
+        server, announce = kit.start_tracker(self, self.tmp)
+        data = os.path.join(self.tmp, "data-" + stem)
+        kit.make_tree(data, {stem + ".bin": FILE_SIZE}, seed=seed)
+        torrent = os.path.join(self.tmp, stem + ".torrent")
+        created = kit.run_sta("create", os.path.join(data, stem + ".bin"), "-t", announce,
+                              "-o", torrent, "--piece-length", "64K", "--upload")
+        self.assertEqual(created.returncode, 0, created.stderr.decode(errors="replace"))
+        printed = re.search(r"^magnet:\s+(\S+)", created.stdout.decode(), re.M)
+        self.assertIsNotNone(printed, created.stdout.decode())
+        return server, announce, data, torrent, printed.group(1)
+
     def test_download_by_magnet_with_only_a_peer_address(self):
         data, torrent, meta = self.make_torrent("pe.bin", seed=1)
         _, port = self.start_seed(data, torrent)
@@ -154,17 +168,9 @@ class MagnetSourceTests(MagnetCase):
         # `create --upload` puts the .torrent on the tracker and prints a magnet with xs=; the
         # downloader gets only that xs=: the metadata comes from the tracker's copy and the peers
         # from the tracker that copy names.
-        server, announce = kit.start_tracker(self, self.tmp)
-        data = os.path.join(self.tmp, "data-xs")
-        kit.make_tree(data, {"xs.bin": FILE_SIZE}, seed=3)
-        torrent = os.path.join(self.tmp, "xs.torrent")
-        created = kit.run_sta("create", os.path.join(data, "xs.bin"), "-t", announce,
-                              "-o", torrent, "--piece-length", "64K", "--upload")
-        self.assertEqual(created.returncode, 0, created.stderr.decode(errors="replace"))
-        printed = re.search(r"^magnet:\s+(\S+)", created.stdout.decode(), re.M)
-        self.assertIsNotNone(printed, created.stdout.decode())
-        sources = magnet_mod.parse(printed.group(1)).sources
-        self.assertEqual(len(sources), 1, printed.group(1))
+        server, _, data, torrent, printed = self.create_uploaded("xs", seed=3)
+        sources = magnet_mod.parse(printed).sources
+        self.assertEqual(len(sources), 1, printed)
         meta = metainfo.load(torrent)
         self.start_seed(data, torrent)
         kit.wait_for_swarm(server, meta.info_hash, seeders=1)
@@ -186,14 +192,7 @@ class MagnetSourceTests(MagnetCase):
         # tr= and xs= together: the hosted copy usually arrives while the connection to the seed
         # the tracker named is still being set up, and that connection must still serve the
         # download once the torrent takes over from the magnet.
-        server, announce = kit.start_tracker(self, self.tmp)
-        data = os.path.join(self.tmp, "data-up")
-        kit.make_tree(data, {"up.bin": FILE_SIZE}, seed=9)
-        torrent = os.path.join(self.tmp, "up.torrent")
-        created = kit.run_sta("create", os.path.join(data, "up.bin"), "-t", announce,
-                              "-o", torrent, "--piece-length", "64K", "--upload")
-        self.assertEqual(created.returncode, 0, created.stderr.decode(errors="replace"))
-        link = re.search(r"^magnet:\s+(\S+)", created.stdout.decode(), re.M).group(1)
+        server, announce, data, torrent, link = self.create_uploaded("up", seed=9)
         parsed = magnet_mod.parse(link)
         self.assertEqual((parsed.trackers, len(parsed.sources)), ((announce,), 1), link)
         meta = metainfo.load(torrent)
@@ -210,7 +209,7 @@ class MagnetSourceTests(MagnetCase):
 # ------------------------------------------------------------------------------------------------
 
 
-class CorruptMetadataPeer:
+class CorruptMetadataPeer(kit.LoopbackServer):
     """A peer on 127.0.0.1 that offers ut_metadata with the right metadata_size and answers every
     request with bytes of the right length that are not the info dictionary's.
 
@@ -222,40 +221,11 @@ class CorruptMetadataPeer:
     def __init__(self, test: Any, info: metainfo.Info) -> None:
         self.info_raw = info.raw
         self.info_hash = info.info_hash
-        self.server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.server.bind(("127.0.0.1", 0))
-        self.server.listen(8)
-        self.server.settimeout(kit.SOCKET_POLL)
-        self.port = self.server.getsockname()[1]
         self.handshakes = 0
         self.pieces_sent = 0
         self.closed_after_lying = 0
         self.lied = threading.Event()
-        self._stop = threading.Event()
-        self._threads: List[threading.Thread] = []
-        self._spawn(self._accept)
-        test.addCleanup(self.close)
-
-    def _spawn(self, target: Any, *args: Any) -> None:
-        t = threading.Thread(target=target, args=args, daemon=True)
-        t.start()
-        self._threads.append(t)
-
-    def close(self) -> None:
-        self._stop.set()
-        for t in self._threads:
-            t.join(kit.STOP_TIMEOUT)
-        self.server.close()
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.server.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            self._spawn(self._serve, conn)
+        super().__init__(test)
 
     def _wrong_piece(self, index: int) -> bytes:
         piece = self.info_raw[index * wire.METADATA_PIECE_SIZE:
@@ -303,7 +273,7 @@ class CorruptMetadataPeer:
             conn.close()
 
 
-class GatedProxy:
+class GatedProxy(kit.LoopbackServer):
     """Forwards connections on 127.0.0.1 to `upstream_port`, but only once `gate` is set.
 
     It puts an honest seed in the swarm from the start while making sure its answers arrive after
@@ -314,39 +284,11 @@ class GatedProxy:
     def __init__(self, test: Any, upstream_port: int, gate: threading.Event) -> None:
         self.upstream_port = upstream_port
         self.gate = gate
-        self.server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.server.bind(("127.0.0.1", 0))
-        self.server.listen(8)
-        self.server.settimeout(kit.SOCKET_POLL)
-        self.port = self.server.getsockname()[1]
         self.forwarded = 0
-        self._stop = threading.Event()
-        self._threads: List[threading.Thread] = []
-        self._spawn(self._accept)
-        test.addCleanup(self.close)
+        super().__init__(test)
 
-    def _spawn(self, target: Any, *args: Any) -> None:
-        t = threading.Thread(target=target, args=args, daemon=True)
-        t.start()
-        self._threads.append(t)
-
-    def close(self) -> None:
-        self._stop.set()
-        for t in self._threads:
-            t.join(kit.STOP_TIMEOUT)
-        self.server.close()
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.server.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            self._spawn(self._forward, conn)
-
-    def _forward(self, client: socket.socket) -> None:
+    def _serve(self, client: socket.socket) -> None:
+        """Forward one client connection once the gate opens."""
         deadline = time.monotonic() + GATE_TIMEOUT
         while not self.gate.wait(kit.POLL):
             if self._stop.is_set() or time.monotonic() > deadline:
