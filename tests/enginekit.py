@@ -208,6 +208,15 @@ def temp_dir(test: Any, prefix: str = "sta-engine-") -> str:
     return d.name
 
 
+def read_file(path: str) -> bytes:
+    """The file's bytes, or b"" while it does not exist yet."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        return b""
+
+
 def make_tree(root: str, sizes: Dict[str, int], seed: int = 0) -> str:
     """Files of pseudo-random bytes under root ("a/b/c.bin" -> size); returns root."""
     for n, (rel, size) in enumerate(sorted(sizes.items())):

@@ -282,14 +282,6 @@ def start_node(engine: kit.Engine, meta: metainfo.Metainfo, folder: str, encrypt
     return engine.run(start())
 
 
-def read_file(path: str) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except FileNotFoundError:
-        return b""
-
-
 def log_lines_about(engine: kit.Engine, port: int, text: str) -> List[str]:
     """Engine log lines about the peer at 127.0.0.1:port that contain `text`."""
     return [line for line in engine.log.matching(text) if "127.0.0.1:%d " % port in line]
@@ -323,7 +315,7 @@ class RelayTests(unittest.TestCase):
     def recorded_transfer(self, encryption: str) -> List[Tuple[bytes, bytes]]:
         relay, _, down = self.transfer_through(lambda port: Relay(self, port), encryption)
         self.engine.wait_done([down])
-        self.assertEqual(read_file(os.path.join(self.out, FILE_NAME)), self.data)
+        self.assertEqual(kit.read_file(os.path.join(self.out, FILE_NAME)), self.data)
         streams = relay.snapshot()
         self.assertTrue(streams, "nothing went through the relay")
         self.assertGreaterEqual(sum(len(s2c) for _, s2c in streams), FILE_SIZE,
@@ -371,7 +363,7 @@ class RelayTests(unittest.TestCase):
 
         self.assertTrue(relay.tampered)
         self.assertIn("encrypted link failed", rejected)
-        self.assertEqual(read_file(os.path.join(self.out, FILE_NAME)), self.data)
+        self.assertEqual(kit.read_file(os.path.join(self.out, FILE_NAME)), self.data)
         # The flipped byte never reached the BitTorrent layer: no piece failed its hash check
         # and no block was ever blamed on a peer.
         self.assertEqual(self.engine.log.matching("corrupt"), [], self.engine.log.tail())
@@ -393,7 +385,7 @@ class RelayTests(unittest.TestCase):
 
         self.assertTrue(relay.tampered)
         self.assertTrue(self.engine.log.matching("failed the hash check"), self.engine.log.tail())
-        self.assertEqual(read_file(os.path.join(self.out, FILE_NAME)), self.data)
+        self.assertEqual(kit.read_file(os.path.join(self.out, FILE_NAME)), self.data)
 
     def mitm_is_detected(self, identity: Tuple[str, str]) -> None:
         relay, seed, down = self.transfer_through(
@@ -458,7 +450,7 @@ class ProcessTestCase(unittest.TestCase):
         self.assertEqual(len([l for l in proc.all_lines if l.startswith("timed out after")]), 1,
                          proc.describe())
         self.assertRegex(proc.output, r"downloaded 0 B", proc.describe())
-        self.assertEqual(read_file(os.path.join(self.out, FILE_NAME)).strip(b"\0"), b"")
+        self.assertEqual(kit.read_file(os.path.join(self.out, FILE_NAME)).strip(b"\0"), b"")
 
 
 class PolicyTests(ProcessTestCase):
@@ -470,7 +462,7 @@ class PolicyTests(ProcessTestCase):
         status = down.wait_exit(WAIT + 15)
 
         self.assertEqual(status, 0, down.describe())
-        self.assertEqual(read_file(os.path.join(self.out, FILE_NAME)), self.data)
+        self.assertEqual(kit.read_file(os.path.join(self.out, FILE_NAME)), self.data)
         self.assertRegex(down.output, r"127\.0\.0\.1:%d closed: encrypted link failed: .*; "
                                       r"retrying in plain BitTorrent" % port)
         seed.wait_for(r"refused a TLS peer: encryption is off")
@@ -524,7 +516,7 @@ class HttpsTrackerTests(ProcessTestCase):
         status = down.wait_exit(WAIT + 15)
 
         self.assertEqual(status, 0, down.describe() + "\n" + seed.describe())
-        self.assertEqual(read_file(os.path.join(self.out, FILE_NAME)), self.data)
+        self.assertEqual(kit.read_file(os.path.join(self.out, FILE_NAME)), self.data)
         self.assertRegex(down.output, r"from 127\.0\.0\.1:%d: " % port)
         self.assertRegex(down.output, r"tracker https://127\.0\.0\.1:\d+/announce gave 1 peer")
         self.assertNotIn("not using", down.output + seed.output)

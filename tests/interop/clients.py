@@ -32,7 +32,7 @@ import threading
 import time
 import urllib.parse
 import urllib.request
-from typing import Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # libtorrent's Python bindings come from the system package and import only under this interpreter.
@@ -371,3 +371,15 @@ if __name__ == "__main__":  # pragma: no cover - a quick look at what this machi
     print("libtorrent:", have_libtorrent())
     for tool in ("aria2c", "opentracker", "mktorrent", "transmission-cli"):
         print("%s: %s" % (tool, which(tool)))
+
+
+def need_aria2c(test: Any) -> None:
+    """Skip ``test`` with the reason when aria2c is absent."""
+    if which("aria2c") is None:
+        test.skipTest("aria2c is not installed")
+
+
+def need_libtorrent(test: Any) -> None:
+    """Skip ``test`` with the reason when libtorrent does not import."""
+    if not have_libtorrent():
+        test.skipTest("libtorrent's Python bindings do not import under %s" % LT_PYTHON)

@@ -42,14 +42,6 @@ def tearDownModule() -> None:
         _home.cleanup()
 
 
-def read_file(path: str) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except FileNotFoundError:
-        return b""
-
-
 class LibtorrentPolicyTests(unittest.TestCase):
     def setUp(self) -> None:
         if not clients.have_libtorrent():
@@ -82,7 +74,7 @@ class LibtorrentPolicyTests(unittest.TestCase):
         status = down.wait_exit(WAIT + 15)
 
         self.assertEqual(status, 0, down.describe())
-        self.assertEqual(read_file(os.path.join(self.out, FILE_NAME)), self.data)
+        self.assertEqual(kit.read_file(os.path.join(self.out, FILE_NAME)), self.data)
         self.assertRegex(down.output, r"127\.0\.0\.1:%d closed: encrypted link failed: .*; "
                                       r"retrying in plain BitTorrent" % self.lt_port)
         self.assertRegex(down.output, r"from 127\.0\.0\.1:%d: " % self.lt_port)
@@ -102,7 +94,7 @@ class LibtorrentPolicyTests(unittest.TestCase):
         self.assertRegex(down.output, r"downloaded 0 B")
         self.assertNotIn("retrying in plain", down.output)
         self.assertNotIn("Traceback", down.output)
-        self.assertEqual(read_file(os.path.join(self.out, FILE_NAME)).strip(b"\0"), b"")
+        self.assertEqual(kit.read_file(os.path.join(self.out, FILE_NAME)).strip(b"\0"), b"")
 
 
 if __name__ == "__main__":

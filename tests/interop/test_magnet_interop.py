@@ -28,16 +28,6 @@ TRANSFER_TIMEOUT = 30.0
 START_TIMEOUT = 30.0
 
 
-def need_aria2c(test: unittest.TestCase) -> None:
-    if clients.which("aria2c") is None:
-        test.skipTest("aria2c is not installed")
-
-
-def need_libtorrent(test: unittest.TestCase) -> None:
-    if not clients.have_libtorrent():
-        test.skipTest("libtorrent's Python bindings do not import under %s" % clients.LT_PYTHON)
-
-
 def peer_magnet(info_hash: bytes, port: int) -> str:
     """A magnet with the info hash and one peer address, nothing else."""
     return "magnet:?xt=urn:btih:%s&x.pe=127.0.0.1:%d" % (info_hash.hex(), port)
@@ -65,7 +55,7 @@ class MagnetInteropTests(unittest.TestCase):
             self.assertTrue(a.read() == b.read(), "the downloaded file differs from the original")
 
     def test_libtorrent_downloads_from_an_sta_seed_given_only_a_magnet(self):
-        need_libtorrent(self)
+        clients.need_libtorrent(self)
         seed = kit.StaProcess(self, "seed", self.torrent, "--data", self.data, "--port", "0")
         port = seed.listen_port()
         seed.wait_for(r"^Seeding ")
@@ -80,7 +70,7 @@ class MagnetInteropTests(unittest.TestCase):
         self.assertNotIn("Traceback", seed.output)
 
     def test_sta_downloads_from_a_libtorrent_seed_given_only_a_magnet(self):
-        need_libtorrent(self)
+        clients.need_libtorrent(self)
         seed = clients.start(clients.lt_helper_cmd(
             "seed", self.torrent, "--data", self.data, "--port", "0"), self)
         port = int(clients.wait_for_line(seed, "LISTENING", START_TIMEOUT).split()[1])
@@ -97,7 +87,7 @@ class MagnetInteropTests(unittest.TestCase):
         self.assertEqual(metainfo.load(saved).info.raw, self.meta.info.raw)
 
     def test_sta_fetches_metadata_from_an_aria2c_seed(self):
-        need_aria2c(self)
+        clients.need_aria2c(self)
         port = clients.free_port()
         seed = clients.start(clients.aria2c_seed_cmd(self.torrent, self.data, port), self)
         clients.wait_for_line(seed, clients.ARIA2_LISTENING, START_TIMEOUT, anywhere=True)

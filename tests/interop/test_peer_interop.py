@@ -25,16 +25,6 @@ FILES = {
 PIECE_LENGTH = 64 * 1024
 
 
-def need_aria2c(test: unittest.TestCase) -> None:
-    if clients.which("aria2c") is None:
-        test.skipTest("aria2c is not installed")
-
-
-def need_libtorrent(test: unittest.TestCase) -> None:
-    if not clients.have_libtorrent():
-        test.skipTest("libtorrent's Python bindings do not import under %s" % clients.LT_PYTHON)
-
-
 class PeerInteropTests(unittest.TestCase):
     def setUp(self):
         self.tmp = kit.temp_dir(self)
@@ -78,7 +68,7 @@ class PeerInteropTests(unittest.TestCase):
         return down
 
     def test_aria2c_downloads_from_an_sta_seed_found_through_the_sta_tracker(self):
-        need_aria2c(self)
+        clients.need_aria2c(self)
         server, announce = kit.start_tracker(self, self.tmp)
         torrent = self.create(tracker=announce)
         seed, _ = self.sta_seed(torrent)
@@ -92,7 +82,7 @@ class PeerInteropTests(unittest.TestCase):
         self.assertSameFiles()
 
     def test_sta_downloads_from_an_aria2c_seed_found_through_the_sta_tracker(self):
-        need_aria2c(self)
+        clients.need_aria2c(self)
         server, announce = kit.start_tracker(self, self.tmp)
         torrent = self.create(tracker=announce)
         aria2 = clients.start(clients.aria2c_seed_cmd(torrent, self.data, clients.free_port(),
@@ -106,7 +96,7 @@ class PeerInteropTests(unittest.TestCase):
         self.assertRegex(down.output, r"from 127\.0\.0\.1:\d+: ")
 
     def test_sta_downloads_from_a_libtorrent_seed(self):
-        need_libtorrent(self)
+        clients.need_libtorrent(self)
         torrent = self.create()
         lt = clients.start(clients.lt_helper_cmd("seed", torrent, "--data", self.data), self)
         port = int(clients.wait_for_line(lt, "LISTENING", WAIT).split()[1])
@@ -118,7 +108,7 @@ class PeerInteropTests(unittest.TestCase):
         self.assertRegex(down.output, r"from 127\.0\.0\.1:%d: " % port)
 
     def test_libtorrent_downloads_from_an_sta_seed(self):
-        need_libtorrent(self)
+        clients.need_libtorrent(self)
         torrent = self.create()
         seed, port = self.sta_seed(torrent)
 
