@@ -15,7 +15,8 @@ import logging
 import threading
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from . import cli, transfer, ui
+from . import transfer, ui
+from .errors import describe_error, is_user_error
 from .console import Console, leave_signals_to_main_thread
 from .session import Session
 from .torrent import DOWNLOADING, ERROR, SEEDING
@@ -215,10 +216,10 @@ class Node:
             torrent = await transfer.add_torrent(session, meta, folder, seed_only=seed_only,
                                                  recheck=recheck, peers=peers)
         except Exception as exc:
-            if not cli.is_user_error(exc):
+            if not is_user_error(exc):
                 log.exception("%s: could not be added", name)
             self.console.notice(f"{name}: cannot {'seed' if seed_only else 'download'}: "
-                                f"{cli.describe_error(exc)}")
+                                f"{describe_error(exc)}")
             return
         if getattr(meta, "info", None) is None:  # a magnet link: the info dictionary comes later
             self.console.notice(f"{name}: fetching the metadata from peers")
