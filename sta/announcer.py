@@ -1,8 +1,9 @@
 """The announce loop of one torrent: announce.py's blocking client driven from the event loop.
 
 trackers.TrackerList decides which tracker is due and with which event (BEP 12 tiers, intervals,
-backoff); this module runs those announces in the session's default thread pool, feeds the peers
-they return to the torrent, and sends "stopped" on the way out.
+backoff); this module runs those announces in the host's default thread pool, hands the peers they
+return to a callback, and sends "stopped" on the way out. It reads the torrent's transfer
+counters through another callback, so it knows nothing of the torrent itself.
 """
 
 from __future__ import annotations
@@ -11,14 +12,12 @@ import asyncio
 import logging
 import time
 from functools import partial
-from typing import TYPE_CHECKING, Any, Optional, Sequence
+from typing import Any, Callable, List, NamedTuple, Optional, Sequence, Tuple
 
 from . import announce
 from .announce import TrackerError
+from .torrenthost import TorrentHost
 from .trackers import AnnounceJob, TrackerList
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .torrent import Torrent
 
 log = logging.getLogger(__name__)
 
@@ -46,23 +45,43 @@ def private_urls(urls: Sequence[str], encryption: str, what: str, name: str) -> 
     return kept
 
 
+class Transferred(NamedTuple):
+    """What an announce reports: payload bytes up and down, bytes still missing."""
+    uploaded: int
+    downloaded: int
+    left: int
+
+
 class Announcer:
-    def __init__(self, torrent: "Torrent", tiers: Sequence[Sequence[str]], *,
-                 all_at_once: bool = False, ssl_context: Any = None) -> None:
-        self.torrent = torrent
-        encryption = torrent.session.encryption
-        tiers = [private_urls(tier, encryption, "tracker", torrent.name) for tier in tiers]
+    """``counters()`` reads the torrent's Transferred; ``on_peers(addresses)`` receives peers."""
+
+    def __init__(self, host: TorrentHost, info_hash: bytes, name: str,
+                 tiers: Sequence[Sequence[str]], *, counters: Callable[[], Transferred],
+                 on_peers: Callable[[List[Tuple[str, int]]], None],
+                 all_at_once: bool = False) -> None:
+        self.host = host
+        self.info_hash = info_hash
+        self.name = name
+        tiers = [private_urls(tier, host.encryption, "tracker", name) for tier in tiers]
         self.trackers = TrackerList([tier for tier in tiers if tier], all_at_once=all_at_once,
-                                    label=torrent.name)
-        self.ssl_context = ssl_context
+                                    label=name)
+        self._counters = counters
+        self._on_peers = on_peers
         self._wake: Optional[asyncio.Event] = None
         self._task: Optional["asyncio.Task[None]"] = None
+
+    def rebind(self, name: str, counters: Callable[[], Transferred],
+               on_peers: Callable[[List[Tuple[str, int]]], None]) -> None:
+        """Report for another owner from now on (a magnet's stand-in became the torrent)."""
+        self.name = name
+        self._counters = counters
+        self._on_peers = on_peers
 
     def start(self) -> None:
         if len(self.trackers) == 0:
             return
         self._wake = asyncio.Event()
-        self._task = self.torrent.session.spawn(self._run())
+        self._task = self.host.spawn(self._run())
 
     def completed(self) -> None:
         self.trackers.download_completed(time.monotonic())
@@ -85,7 +104,7 @@ class Announcer:
         while True:
             now = time.monotonic()
             for job in self.trackers.due(now):
-                self.torrent.session.spawn(self._announce(job))
+                self.host.spawn(self._announce(job))
             due_at = self.trackers.next_due_at()
             delay = MAX_SLEEP if due_at is None else min(MAX_SLEEP, max(0.0, due_at - now))
             self._wake.clear()
@@ -95,29 +114,27 @@ class Announcer:
                 pass
 
     async def _announce(self, job: AnnounceJob) -> None:
-        torrent = self.torrent
         try:
-            response = await torrent.session.loop.run_in_executor(None, partial(
+            response = await self.host.loop.run_in_executor(None, partial(
                 announce.announce, job.url, **self._params(job)))
         except (TrackerError, ValueError, OSError) as exc:
             self.trackers.failed(job, exc, time.monotonic())
         else:
             self.trackers.succeeded(job, response, time.monotonic())
-            log.info("%s: tracker %s gave %d peers", torrent.name,
+            log.info("%s: tracker %s gave %d peers", self.name,
                      announce.display_url(job.url), len(response.peers))
-            torrent.add_peers(response.peers, "tracker")
+            self._on_peers(response.peers)
         finally:
             self._poke()
 
     def _params(self, job: AnnounceJob) -> dict:
-        torrent = self.torrent
-        session = torrent.session
-        left = torrent.left
-        return dict(info_hash=torrent.info_hash, peer_id=session.peer_id,
-                    port=session.listen_port, uploaded=torrent.uploaded,
-                    downloaded=torrent.downloaded, left=left, event=job.event,
-                    numwant=NUMWANT if left else NUMWANT_SEEDING, key=session.key,
-                    tracker_id=job.tracker_id, ssl_context=self.ssl_context)
+        host = self.host
+        counters = self._counters()
+        return dict(info_hash=self.info_hash, peer_id=host.peer_id, port=host.listen_port,
+                    uploaded=counters.uploaded, downloaded=counters.downloaded,
+                    left=counters.left, event=job.event,
+                    numwant=NUMWANT if counters.left else NUMWANT_SEEDING, key=host.key,
+                    tracker_id=job.tracker_id, ssl_context=host.tracker_ssl_context)
 
     async def stop(self) -> None:
         """Cancel the loop and tell every tracker that saw us start that we are leaving."""
@@ -126,7 +143,7 @@ class Announcer:
         jobs = self.trackers.stop(time.monotonic())
         if not jobs:
             return
-        loop = self.torrent.session.loop
+        loop = self.host.loop
         calls = [loop.run_in_executor(None, partial(announce.announce, job.url,
                                                     **dict(self._params(job),
                                                            timeout=STOP_TIMEOUT)))
@@ -135,4 +152,4 @@ class Announcer:
             await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True),
                                    STOP_TIMEOUT + 1)
         except asyncio.TimeoutError:
-            log.warning("%s: a tracker did not answer 'stopped' in time", self.torrent.name)
+            log.warning("%s: a tracker did not answer 'stopped' in time", self.name)

@@ -16,32 +16,34 @@ import logging
 import os
 import time
 from functools import partial
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from . import metadata, metadata_source, metainfo, wire
-from .announcer import Announcer, private_urls
+from .announcer import Announcer, Transferred, private_urls
 from .magnet import Magnet
+from .peerproto import UT_METADATA
 from .resume import STATE_DIR_NAME
-from .peer import UT_METADATA, PeerConnection
 from .swarm import Swarm
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .session import Session
-    from .torrent import Torrent
+from .torrent import Torrent, discovery_status
+from .torrenthost import TorrentHost
 
 log = logging.getLogger(__name__)
 
 METADATA = "metadata"   # the state shown while the info dictionary is fetched
 
 
-class MagnetTorrent(Swarm):
-    """Stands in for a Torrent in the session until the metadata is verified."""
+class MagnetTorrent:
+    """Stands in for a Torrent in the node until the metadata is verified. It is the
+    ``peer.PeerOwner`` of the connections it opens, and answers the same life-cycle and status
+    calls as a Torrent (``session.ManagedTorrent``)."""
 
-    def __init__(self, session: "Session", magnet: Magnet, folder: str,
+    def __init__(self, host: TorrentHost, magnet: Magnet, folder: str,
                  build: Optional[Callable[[Any], "Torrent"]]) -> None:
         """``build`` makes the real torrent from the fetched Metainfo; None only fetches (the
         verified dictionary is then left in ``fetched``)."""
-        super().__init__(session, magnet.info_hash, magnet.name or magnet.info_hash.hex())
+        self.host = host
+        self.info_hash = magnet.info_hash
+        self.name = magnet.name or magnet.info_hash.hex()
         self.magnet = magnet
         self.folder = folder
         self.state = METADATA
@@ -54,20 +56,21 @@ class MagnetTorrent(Swarm):
         self.done = asyncio.Event()
         self.successor: Optional["Torrent"] = None
         self.fetched: Optional[bytes] = None
-        self.picker = None
-        self.read_cache = None
+        self.swarm = Swarm(self.name, host.peer_id, partial(host.dial, self), host.is_self)
         self.fetcher = metadata.MetadataFetcher(magnet.info_hash)
         self.source_errors: Dict[str, str] = {}
         self._build = build
         self._announcer: Optional[Announcer] = None
         self._finishing = False
         # Raw bitfields and haves of peers, replayed once the piece count is known.
-        self._raw_bits: Dict[PeerConnection, bytes] = {}
-        self._haves: Dict[PeerConnection, List[int]] = {}
-
-    # -- the Torrent interface the session and connections use -------------------------------
+        self._raw_bits: Dict[Any, bytes] = {}
+        self._haves: Dict[Any, List[int]] = {}
 
     complete = False
+
+    @property
+    def peers(self) -> Any:
+        return self.swarm.peers
 
     @property
     def left(self) -> int:
@@ -75,10 +78,15 @@ class MagnetTorrent(Swarm):
         count a node that has nothing yet as a seed."""
         return self.magnet.length or 1
 
+    def transferred(self) -> Transferred:
+        return Transferred(0, 0, self.left)
+
+    # -- life cycle ------------------------------------------------------------------------------
+
     async def start(self, recheck: bool = False) -> None:
-        for source in private_urls(self.magnet.sources, self.session.encryption, "source",
+        for source in private_urls(self.magnet.sources, self.host.encryption, "source",
                                    self.name):
-            self.session.spawn(self._fetch_source(source))
+            self.host.spawn(self._fetch_source(source))
         peers = []
         for text in self.magnet.peers:
             host, _, port = text.rpartition(":")
@@ -89,62 +97,86 @@ class MagnetTorrent(Swarm):
     def start_announcing(self) -> None:
         if self.magnet.trackers and self._announcer is None:
             # A magnet has nothing but its trackers and peers: ask every tracker at once.
-            self._announcer = Announcer(self, [[url] for url in self.magnet.trackers],
-                                        all_at_once=True,
-                                        ssl_context=self.session.tracker_ssl_context)
+            self._announcer = Announcer(self.host, self.info_hash, self.name,
+                                        [[url] for url in self.magnet.trackers],
+                                        counters=self.transferred, on_peers=self.add_peers,
+                                        all_at_once=True)
             self._announcer.start()
 
-    def have_bits(self) -> None:
-        return None
+    def add_peers(self, addresses: List[Tuple[str, int]], source: str = "tracker") -> None:
+        self.swarm.add_peers(addresses, source)
+        self._connect_more(time.monotonic())
 
-    def wants_connections(self) -> bool:
-        return self.state == METADATA
+    def _connect_more(self, now: float) -> None:
+        if self.state == METADATA:
+            self.swarm.connect_more(now)
 
-    def accept_peer(self, conn: PeerConnection) -> bool:
+    def dial_failed(self, address: Tuple[str, int]) -> None:
+        if self.successor is not None:
+            self.successor.dial_failed(address)
+        else:
+            self.swarm.dial_failed(address, time.monotonic())
+
+    def forget_self(self, address: Tuple[str, int]) -> None:
+        self.swarm.forget_self(address)
+
+    def storage_failed(self, exc: Exception) -> None:
+        self.state = "error"
+        self.error = str(exc)
+        self.done.set()
+
+    def tick(self, now: float) -> None:
+        for conn in list(self.swarm.peers):
+            self._request_metadata(conn, now)
+        self._drop_bad_peers()
+        self._connect_more(now)
+
+    # -- PeerOwner ---------------------------------------------------------------------------------
+
+    def peer_joined(self, conn: Any) -> bool:
         if self.successor is not None:
             # Dialled before the metadata arrived, handshaken after: the torrent takes it.
-            conn.torrent = self.successor
-            return self.successor.accept_peer(conn)
-        return self.admit(conn)
+            conn.hand_over(self.successor)
+            return self.successor.peer_joined(conn)
+        reason = self.swarm.admit(conn)
+        if reason is not None:
+            conn.close(reason)
+            return False
+        return True
 
-    def peer_closed(self, conn: PeerConnection) -> None:
-        if not self.release(conn):
-            return
+    def extension_fields(self) -> Dict[str, Any]:
+        return {}
+
+    def peer_message(self, conn: Any, event: Any) -> None:
+        kind = type(event)
+        if kind is wire.Bitfield:
+            self._raw_bits[conn] = bytes(event.bits)
+        elif kind is wire.Have:
+            haves = self._haves.setdefault(conn, [])
+            if len(haves) < wire.MAX_METADATA_PIECES * 64:  # bounded: a piece count's worth
+                haves.append(event.index)
+        elif kind is wire.ExtendedHandshake:
+            if UT_METADATA in conn.extensions.ids:
+                self.fetcher.peer_offers(conn, conn.extensions.metadata_size)
+        elif kind is wire.Extended:
+            self._on_extended(conn, event)
+        # Requests are ignored (we have nothing yet; BEP 3 allows it), blocks never asked for.
+
+    def peer_batch_done(self, conn: Any) -> None:
+        self._request_metadata(conn, time.monotonic())
+
+    def peer_writable(self, conn: Any) -> None:
+        pass  # nothing is ever queued for upload before the metadata arrives
+
+    def peer_left(self, conn: Any) -> None:
+        self.swarm.release(conn, time.monotonic())
         self._raw_bits.pop(conn, None)
         self._haves.pop(conn, None)
         self.fetcher.peer_gone(conn)
         self._check_done()
 
-    def peer_bitfield(self, conn: PeerConnection, raw: bytes) -> None:
-        self._raw_bits[conn] = bytes(raw)
-
-    def peer_have(self, conn: PeerConnection, index: int) -> None:
-        haves = self._haves.setdefault(conn, [])
-        if len(haves) < wire.MAX_METADATA_PIECES * 64:  # bounded: a piece count's worth
-            haves.append(index)
-
-    def peer_choked_us(self, conn: PeerConnection) -> None:
-        pass
-
-    def peer_unchoked_us(self, conn: PeerConnection) -> None:
-        pass
-
-    def peer_interest_changed(self, conn: PeerConnection) -> None:
-        pass
-
-    def peer_request(self, conn: PeerConnection, index: int, begin: int, length: int) -> None:
-        pass  # we have nothing yet; BEP 3 lets us ignore it
-
-    def peer_block(self, conn: PeerConnection, index: int, begin: int, block: bytes) -> None:
-        pass  # never requested
-
-    def peer_extended_handshake(self, conn: PeerConnection) -> None:
-        if "ut_metadata" in conn.extensions:
-            self.fetcher.peer_offers(conn, conn.ext_info.get(b"metadata_size"))
-        self._request_metadata(conn, time.monotonic())
-
-    def peer_extended(self, conn: PeerConnection, ext_id: int, payload: bytes) -> None:
-        msg = conn.ut_metadata_message(ext_id, payload)
+    def _on_extended(self, conn: Any, event: Any) -> None:
+        msg = conn.ut_metadata_message(event)
         if msg is None:
             return
         now = time.monotonic()
@@ -154,47 +186,27 @@ class MagnetTorrent(Swarm):
             self.fetcher.on_reject(conn, msg.piece, now)
         else:
             answer = metadata.refuse(msg)
-            peer_id = conn.extensions.get(UT_METADATA)
-            if answer is not None and peer_id:
-                conn.send(wire.extended(peer_id, answer))
+            if answer is not None:
+                conn.send_extended(UT_METADATA, answer)
         self._drop_bad_peers()
         self._check_done()
 
-    def after_receive(self, conn: PeerConnection) -> None:
-        self._request_metadata(conn, time.monotonic())
-
-    def storage_failed(self, exc: Exception) -> None:
-        self.state = "error"
-        self.error = str(exc)
-        self.done.set()
-
-    def tick(self, now: float, elapsed: float) -> None:
-        for conn in list(self.peers):
-            conn.update_rates(elapsed)
-            self._request_metadata(conn, now)
-        self._drop_bad_peers()
-        self.connect_more(now)
-
     # -- metadata ----------------------------------------------------------------------------
 
-    def _request_metadata(self, conn: PeerConnection, now: float) -> None:
-        peer_id = conn.extensions.get(UT_METADATA)
-        if not peer_id or conn.closed or self._finishing:
+    def _request_metadata(self, conn: Any, now: float) -> None:
+        if UT_METADATA not in conn.extensions.ids or conn.closed or self._finishing:
             return
         for piece in self.fetcher.next_requests(conn, now):
-            conn.send(wire.extended(peer_id, wire.metadata_request(piece)))
+            conn.send_extended(UT_METADATA, wire.metadata_request(piece))
 
     def _drop_bad_peers(self) -> None:
         for conn, reason in self.fetcher.bad_peers().items():
             log.warning("%s: dropping %r: %s", self.name, conn, reason)
-            if conn.address is not None:
-                self.ban(conn.address, conn.peer_id, reason)
-            else:
-                conn.close(reason)
+            self.swarm.ban(conn.address, conn.peer_id, reason)
 
     async def _fetch_source(self, url: str) -> None:
         try:
-            meta = await self.session.loop.run_in_executor(
+            meta = await self.host.loop.run_in_executor(
                 None, partial(metadata_source.fetch_torrent_from_source, url, self.info_hash))
         except metadata.MetadataError as exc:
             self.source_errors[url] = str(exc)
@@ -222,12 +234,12 @@ class MagnetTorrent(Swarm):
             self.state = "fetched"
             self.done.set()
             return
-        self.session.spawn(self._hand_over(raw))
+        self.host.spawn(self._hand_over(raw))
 
     async def _hand_over(self, raw: bytes) -> None:
         """Save the .torrent, build the real torrent, move connections and announcer to it."""
         try:
-            meta = await self.session.loop.run_in_executor(None, partial(
+            meta = await self.host.loop.run_in_executor(None, partial(
                 save_fetched, raw, self.magnet, self.folder))
             assert self._build is not None
             torrent = self._build(meta)
@@ -240,21 +252,14 @@ class MagnetTorrent(Swarm):
             return
         log.info("%s: metadata verified (%d bytes); downloading", torrent.name, len(raw))
         self.successor = torrent
-        self.session.replace(self, torrent)
-        torrent.known.update(self.known)
-        torrent.banned_ids |= self.banned_ids
-        for conn in list(self.peers):
-            bits = self._raw_bits.pop(conn, None)
-            haves = self._haves.pop(conn, [])
-            conn.torrent = torrent
-            torrent.adopt(conn, bits, haves)
-        self.peers.clear()
-        if self._announcer is not None:
-            self._announcer.torrent = torrent
-            torrent._announcer = self._announcer
-            self._announcer = None
-        else:
-            torrent.start_announcing()
+        self.host.replace(self, torrent)
+        torrent.swarm.take_over(self.swarm)
+        connections = list(self.swarm.peers)
+        self.swarm.peers.clear()
+        for conn in connections:
+            torrent.adopt(conn, self._raw_bits.pop(conn, None), self._haves.pop(conn, []))
+        announcer, self._announcer = self._announcer, None
+        torrent.start_announcing(announcer)
         self.state = "handed over"
         self.done.set()
 
@@ -271,7 +276,7 @@ class MagnetTorrent(Swarm):
         for url in self.magnet.sources:
             # The fetch error names the source already ("source URL: connection refused").
             parts.append(self.source_errors.get(url, f"source {url}"))
-        addresses = [f"{h}:{p}" for h, p in self.known]
+        addresses = [f"{h}:{p}" for h, p in self.swarm.known]
         if addresses:
             parts.append("peers " + ", ".join(addresses[:8])
                          + (f" and {len(addresses) - 8} more" if len(addresses) > 8 else ""))
@@ -289,8 +294,7 @@ class MagnetTorrent(Swarm):
     def stop(self) -> None:
         if self.state == METADATA:
             self.state = "stopped"
-        for conn in list(self.peers):
-            conn.close("torrent stopped")
+        self.swarm.close_all("torrent stopped")
         self.done.set()
 
     async def pause(self) -> None:
@@ -310,7 +314,8 @@ class MagnetTorrent(Swarm):
             "name": self.name, "info_hash": self.info_hash.hex(), "state": self.state,
             "size": self.magnet.length or 0, "have": 0, "progress": self.fetcher.progress(),
             "down_rate": 0.0, "up_rate": 0.0, "downloaded": 0, "uploaded": 0,
-            "peers": len(self.peers), "seeds": 0, "eta": None, "error": self.error,
+            "peers": len(self.swarm.peers), "seeds": 0, "eta": None, "error": self.error,
+            **discovery_status(self._announcer, self.swarm),
         }
 
     def peer_statuses(self) -> List[Dict[str, Any]]:

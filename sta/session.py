@@ -1,7 +1,10 @@
 """The session: one event loop running many torrents on one listen port.
 
 A session owns the listen socket, every peer connection, the thread pool that hashes pieces, and
-a one-second tick that drives timeouts, choking, reconnects and resume saves for each torrent.
+a one-second tick that drives each connection's timers and each torrent's periodic work. It is
+the ``torrenthost.TorrentHost`` of its torrents and the ``peer.ConnectionHost`` of its
+connections, and it dials: it picks TLS or plain BitTorrent for each address, opens the
+transport (transport.py), and reports a failed attempt back to the torrent that asked.
 Front ends (the commands in cli.py and the interactive shell) call its methods and read its status
 snapshots; nothing here prints.
 """
@@ -15,11 +18,11 @@ import random
 import string
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Dict, List, Optional, Set, Tuple
+from typing import Any, Awaitable, Dict, List, Optional, Protocol, Set, Tuple
 
 from . import __version__, peerlink, tls
-from .peer import EXTENSION_IDS, PeerConnection
-from .torrent import Torrent
+from .peer import PeerConnection, PeerOwner
+from .transport import TcpStream
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +44,30 @@ def node_state_dir() -> str:
 
 class SessionError(Exception):
     """The session could not start or do what was asked."""
+
+
+class ManagedTorrent(PeerOwner, Protocol):
+    """What the session needs of a torrent, or of a magnet link's stand-in for one."""
+    state: str
+    done: Any
+
+    async def start(self, recheck: bool = False) -> None: ...
+
+    def start_announcing(self) -> None: ...
+
+    def tick(self, now: float) -> None: ...
+
+    async def shutdown(self) -> None: ...
+
+    def dial_failed(self, address: Tuple[str, int]) -> None: ...
+
+    def forget_self(self, address: Tuple[str, int]) -> None: ...
+
+    def status(self) -> Dict[str, Any]: ...
+
+    def forget_resume_state(self) -> None: ...
+
+    def delete_files(self) -> List[str]: ...
 
 
 def make_peer_id() -> bytes:
@@ -68,7 +95,7 @@ class Session:
         self.key = random.SystemRandom().getrandbits(32)
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
         self.listen_port = 0
-        self.torrents: Dict[bytes, Torrent] = {}
+        self.torrents: Dict[bytes, Any] = {}
         self.connections: Set[PeerConnection] = set()
         self.hash_pool = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2),
                                             thread_name_prefix="sta-hash")
@@ -77,6 +104,7 @@ class Session:
         self._tick_task: Optional["asyncio.Task[None]"] = None
         self._tasks: Set["asyncio.Task[Any]"] = set()
         self._self_addresses: Set[Tuple[str, int]] = set()
+        self._dial_modes: Dict[PeerConnection, str] = {}
         self._closed = False
         self._removed_downloaded = 0   # totals of torrents removed from the session
         self._removed_uploaded = 0
@@ -91,7 +119,7 @@ class Session:
         for port in ports:
             try:
                 self._server = await self.loop.create_server(
-                    lambda: PeerConnection(self), self.host, port, backlog=128)
+                    self._incoming_stream, self.host, port, backlog=128)
                 break
             except OSError as exc:
                 error = exc
@@ -126,7 +154,7 @@ class Session:
 
     # -- torrents ----------------------------------------------------------------------------
 
-    async def add(self, torrent: Torrent, recheck: bool = False) -> Torrent:
+    async def add(self, torrent: Any, recheck: bool = False) -> Any:
         if torrent.info_hash in self.torrents:
             raise SessionError(f"{torrent.name} is already in this session")
         self.torrents[torrent.info_hash] = torrent
@@ -140,7 +168,7 @@ class Session:
         torrent.start_announcing()
         return torrent
 
-    async def remove(self, torrent: Torrent, delete_files: bool = False) -> List[str]:
+    async def remove(self, torrent: Any, delete_files: bool = False) -> List[str]:
         """Stop a torrent and forget it (its resume state too); optionally delete its files."""
         self.torrents.pop(torrent.info_hash, None)
         self._torrent_ids.pop(peerlink.torrent_id(torrent.info_hash), None)
@@ -152,59 +180,94 @@ class Session:
             return torrent.delete_files()
         return []
 
-    def replace(self, old: Any, new: Torrent) -> None:
+    def replace(self, old: Any, new: Any) -> None:
         """A magnet's stand-in hands over to the real torrent once the metadata is in."""
         if self.torrents.get(old.info_hash) is old:
             self.torrents[new.info_hash] = new
 
-    def torrent_for(self, info_hash: bytes) -> Optional[Torrent]:
+    def torrent_for(self, info_hash: bytes) -> Optional[Any]:
         return self.torrents.get(info_hash)
+
+    owner_for = torrent_for
 
     # -- connections -------------------------------------------------------------------------
 
-    def connection_opened(self, conn: PeerConnection) -> None:
+    def _incoming_stream(self) -> TcpStream:
+        return TcpStream(PeerConnection(self), choose=self._choose_incoming)
+
+    def _choose_incoming(self, first_byte: int) -> Optional[peerlink.SecureLink]:
+        """First bytes decide: plain BitTorrent, or TLS to an STA node (raises TlsError when
+        the policy refuses the one the peer chose)."""
+        if tls.incoming_mode(self.encryption, first_byte) == "tls":
+            return self.peer_tls.accept(self._torrent_ids.get)
+        return None
+
+    def connection_opened(self, conn: PeerConnection) -> bool:
         if len(self.connections) >= MAX_CONNECTIONS:
-            conn.close("session connection limit reached")
-            return
+            return False
         self.connections.add(conn)
+        return True
+
+    def connection_joined(self, conn: PeerConnection) -> None:
+        if conn.encrypted and not conn.incoming:
+            self._modes.record(conn.address, "tls", time.monotonic())
+
+    def transport_failed(self, conn: PeerConnection, error: BaseException) -> str:
+        """An outgoing TLS attempt failed: with `prefer`, a peer that does not speak TLS is
+        dialled again at once in plain BitTorrent. A failure after the TLS handshake (a wrong
+        proof) is never retried: that is how a man in the middle looks."""
+        if (conn.incoming or self._dial_modes.get(conn) != "tls" or self._closed
+                or not self._modes.tls_failed(self.encryption, conn.address, error,
+                                              time.monotonic())):
+            return ""
+        self._dial_modes[conn] = "retrying"
+        self.loop.call_soon(self._dial, conn.owner, conn.address, "plain")
+        return "; retrying in plain BitTorrent"
 
     def connection_closed(self, conn: PeerConnection) -> None:
         self.connections.discard(conn)
-
-    def start_connect(self, torrent: Torrent, address: Tuple[str, int],
-                      mode: Optional[str] = None) -> None:
-        if len(self.connections) >= MAX_CONNECTIONS or self._closed:
-            torrent.connect_failed(address)
+        mode = self._dial_modes.pop(conn, None)
+        if conn.incoming or conn.joined or conn.owner is None or mode == "retrying":
             return
-        if mode is None:
-            mode = self._modes.first_attempt(self.encryption, address, time.monotonic())
+        conn.owner.dial_failed(conn.address)  # an outgoing attempt ended before the handshake
+
+    def dial(self, owner: Any, address: Tuple[str, int]) -> None:
+        """Open an outgoing connection for ``owner`` (TorrentHost.dial)."""
+        if len(self.connections) >= MAX_CONNECTIONS or self._closed:
+            owner.dial_failed(address)
+            return
+        mode = self._modes.first_attempt(self.encryption, address, time.monotonic())
         if mode is None:
             log.info("%s: not connecting to %s:%d: it speaks only plain BitTorrent and "
-                     "encryption is required", torrent.name, *address)
-            torrent.connect_failed(address)
+                     "encryption is required", owner.name, *address)
+            owner.dial_failed(address)
             return
-        torrent.connecting += 1
-        self.spawn(self._connect(torrent, address, mode))
+        self._dial(owner, address, mode)
 
-    async def _connect(self, torrent: Torrent, address: Tuple[str, int], mode: str) -> None:
+    def _dial(self, owner: Any, address: Tuple[str, int], mode: str) -> None:
+        if self._closed:
+            owner.dial_failed(address)
+            return
+        self.spawn(self._connect(owner, address, mode))
+
+    async def _connect(self, owner: Any, address: Tuple[str, int], mode: str) -> None:
         host, port = address
+        conn = PeerConnection(self, owner, address)
         try:
-            if mode == "tls":
-                self.peer_tls  # make or load the node's key before the clock starts
+            link = self.peer_tls.connect(owner.info_hash) if mode == "tls" else None
+            self._dial_modes[conn] = mode
             await asyncio.wait_for(self.loop.create_connection(
-                lambda: PeerConnection(self, torrent, address, mode), host, port),
-                CONNECT_TIMEOUT)
-            log.debug("%s: connected to %s:%d", torrent.name, host, port)
+                lambda: TcpStream(conn, address, link=link), host, port), CONNECT_TIMEOUT)
+            log.debug("%s: connected to %s:%d", owner.name, host, port)
         except (OSError, asyncio.TimeoutError) as exc:
-            log.info("%s: cannot connect to %s:%d: %s", torrent.name, host, port,
+            self._dial_modes.pop(conn, None)
+            log.info("%s: cannot connect to %s:%d: %s", owner.name, host, port,
                      exc.strerror if isinstance(exc, OSError) and exc.strerror else "timed out")
-            torrent.connect_failed(address)
-        finally:
-            torrent.connecting -= 1
+            owner.dial_failed(address)
 
-    def spawn(self, coro: Any) -> "asyncio.Task[Any]":
+    def spawn(self, coro: Awaitable[Any]) -> "asyncio.Task[Any]":
         """Run a background task that the session cancels on close."""
-        task = self.loop.create_task(coro)
+        task = self.loop.create_task(coro)  # type: ignore[arg-type]
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
         return task
@@ -224,34 +287,13 @@ class Session:
             self._peer_tls = peerlink.PeerTls.for_node(self.state_dir)
         return self._peer_tls
 
-    def info_hash_for_id(self, torrent_id: bytes) -> Optional[bytes]:
-        """An encrypted peer names the torrent only by peerlink.torrent_id(info_hash)."""
-        return self._torrent_ids.get(torrent_id)
-
-    def tls_worked(self, address: Optional[Tuple[str, int]]) -> None:
-        if address is not None:
-            self._modes.record(address, "tls", time.monotonic())
-
-    def tls_failed(self, torrent: Any, address: Tuple[str, int], error: Exception) -> bool:
-        """An outgoing TLS attempt failed; True when it is being retried in plain BitTorrent."""
-        if not self._modes.tls_failed(self.encryption, address, error, time.monotonic()):
-            return False
-        self.loop.call_soon(self.start_connect, torrent, address, "plain")
-        return True
-
-    def mark_self(self, address: Optional[Tuple[str, int]]) -> None:
-        if address is not None:
-            self._self_addresses.add(address)
-            for torrent in self.torrents.values():
-                record = torrent.known.get(address)
-                if record is not None:
-                    record.banned = True
+    def found_self(self, address: Tuple[str, int]) -> None:
+        self._self_addresses.add(address)
+        for torrent in self.torrents.values():
+            torrent.forget_self(address)
 
     def is_self(self, address: Tuple[str, int]) -> bool:
         return address in self._self_addresses
-
-    def extension_ids(self) -> Dict[str, int]:
-        return dict(EXTENSION_IDS)
 
     # -- periodic work -----------------------------------------------------------------------
 
@@ -262,9 +304,12 @@ class Session:
             now = time.monotonic()
             elapsed = max(now - last, 1e-3)
             last = now
+            for conn in list(self.connections):
+                if not conn.closed:
+                    conn.tick(now, elapsed)
             for torrent in list(self.torrents.values()):
                 try:
-                    torrent.tick(now, elapsed)
+                    torrent.tick(now)
                 except Exception:  # one torrent's bug must not stop the others
                     log.exception("%s: periodic work failed", torrent.name)
 

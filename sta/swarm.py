@@ -2,20 +2,18 @@
 
 Shared by a torrent (torrent.py) and by a magnet link's stand-in before the metadata arrives
 (magnet_torrent.py): the same addresses, backoff, bans and connection limits apply to both, and
-the stand-in hands its records to the torrent it becomes.
+the stand-in hands its swarm to the torrent it becomes.
+
+Every peer source (trackers, --peer, a magnet's x.pe, and later PEX, LSD, DHT) hands addresses
+in through ``add_peers``; the swarm bounds, deduplicates and schedules them. It dials through a
+callback and reads the time from its caller, so it is tested without sockets or clocks.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Set, Tuple
-
-from .peer import CLIENT_VERSION, MAX_INCOMING_REQUESTS
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .peer import PeerConnection
+from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Tuple
 
 log = logging.getLogger(__name__)
 
@@ -41,116 +39,149 @@ class PeerRecord:
     source: str
     failures: int = 0
     next_try: float = 0.0
-    connected: bool = False
+    connected: bool = False     # connected, or being dialled
     banned: bool = False
     seed: bool = False          # closed as "both sides are seeds": no use while we seed
-    hash_failures: int = 0
 
 
 class Swarm:
-    """Peer bookkeeping for one info hash; subclasses say when dialling makes sense."""
+    """Peer bookkeeping for one info hash."""
 
-    def __init__(self, session: Any, info_hash: bytes, name: str) -> None:
-        self.session = session
-        self.info_hash = info_hash
+    def __init__(self, name: str, our_peer_id: bytes, dial: Callable[[Address], None],
+                 is_self: Callable[[Address], bool] = lambda address: False) -> None:
         self.name = name
-        self.peers: Set["PeerConnection"] = set()
+        self.our_peer_id = our_peer_id
+        self._dial = dial
+        self._is_self = is_self
+        self.peers: Set[Any] = set()
         self.known: Dict[Address, PeerRecord] = {}
         self.banned_ids: Set[bytes] = set()
-        self.connecting = 0
+        self.dialling: Set[Address] = set()
 
-    def wants_connections(self) -> bool:
-        """Whether to dial known peers now (the torrent's state decides)."""
-        raise NotImplementedError
+    # -- addresses in ---------------------------------------------------------------------------
 
-    def skips(self, record: PeerRecord) -> bool:
-        """A subclass's reason not to dial this record now."""
-        return False
-
-    def ext_handshake_fields(self, conn: "PeerConnection") -> Dict[str, Any]:
-        """What our BEP 10 handshake says besides the extensions: client, queue, listen port."""
-        fields: Dict[str, Any] = {"v": CLIENT_VERSION, "reqq": MAX_INCOMING_REQUESTS}
-        if self.session.listen_port:
-            fields["p"] = self.session.listen_port
-        return fields
-
-    def add_peers(self, addresses: List[Address], source: str) -> None:
+    def add_peers(self, addresses: Iterable[Address], source: str) -> int:
+        """Remember new addresses; returns how many were new."""
+        added = 0
         for address in addresses:
-            if address not in self.known and not self.session.is_self(address):
+            if address not in self.known and not self._is_self(address):
                 self.known[address] = PeerRecord(address, source)
-        self.connect_more(time.monotonic())  # now, not at the next tick
+                added += 1
+        return added
 
-    def admit(self, conn: "PeerConnection") -> bool:
-        """Checks every connection passes after its handshake: bans, limits, duplicates."""
-        record = self.known.get(conn.address) if conn.address else None
+    def record(self, address: Address, source: str = "incoming") -> PeerRecord:
+        record = self.known.get(address)
+        if record is None:
+            record = self.known[address] = PeerRecord(address, source)
+        return record
+
+    def forget_self(self, address: Address) -> None:
+        """The address turned out to be our own listener: never dial it again."""
+        record = self.known.get(address)
+        if record is not None:
+            record.banned = True
+
+    def take_over(self, other: "Swarm") -> None:
+        """Adopt another swarm's addresses and bans (a magnet's stand-in becoming a torrent)."""
+        self.known.update(other.known)
+        self.banned_ids |= other.banned_ids
+        self.dialling |= other.dialling
+
+    # -- dialling --------------------------------------------------------------------------------
+
+    def connect_more(self, now: float, skip: Callable[[PeerRecord], bool] = lambda r: False
+                     ) -> None:
+        """Dial known peers that are due, within the limits."""
+        room = min(MAX_PEERS_PER_TORRENT - len(self.peers) - len(self.dialling),
+                   CONNECTS_PER_TICK)
+        for record in self.known.values():
+            if room <= 0:
+                break
+            if record.connected or record.banned or record.next_try > now or skip(record):
+                continue
+            record.connected = True  # reserved while the attempt runs
+            self.dialling.add(record.address)
+            room -= 1
+            self._dial(record.address)
+
+    def dial_failed(self, address: Address, now: float) -> None:
+        """An outgoing attempt ended before the handshake: back off."""
+        self.dialling.discard(address)
+        self._back_off(address, now)
+
+    def _back_off(self, address: Address, now: float) -> None:
+        record = self.known.get(address)
+        if record is not None:
+            record.connected = False
+            record.failures += 1
+            record.next_try = now + min(RECONNECT_MAX,
+                                        RECONNECT_BASE * 2 ** (record.failures - 1))
+
+    def retry_all_now(self) -> None:
+        """Forget backoffs (a paused torrent resumes)."""
+        for record in self.known.values():
+            record.failures = 0
+            record.next_try = 0.0
+
+    def anyone_to_dial(self, now: float) -> bool:
+        return any(r.next_try <= now and not r.banned and not r.connected
+                   for r in self.known.values())
+
+    # -- connections -------------------------------------------------------------------------------
+
+    def admit(self, conn: Any) -> Optional[str]:
+        """Checks every connection passes after its handshake: bans, limits, duplicates.
+        Returns the reason to refuse it, or None once it is counted in."""
+        if not conn.incoming:
+            self.dialling.discard(conn.address)
+        record = self.known.get(conn.address)
         if (record is not None and record.banned) or conn.peer_id in self.banned_ids:
-            conn.close("banned peer")
-            return False
+            return "banned peer"
         if len(self.peers) >= MAX_PEERS_PER_TORRENT:
-            conn.close("too many peers")
-            return False
+            return "too many peers"
         for other in self.peers:
             if other.peer_id == conn.peer_id:
                 # Two nodes that dial each other at once end up with two connections, and each
                 # sees the other one second. Both ends must drop the same one, so the choice
                 # does not depend on order: keep the connection opened by the node with the
                 # larger peer id (libtorrent settles it by peer id too).
-                keep_ours = self.session.peer_id > conn.peer_id
+                keep_ours = self.our_peer_id > conn.peer_id
                 if other.incoming != conn.incoming and (not conn.incoming) == keep_ours:
                     other.close("already connected to this peer (keeping the other connection)")
                     break
-                conn.close("already connected to this peer")
-                return False
-        if record is None and conn.address is not None and not conn.incoming:
-            record = self.known.setdefault(conn.address, PeerRecord(conn.address, "direct"))
+                return "already connected to this peer"
+        if record is None and not conn.incoming:
+            record = self.record(conn.address, "direct")
         if record is not None:
             record.connected = True
             record.failures = 0
         self.peers.add(conn)
-        return True
+        return None
 
-    def release(self, conn: "PeerConnection") -> bool:
-        """A connection closed; False when it never got past the handshake (nothing else to
-        undo). Its address is dialled again after a backoff."""
-        if conn not in self.peers:
-            # An outgoing attempt that ended before the handshake: back off, unless it is being
-            # dialled again in plain BitTorrent right now (see PeerConnection._tls_failed).
-            if not conn.incoming and conn.address is not None and not conn.retry_plain:
-                self.connect_failed(conn.address)
-            return False
+    def release(self, conn: Any, now: float) -> None:
+        """An admitted connection closed; its address is dialled again after a backoff."""
         self.peers.discard(conn)
-        if conn.address is not None and conn.address in self.known:
-            self.connect_failed(conn.address)
-        return True
+        if conn.address in self.known:
+            self._back_off(conn.address, now)
 
-    def connect_failed(self, address: Address) -> None:
-        record = self.known.get(address)
+    def mark_seed(self, conn: Any) -> None:
+        record = self.known.get(conn.address)
         if record is not None:
-            record.connected = False
-            record.failures += 1
-            record.next_try = time.monotonic() + min(RECONNECT_MAX,
-                                                     RECONNECT_BASE * 2 ** (record.failures - 1))
-
-    def connect_more(self, now: float) -> None:
-        if not self.wants_connections():
-            return
-        room = min(MAX_PEERS_PER_TORRENT - len(self.peers) - self.connecting, CONNECTS_PER_TICK)
-        for record in self.known.values():
-            if room <= 0:
-                break
-            if record.connected or record.banned or record.next_try > now or self.skips(record):
-                continue
-            record.connected = True  # reserved while the attempt runs
-            room -= 1
-            self.session.start_connect(self, record.address)
+            record.seed = True
 
     def ban(self, address: Address, peer_id: Optional[bytes], reason: str) -> None:
         """Never talk to this peer again in this session (its address and its peer id: its
         connections back to us come from other ports)."""
-        record = self.known.setdefault(address, PeerRecord(address, "incoming"))
-        record.banned = True
+        self.record(address).banned = True
         if peer_id:
             self.banned_ids.add(peer_id)
         for conn in list(self.peers):
             if conn.address == address or (peer_id and conn.peer_id == peer_id):
                 conn.close(reason)
+
+    def close_all(self, reason: str) -> None:
+        for conn in list(self.peers):
+            conn.close(reason)
+
+    def addresses(self) -> List[Address]:
+        return list(self.known)

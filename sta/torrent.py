@@ -1,9 +1,13 @@
-"""One torrent inside a session: its storage, picker, choker, peers and tracker announces.
+"""One torrent inside a node: its life cycle and status, and the peer messages routed to the parts
+that act on them.
 
-The torrent is where policy meets mechanism. Connections (peer.py) report events here; the picker
-(picker.py) decides which blocks to ask for; storage (storage.py) writes and verifies; the choker
-below decides whom we upload to. Everything runs on the session's event loop except hashing and
-resume-state saves, which go to the session's thread pool.
+The work is split by idea, as the original client split it: the swarm (swarm.py) knows the peers
+and dials them; the downloader (downloader.py) asks for blocks and verifies pieces; the uploader
+(uploader.py) serves requests and chokes; the super-seeder (superseed.py) and the metadata
+server (metadata.py) answer what they own. The torrent owns what they share, each peer's
+bitfield, and its own state (checking, downloading, seeding, paused, stopped, error). It reaches
+the node only through ``torrenthost.TorrentHost`` and its connections only through their public
+methods (peer.py), and is itself the ``peer.PeerOwner`` of its connections.
 """
 
 from __future__ import annotations
@@ -13,47 +17,29 @@ import logging
 import os
 import time
 from functools import partial
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Set, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from . import metadata, wire
-from .announcer import Announcer
+from .announcer import Announcer, Transferred
 from .bitfield import Bitfield
-from .blockcache import ReadCache, WriteBuffers, verify_and_write, verify_stored
-from .choker import Choker
+from .downloader import Downloader
 from .metadata import MetadataServer
-from .peer import (IDLE_TIMEOUT, KEEPALIVE_INTERVAL, MAX_INCOMING_REQUESTS, UT_METADATA,
-                   PeerConnection)
+from .peerproto import UT_METADATA
 from .picker import PiecePicker
+from .smartban import MAX_HASH_FAILURES
 from .superseed import SuperSeeder
-from .swarm import PeerRecord, Swarm
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .metainfo import Metainfo
-    from .session import Session
+from .swarm import Swarm
+from .torrenthost import TorrentHost
+from .uploader import Uploader
 
 log = logging.getLogger(__name__)
-
-# A peer that sends nothing we asked for in this long is snubbed: its requests go back to the
-# pool for others and it keeps a single request in flight (libtorrent: 60 s; a lab LAN is fast,
-# so we give up sooner).
-SNUB_TIMEOUT = 20.0
-# One request unanswered this long while other blocks arrive was lost or dropped by the peer.
-REQUEST_TIMEOUT = 40.0
-
-# A peer whose data failed the hash this many times is banned (libtorrent bans after one piece
-# it alone sent; we allow a few since a lab peer with a flaky disk is more likely than a liar).
-MAX_HASH_FAILURES = 3
-# Requests in flight per peer in endgame mode: a peer asks for a block someone else is already
-# sending only once it has nothing else to do, one at a time (libtorrent's strict end game mode),
-# so the end of a download costs little more than the data.
-ENDGAME_QUEUE = 1
-# Invalid requests (out of range, oversized) tolerated before we drop the peer.
-MAX_BAD_REQUESTS = 20
 
 # At exit, wait this long for pieces still being hashed and written, so they are recorded.
 SHUTDOWN_HASH_WAIT = 10.0
 # Save the resume state at most this often while pieces keep arriving.
 RESUME_SAVE_INTERVAL = 5.0
+# Addresses listed in the status as "dialled and did not answer" (for the no-peers hint).
+STATUS_FAILED_ADDRESSES = 8
 
 # States, as shown by the user interface.
 CHECKING = "checking"
@@ -63,65 +49,57 @@ PAUSED = "paused"
 ERROR = "error"
 STOPPED = "stopped"
 
+Address = Tuple[str, int]
 
-class Torrent(Swarm):
-    def __init__(self, session: "Session", metainfo: "Metainfo", storage: Any) -> None:
-        super().__init__(session, metainfo.info_hash, metainfo.info.name)
+
+class Torrent:
+    def __init__(self, host: TorrentHost, metainfo: Any, storage: Any, *,
+                 super_seed: bool = False) -> None:
+        self.host = host
         self.metainfo = metainfo
         self.info = metainfo.info
+        self.info_hash: bytes = metainfo.info_hash
+        self.name: str = metainfo.info.name
         self.storage = storage
         self.state = CHECKING
-        self.upload_only = getattr(storage, "readonly", False)
-        self.super_seed = False  # BEP 16 while seeding complete data (`seed --super-seed`)
+        self.upload_only = bool(getattr(storage, "readonly", False))
+        self.super_seed = super_seed   # BEP 16 while seeding complete data (`seed --super-seed`)
         self.super_seeder: Optional[SuperSeeder] = None
         self.error: Optional[str] = None
         self.picker: Optional[PiecePicker] = None
+        self.downloader: Optional[Downloader] = None
         self.uploaded = 0
-        self.downloaded = 0
-        self.wasted = 0
         self.started_at = time.monotonic()
         self.completed_at: Optional[float] = None
         self.done = asyncio.Event()
-        self.contributions: Dict[Tuple[str, int], int] = {}
-        self._write_buffers = WriteBuffers(self.info.piece_size)
+        self.swarm = Swarm(self.name, host.peer_id, partial(host.dial, self), host.is_self)
+        self.uploader = Uploader(
+            piece_size=self.info.piece_size, piece_length=self.info.piece_length,
+            num_pieces=self.info.num_pieces, read=storage.read_block, can_serve=self._can_serve,
+            later=host.loop.call_soon, on_error=self.storage_failed, on_sent=self._sent,
+            seeding=lambda: self.state == SEEDING)
+        self._bits: Dict[Any, Bitfield] = {}
         self._metadata_server = MetadataServer(self.info.raw)
-        # Who sent each block of the pieces in progress, and for pieces that failed the hash
-        # with blocks from several peers, each block's sender and digest (see _convict).
-        self._block_origin: Dict[int, Dict[int, Tuple[str, int]]] = {}
-        self._suspects: Dict[int, Dict[int, Tuple[Tuple[str, int], bytes]]] = {}
-        self._hashing: Set["asyncio.Future[Any]"] = set()
-        self.read_cache = ReadCache(storage.read_block, self.info.piece_size,
-                                    self.info.piece_length)
-        self._choker = Choker()
         self._last_resume_save = 0.0
-        self._announcer: Any = None
+        self._announcer: Optional[Announcer] = None
 
-    # -- life cycle --------------------------------------------------------------------------
+    # -- counters ------------------------------------------------------------------------------
 
-    async def start(self, recheck: bool = False) -> None:
-        """Check what is on disk, then download or seed."""
-        loop = self.session.loop
-        self.state = CHECKING
-        have = await loop.run_in_executor(None, partial(self.storage.restore, recheck=recheck))
-        self.picker = PiecePicker(self.info.num_pieces, self.info.piece_length, self.info.length,
-                                  have)
-        if self.picker.complete:
-            self._become_seed(announce=False)
-            if self.super_seed:
-                self.super_seeder = SuperSeeder(self.info.num_pieces)
-        elif self.upload_only:
-            self.state = SEEDING  # a partial seed: shares what it has, never downloads
-        else:
-            self.state = DOWNLOADING
-        log.info("%s: %d of %d pieces verified on disk", self.name, have.count,
-                 self.info.num_pieces)
+    @property
+    def downloaded(self) -> int:
+        return self.downloader.downloaded if self.downloader is not None else 0
 
-    def have_bits(self) -> Optional[Bitfield]:
-        """What the handshake's bitfield shows: nothing while super-seeding (BEP 16), where
-        pieces are revealed one `have` at a time instead."""
-        if self.super_seeder is not None:
-            return None
-        return self.picker.have if self.picker is not None else None
+    @property
+    def wasted(self) -> int:
+        return self.downloader.wasted if self.downloader is not None else 0
+
+    @property
+    def contributions(self) -> Dict[Address, int]:
+        return self.downloader.contributions if self.downloader is not None else {}
+
+    @property
+    def peers(self) -> Any:
+        return self.swarm.peers
 
     @property
     def left(self) -> int:
@@ -131,6 +109,53 @@ class Torrent(Swarm):
     def complete(self) -> bool:
         return self.picker is not None and self.picker.complete
 
+    def _sent(self, length: int) -> None:
+        self.uploaded += length
+
+    def transferred(self) -> Transferred:
+        return Transferred(self.uploaded, self.downloaded, self.left)
+
+    # -- life cycle ----------------------------------------------------------------------------
+
+    async def start(self, recheck: bool = False) -> None:
+        """Check what is on disk, then download or seed."""
+        self.state = CHECKING
+        have = await self.host.loop.run_in_executor(
+            None, partial(self.storage.restore, recheck=recheck))
+        info = self.info
+        self.picker = PiecePicker(info.num_pieces, info.piece_length, info.length, have)
+        self.downloader = Downloader(
+            self.name, info, self.storage, self.picker, run_in_pool=self._run_in_pool,
+            on_verified=self._piece_verified, on_error=self.storage_failed,
+            on_strike=self._strike)
+        if self.picker.complete:
+            self._become_seed(announce=False)
+            if self.super_seed:
+                self.super_seeder = SuperSeeder(info.num_pieces)
+        elif self.upload_only:
+            self.state = SEEDING  # a partial seed: shares what it has, never downloads
+        else:
+            self.state = DOWNLOADING
+        log.info("%s: %d of %d pieces verified on disk", self.name, have.count, info.num_pieces)
+
+    def _run_in_pool(self, call: Callable[[], Any]) -> "asyncio.Future[Any]":
+        return self.host.loop.run_in_executor(self.host.hash_pool, call)
+
+    def start_announcing(self, announcer: Optional[Announcer] = None) -> None:
+        """Start the announce loop (or take over a magnet stand-in's running one)."""
+        if announcer is not None:
+            announcer.rebind(self.name, self.transferred, self.add_peers)
+            self._announcer = announcer
+        elif self.metainfo.trackers and self._announcer is None:
+            self._announcer = Announcer(self.host, self.info_hash, self.name,
+                                        self.metainfo.trackers, counters=self.transferred,
+                                        on_peers=self.add_peers)
+            self._announcer.start()
+
+    def add_peers(self, addresses: List[Address], source: str = "tracker") -> None:
+        self.swarm.add_peers(addresses, source)
+        self._connect_more(time.monotonic())  # now, not at the next tick
+
     def _become_seed(self, announce: bool = True) -> None:
         was_downloading = self.state == DOWNLOADING
         self.state = SEEDING
@@ -139,19 +164,14 @@ class Torrent(Swarm):
         if was_downloading:
             log.info("%s: download complete", self.name)
             self.storage.save()
-        for conn in list(self.peers):
+        for conn in list(self.swarm.peers):
             conn.set_interested(False)
-            if conn.is_seed:
-                self._mark_seed(conn)
+            if self._is_seed(conn):
+                self.swarm.mark_seed(conn)
                 conn.close("both sides are seeds")
         self.done.set()
         if announce and self._announcer is not None:
             self._announcer.completed()
-
-    def _mark_seed(self, conn: PeerConnection) -> None:
-        record = self.known.get(conn.address) if conn.address else None
-        if record is not None:
-            record.seed = True
 
     def storage_failed(self, exc: Exception) -> None:
         """A disk error stops this torrent; everything verified so far stays verified."""
@@ -159,22 +179,17 @@ class Torrent(Swarm):
             return
         self.state = ERROR
         self.error = str(exc)
+        if self.downloader is not None:
+            self.downloader.stop()
         log.error("%s: stopped: %s", self.name, exc)
-        for conn in list(self.peers):
-            conn.close("torrent stopped by a storage error")
+        self.swarm.close_all("torrent stopped by a storage error")
         self.done.set()
-
-    def start_announcing(self) -> None:
-        tiers = self.metainfo.trackers
-        if tiers and self._announcer is None:
-            self._announcer = Announcer(self, tiers, ssl_context=self.session.tracker_ssl_context)
-            self._announcer.start()
 
     async def shutdown(self) -> None:
         """Stop, save the resume state, and tell the trackers we are leaving."""
-        if self._hashing:
+        if self.downloader is not None:
             # Pieces being hashed and written now are recorded before the state is saved.
-            await asyncio.wait(list(self._hashing), timeout=SHUTDOWN_HASH_WAIT)
+            await self.downloader.settle(SHUTDOWN_HASH_WAIT)
         self.stop()
         if self._announcer is not None:
             await self._announcer.stop()
@@ -184,10 +199,9 @@ class Torrent(Swarm):
         if self.state not in (DOWNLOADING, SEEDING):
             return
         self.state = PAUSED
-        for conn in list(self.peers):
-            conn.close("torrent paused")
+        self.swarm.close_all("torrent paused")
         announcer, self._announcer = self._announcer, None
-        await self.session.loop.run_in_executor(None, self._save_resume_quietly)
+        await self.host.loop.run_in_executor(None, self._save_resume_quietly)
         if announcer is not None:
             await announcer.stop()
 
@@ -195,10 +209,20 @@ class Torrent(Swarm):
         if self.state != PAUSED:
             return
         self.state = SEEDING if self.complete else DOWNLOADING
-        for record in self.known.values():
-            record.failures = 0
-            record.next_try = 0.0
+        self.swarm.retry_all_now()
         self.start_announcing()
+
+    def stop(self) -> None:
+        if self.state != ERROR:
+            self.state = STOPPED
+        if self.downloader is not None:
+            self.downloader.stop()
+        self.swarm.close_all("torrent stopped")
+        try:
+            self.storage.save()
+        except Exception as exc:
+            log.warning("%s: could not save resume state: %s", self.name, exc)
+        self.storage.close()
 
     def delete_files(self) -> List[str]:
         """Delete exactly this torrent's files, then its folders that are left empty."""
@@ -233,81 +257,122 @@ class Torrent(Swarm):
             except OSError:
                 pass
 
-    def stop(self) -> None:
-        if self.state not in (ERROR,):
-            self.state = STOPPED
-        for conn in list(self.peers):
-            conn.close("torrent stopped")
-        try:
-            self.storage.save()
-        except Exception as exc:
-            log.warning("%s: could not save resume state: %s", self.name, exc)
-        self.storage.close()
+    # -- the swarm -----------------------------------------------------------------------------
 
-    # -- peers -------------------------------------------------------------------------------
+    def _connect_more(self, now: float) -> None:
+        if self.state in (DOWNLOADING, SEEDING):
+            seeding = self.state == SEEDING
+            # Two seeds have nothing to trade.
+            self.swarm.connect_more(now, skip=lambda record: seeding and record.seed)
 
-    def wants_connections(self) -> bool:
-        return self.state in (DOWNLOADING, SEEDING)
+    def dial_failed(self, address: Address) -> None:
+        self.swarm.dial_failed(address, time.monotonic())
 
-    def skips(self, record: PeerRecord) -> bool:
-        return record.seed and self.state == SEEDING  # two seeds have nothing to trade
+    def forget_self(self, address: Address) -> None:
+        self.swarm.forget_self(address)
 
-    def accept_peer(self, conn: PeerConnection) -> bool:
+    def strikes(self, address: Address) -> int:
+        """Pieces proven bad that ``address`` sent."""
+        if self.downloader is None:
+            return 0
+        return self.downloader.smart_ban.strikes().get(address, 0)
+
+    def _strike(self, address: Address, reason: str) -> None:
+        """One proven bad piece from ``address``; ban it after MAX_HASH_FAILURES."""
+        record = self.swarm.record(address)
+        if record.banned:
+            return
+        strikes = self.strikes(address)
+        log.warning("%s: peer %s:%s %s (%d of %d before a ban)", self.name, address[0],
+                    address[1], reason, strikes, MAX_HASH_FAILURES)
+        if strikes >= MAX_HASH_FAILURES:
+            log.warning("%s: banned %s:%s after %d bad pieces", self.name, address[0],
+                        address[1], strikes)
+            peer_id = next((c.peer_id for c in self.swarm.peers if c.address == address), None)
+            self.swarm.ban(address, peer_id, "sent data that failed the hash check")
+
+    # -- PeerOwner: what connections report -------------------------------------------------------
+
+    def peer_joined(self, conn: Any) -> bool:
         if self.state not in (DOWNLOADING, SEEDING):
             conn.close(f"torrent is {self.state}")
             return False
-        if not self.admit(conn):
+        reason = self.swarm.admit(conn)
+        if reason is not None:
+            conn.close(reason)
             return False
-        conn.bits = Bitfield(self.info.num_pieces)
+        self._bits[conn] = Bitfield(self.info.num_pieces)
+        now = time.monotonic()
         if self.super_seeder is not None:
-            # Sent after our handshake and before anything else of ours: it stands in for the
-            # bitfield (a peer without pieces may send no bitfield at all).
+            # BEP 16: no bitfield; pieces are revealed one `have` at a time.
             for piece in self.super_seeder.peer_joined(conn):
-                conn.send(wire.have(piece))
+                conn.send_have(piece)
+        elif self.picker is not None and self.picker.have.count:
+            conn.send_bitfield(self.picker.have.to_bytes())
+        assert self.downloader is not None
+        self.downloader.peer_joined(conn, now)
+        self.uploader.peer_joined(conn)
         log.info("%s: connected to %s:%s (%s, %s, %s)", self.name, conn.address[0],
                  conn.address[1], conn.client_name, "incoming" if conn.incoming else "outgoing",
                  "encrypted" if conn.encrypted else "plain")
         return True
 
-    def adopt(self, conn: PeerConnection, raw_bits: Optional[bytes], haves: List[int]) -> None:
+    def adopt(self, conn: Any, raw_bits: Optional[bytes], haves: List[int]) -> None:
         """Take over a connection that a magnet's stand-in opened, replaying what the peer
         said it has before the piece count was known."""
-        if not self.accept_peer(conn):
+        conn.hand_over(self)
+        if not self.peer_joined(conn):
             return
         if raw_bits is not None:
-            self.peer_bitfield(conn, raw_bits)
+            self._peer_bitfield(conn, raw_bits)
         for index in haves:
             if conn.closed:
                 return
-            self.peer_have(conn, index)
-        if conn.bits is not None and not conn.closed:
-            self._peer_bits_changed(conn)
-        bits = self.have_bits()
-        if bits is not None and not conn.closed:
-            # BEP 3 allows a bitfield only right after the handshake, which is long past: what
-            # the resume state found on disk goes out as `have` messages instead.
-            for index in bits.iter_set():
-                conn.send(wire.have(index))
+            self._peer_have(conn, index)
         if not conn.closed:
-            self._fill_requests(conn)
+            self._bits_changed(conn)
+        if not conn.closed:
+            self.peer_batch_done(conn)
 
-    def peer_closed(self, conn: PeerConnection) -> None:
-        if not self.release(conn):
+    def extension_fields(self) -> Dict[str, Any]:
+        # A private torrent's metadata is not handed out (libtorrent does the same).
+        return {} if self.info.private else {"metadata_size": len(self.info.raw)}
+
+    def peer_message(self, conn: Any, event: Any) -> None:
+        kind = type(event)
+        if kind is wire.Piece:
+            assert self.downloader is not None
+            self.downloader.block(conn, event.index, event.begin, event.block)
             return
+        handler = _MESSAGES.get(kind)
+        if handler is not None:
+            handler(self, conn, event)
+
+    def peer_batch_done(self, conn: Any) -> None:
+        """Once per received chunk: serve uploads, refill the request pipeline."""
+        if not conn.am_choking:
+            self.uploader.serve(conn)
+        if self.state == DOWNLOADING and self.downloader is not None:
+            self.downloader.fill(conn, self._bits.get(conn), conn.last_received)
+
+    def peer_writable(self, conn: Any) -> None:
+        self.uploader.serve(conn)
+
+    def peer_left(self, conn: Any) -> None:
+        now = time.monotonic()
+        self.swarm.release(conn, now)
         if self.super_seeder is not None:
             self.super_seeder.peer_left(conn)
-        if self.picker is not None:
-            if conn.bits is not None:
-                self.picker.peer_removed(conn.bits)
-            self.picker.requests_dropped(conn)
-        conn.outstanding.clear()
-        self._choker.forget(conn)
-        if not conn.am_choking:
-            self._rechoke(time.monotonic())
+        bits = self._bits.pop(conn, None)
+        if self.picker is not None and bits is not None:
+            self.picker.peer_removed(bits)
+        if self.downloader is not None:
+            self.downloader.peer_left(conn)
+        self.uploader.peer_left(conn, self.swarm.peers, now)
 
-    # -- messages from peers -----------------------------------------------------------------
+    # -- messages ----------------------------------------------------------------------------------
 
-    def peer_bitfield(self, conn: PeerConnection, raw: bytes) -> None:
+    def _peer_bitfield(self, conn: Any, raw: bytes) -> None:
         try:
             bits = Bitfield.from_bytes(raw, self.info.num_pieces)
         except ValueError as exc:
@@ -315,287 +380,115 @@ class Torrent(Swarm):
             return
         if self.picker is None:
             return
-        if conn.bits is not None and conn.bits.count:
-            self.picker.peer_removed(conn.bits)
-        conn.bits = bits
+        old = self._bits.get(conn)
+        if old is not None and old.count:
+            self.picker.peer_removed(old)
+        self._bits[conn] = bits
         self.picker.peer_added(bits)
         if self.super_seeder is not None:
             self.super_seeder.peer_left(conn)
             for piece in self.super_seeder.peer_joined(conn, set(bits.iter_set())):
-                conn.send(wire.have(piece))
-        self._peer_bits_changed(conn)
+                conn.send_have(piece)
+        self._bits_changed(conn)
 
-    def peer_have(self, conn: PeerConnection, index: int) -> None:
+    def _on_bitfield(self, conn: Any, event: Any) -> None:
+        self._peer_bitfield(conn, event.bits)
+
+    def _on_have(self, conn: Any, event: Any) -> None:
+        self._peer_have(conn, event.index)
+
+    def _peer_have(self, conn: Any, index: int) -> None:
         if not 0 <= index < self.info.num_pieces:
             conn.close(f"have for piece {index} out of range")
             return
-        if conn.bits is None or index in conn.bits or self.picker is None:
+        bits = self._bits.get(conn)
+        picker = self.picker
+        if bits is None or index in bits or picker is None:
             return
-        conn.bits.set(index)
-        self.picker.peer_has(index)
+        bits.set(index)
+        picker.peer_has(index)
         if self.super_seeder is not None:
             for piece in self.super_seeder.peer_has(conn, index):
-                conn.send(wire.have(piece))
-        if not conn.am_interested and self.state == DOWNLOADING and index not in self.picker.have:
-            conn.set_interested(self.picker.wants(index))
-        if conn.bits.complete:
-            self._peer_bits_changed(conn)
+                conn.send_have(piece)
+        if not conn.am_interested and self.state == DOWNLOADING and index not in picker.have:
+            conn.set_interested(picker.wants(index))
+        if bits.complete:
+            self._bits_changed(conn)
 
-    def _peer_bits_changed(self, conn: PeerConnection) -> None:
-        conn.is_seed = conn.bits is not None and conn.bits.complete
-        if self.state == SEEDING and conn.is_seed:
-            self._mark_seed(conn)
+    def _is_seed(self, conn: Any) -> bool:
+        bits = self._bits.get(conn)
+        return bits is not None and bits.complete
+
+    def _bits_changed(self, conn: Any) -> None:
+        if self.state == SEEDING and self._is_seed(conn):
+            self.swarm.mark_seed(conn)
             conn.close("both sides are seeds")
             return
         if self.state == DOWNLOADING and self.picker is not None:
-            conn.set_interested(self.picker.interesting(conn.bits))
+            conn.set_interested(self.picker.interesting(self._bits[conn]))
 
-    def peer_choked_us(self, conn: PeerConnection) -> None:
-        # Without the fast extension a choke drops every request we had queued with the peer.
-        if self.picker is not None:
-            self.picker.requests_dropped(conn)
-        conn.outstanding.clear()
+    def _on_choke(self, conn: Any, event: Any) -> None:
+        if self.downloader is not None:
+            self.downloader.choked(conn)
 
-    def peer_unchoked_us(self, conn: PeerConnection) -> None:
-        self._fill_requests(conn)
+    def _on_interest(self, conn: Any, event: Any) -> None:
+        self.uploader.interest_changed(conn, self.swarm.peers, time.monotonic())
 
-    def peer_interest_changed(self, conn: PeerConnection) -> None:
-        if conn.peer_interested:
-            unchoked = sum(1 for p in self.peers if not p.am_choking)
-            if self._choker.has_room(unchoked):
-                conn.set_choking(False)
-        elif not conn.am_choking:
-            conn.set_choking(True)
-            self._rechoke(time.monotonic())
+    def _on_request(self, conn: Any, event: Any) -> None:
+        self.uploader.request(conn, event.index, event.begin, event.length)
 
-    def peer_request(self, conn: PeerConnection, index: int, begin: int, length: int) -> None:
-        if conn.am_choking:
-            return  # BEP 3: requests from a choked peer are ignored
-        picker = self.picker
-        info = self.info
-        if (picker is None or not 0 <= index < info.num_pieces or length <= 0
-                or length > wire.MAX_REQUEST_LENGTH or begin < 0
-                or begin + length > info.piece_size(index) or index not in picker.have
-                or (self.super_seeder is not None
-                    and not self.super_seeder.may_serve(conn, index))):
-            self._bad_request(conn, f"refused request for piece {index} at {begin}+{length}")
-            return
-        if len(conn.upload_queue) >= MAX_INCOMING_REQUESTS:
-            self._bad_request(conn, "request queue full")
-            return
-        conn.upload_queue.append((index, begin, length))
+    def _on_cancel(self, conn: Any, event: Any) -> None:
+        self.uploader.cancel(conn, event.index, event.begin, event.length)
 
-    def _bad_request(self, conn: PeerConnection, reason: str) -> None:
-        conn.bad_requests += 1
-        log.debug("%s: %r: %s", self.name, conn, reason)
-        if conn.bad_requests > MAX_BAD_REQUESTS:
-            conn.close(f"too many invalid requests ({reason})")
+    def _can_serve(self, conn: Any, index: int) -> bool:
+        return (self.picker is not None and index in self.picker.have
+                and (self.super_seeder is None or self.super_seeder.may_serve(conn, index)))
 
-    def peer_block(self, conn: PeerConnection, index: int, begin: int, block: bytes) -> None:
-        picker = self.picker
-        if picker is None or self.state != DOWNLOADING:
-            conn.outstanding.pop((index, begin), None)
-            self.wasted += len(block)
-            return
-        conn.outstanding.pop((index, begin), None)
-        size = len(block)
-        if (not 0 <= index < self.info.num_pieces or begin % wire.BLOCK_SIZE
-                or size != min(wire.BLOCK_SIZE, self.info.piece_size(index) - begin)):
-            conn.close(f"block of {size} bytes at piece {index} offset {begin} does not fit")
-            return
-        conn.downloaded += size
-        self.downloaded += size
-        conn.snubbed = False
-        wanted, piece_done, cancels = picker.block_received(conn, index, begin)
-        if not wanted:
-            self.wasted += size
-            return
-        if conn.address is not None:
-            self.contributions[conn.address] = self.contributions.get(conn.address, 0) + size
-            origin = self._block_origin.get(index)
-            if origin is None:
-                origin = self._block_origin[index] = {}
-            origin[begin] = conn.address
-        if not self._write_buffers.store(index, begin, block):
-            try:
-                self.storage.write_block(index, begin, block)
-            except Exception as exc:
-                self.storage_failed(exc)
-                return
-        for other, c_index, c_begin, c_length in cancels:
-            other.cancel_request(c_index, c_begin, c_length)
-        if piece_done:
-            self._verify(index)
-
-    def after_receive(self, conn: PeerConnection) -> None:
-        """Called once per received batch: refill the request pipeline, serve uploads."""
-        if conn.upload_queue and not conn.am_choking:
-            conn.serve_uploads()
-        if self.state == DOWNLOADING:
-            self._fill_requests(conn)
-
-    def _fill_requests(self, conn: PeerConnection) -> None:
-        picker = self.picker
-        if (picker is None or conn.peer_choking or not conn.am_interested or conn.closed
-                or self.state != DOWNLOADING):
-            return
-        target = 1 if conn.snubbed else conn.queue_target
-        if picker.endgame:
-            # Every missing block is already asked of someone: a peer takes a duplicate only
-            # when it is about to run dry, so the end of a download does not fetch it twice.
-            target = min(target, ENDGAME_QUEUE)
-        room = target - len(conn.outstanding)
-        # Refill in batches of a quarter of the pipeline: one picker call and one write for
-        # dozens of requests instead of one per arriving block.
-        if room <= 0 or (conn.outstanding and room < target // 4):
-            return
-        blocks = picker.next_requests(conn, conn.bits, room)
-        if blocks:
-            conn.send_requests(blocks)
-        elif not conn.outstanding and not picker.interesting(conn.bits):
-            conn.set_interested(False)
-
-    def peer_extended_handshake(self, conn: PeerConnection) -> None:
-        pass
-
-    def peer_extended(self, conn: PeerConnection, ext_id: int, payload: bytes) -> None:
-        msg = conn.ut_metadata_message(ext_id, payload)
+    def _on_extended(self, conn: Any, event: Any) -> None:
+        msg = conn.ut_metadata_message(event)
         if msg is None:
             return
         # A private torrent's metadata is not handed out (libtorrent does the same): its peers
         # get it from the .torrent file, through the tracker that admits them.
         answer = (metadata.refuse(msg) if self.info.private
                   else self._metadata_server.answer(msg))
-        peer_id = conn.extensions.get(UT_METADATA)
-        if answer is not None and peer_id:
-            conn.send(wire.extended(peer_id, answer))
+        if answer is not None:
+            conn.send_extended(UT_METADATA, answer)
 
-    def ext_handshake_fields(self, conn: PeerConnection) -> Dict[str, Any]:
-        fields = super().ext_handshake_fields(conn)
-        if not self.info.private:
-            fields["metadata_size"] = len(self.info.raw)
-        return fields
+    # -- verdicts ------------------------------------------------------------------------------------
 
-    # -- verification ------------------------------------------------------------------------
-
-    def _verify(self, index: int) -> None:
-        """Hash a whole piece off the loop (and write it, when it was assembled in memory)."""
-        data = self._write_buffers.take(index)
-        suspect = index in self._suspects
-        if data is not None:
-            call = partial(verify_and_write, self.storage, index, self.info.piece_hash(index), data,
-                           wire.BLOCK_SIZE, suspect)
-        else:
-            call = partial(verify_stored, self.storage, index, self.info.piece_size(index),
-                           wire.BLOCK_SIZE, suspect)
-        future = self.session.loop.run_in_executor(self.session.hash_pool, call)
-        self._hashing.add(future)
-        if data is not None:
-            future.add_done_callback(lambda _: self._write_buffers.release(len(data)))
-        future.add_done_callback(partial(self._verified, index))
-
-    def _verified(self, index: int, future: "asyncio.Future[Tuple[bool, Any]]") -> None:
-        origins = self._block_origin.pop(index, {})
-        self._hashing.discard(future)
-        error = future.exception()  # always retrieved, even when the torrent has stopped
-        picker = self.picker
-        if picker is None:
-            return
-        if error is not None:
-            self.storage_failed(error)
-            return
-        ok, digests = future.result()
-        if ok and self.state != DOWNLOADING:
-            # Finished after a disk error or a pause stopped the torrent: the piece is on disk
-            # and verified, so the resume state must say so.
-            picker.piece_verified(index)
-            self.storage.mark_verified(index)
-            return
+    def _piece_verified(self, index: int) -> None:
         if self.state != DOWNLOADING:
             return
-        if ok:
-            picker.piece_verified(index)
-            self.storage.mark_verified(index)
-            self._convict(index, digests)
-            message = wire.have(index)
-            for conn in self.peers:
-                conn.send(message)
-                if (conn.am_interested and not conn.outstanding and conn.bits is not None
-                        and not picker.interesting(conn.bits)):
-                    conn.set_interested(False)
-            if picker.complete:
-                self._become_seed()
-            return
-        picker.piece_failed(index)
-        self.wasted += self.info.piece_size(index)
-        sources = set(origins.values())
-        log.warning("%s: piece %d failed the hash check (blocks from %s)", self.name, index,
-                    ", ".join(f"{h}:{p}" for h, p in sorted(sources)) or "?")
-        if len(sources) == 1:
-            self._strike(sources.pop(), f"piece {index} it alone sent failed the hash check")
-        elif sources and digests:
-            # Several peers sent blocks of it: remember who sent what, and once the piece passes
-            # the check, the blocks that differ name the liar (libtorrent's "smart ban").
-            self._suspects[index] = {begin: (address, digests[begin // wire.BLOCK_SIZE])
-                                     for begin, address in origins.items()}
+        picker = self.picker
+        assert picker is not None
+        for conn in self.swarm.peers:
+            conn.send_have(index)
+            bits = self._bits.get(conn)
+            if (conn.am_interested and bits is not None and self.downloader is not None
+                    and not self.downloader.in_flight(conn) and not picker.interesting(bits)):
+                conn.set_interested(False)
+        if picker.complete:
+            self._become_seed()
 
-    def _convict(self, index: int, digests: Optional[List[bytes]]) -> None:
-        """A piece that once failed now passed: strike the peers whose blocks were different."""
-        suspects = self._suspects.pop(index, None)
-        if not suspects or not digests:
-            return
-        liars = {address for begin, (address, digest) in suspects.items()
-                 if digest != digests[begin // wire.BLOCK_SIZE]}
-        for address in liars:
-            self._strike(address, f"sent corrupt blocks of piece {index}")
+    # -- periodic work ---------------------------------------------------------------------------
 
-    def _strike(self, address: Tuple[str, int], reason: str) -> None:
-        """One proven bad piece from ``address``; ban it after MAX_HASH_FAILURES."""
-        record = self.known.setdefault(address, PeerRecord(address, "incoming"))
-        if record.banned:
-            return
-        record.hash_failures += 1
-        log.warning("%s: peer %s:%s %s (%d of %d before a ban)", self.name, address[0],
-                    address[1], reason, record.hash_failures, MAX_HASH_FAILURES)
-        if record.hash_failures >= MAX_HASH_FAILURES and not record.banned:
-            log.warning("%s: banned %s:%s after %d bad pieces", self.name, address[0], address[1],
-                        record.hash_failures)
-            peer_id = next((c.peer_id for c in self.peers if c.address == address), None)
-            self.ban(address, peer_id, "sent data that failed the hash check")
-
-    # -- periodic work -----------------------------------------------------------------------
-
-    def tick(self, now: float, elapsed: float) -> None:
-        for conn in list(self.peers):
-            conn.update_rates(elapsed)
-            if conn.closed:
-                continue
-            if now - conn.last_received > IDLE_TIMEOUT:
-                conn.close("idle too long")
-                continue
-            if conn.outstanding:
-                if now - conn.last_block > SNUB_TIMEOUT and not conn.snubbed:
-                    conn.snubbed = True
-                    log.info("%s: %r snubbed: no data for %.0f s", self.name, conn, SNUB_TIMEOUT)
-                    if self.picker is not None:
-                        self.picker.requests_dropped(conn)
-                    conn.outstanding.clear()
-                else:
-                    self._expire_requests(conn, now)
-            if now - conn.last_sent > KEEPALIVE_INTERVAL:
-                conn.send(wire.keepalive())
-            self._fill_requests(conn)
-        if self._choker.due(now):
-            self._rechoke(now)
-        self.connect_more(now)
-        if (self.state == DOWNLOADING and not self.peers and not self.connecting
-                and self._announcer is not None
-                and not any(r.next_try <= now and not r.banned for r in self.known.values())):
+    def tick(self, now: float) -> None:
+        downloader = self.downloader
+        if downloader is not None and self.state == DOWNLOADING:
+            for conn in list(self.swarm.peers):
+                if not conn.closed:
+                    downloader.tick(conn, self._bits.get(conn), now)
+        if self.uploader.choker.due(now):
+            self.uploader.rechoke(self.swarm.peers, now)
+        self._connect_more(now)
+        if (self.state == DOWNLOADING and not self.swarm.peers and not self.swarm.dialling
+                and self._announcer is not None and not self.swarm.anyone_to_dial(now)):
             self._announcer.need_peers()  # every peer is gone: ask the trackers again
         if (self.storage.dirty and now - self._last_resume_save >= RESUME_SAVE_INTERVAL
                 and self.state in (DOWNLOADING, SEEDING)):
             self._last_resume_save = now
-            self.session.loop.run_in_executor(None, self._save_resume_quietly)
+            self.host.loop.run_in_executor(None, self._save_resume_quietly)
 
     def _save_resume_quietly(self) -> None:
         try:
@@ -603,74 +496,87 @@ class Torrent(Swarm):
         except Exception as exc:
             log.warning("%s: could not save resume state: %s", self.name, exc)
 
-    def _expire_requests(self, conn: PeerConnection, now: float) -> None:
-        outstanding = conn.outstanding
-        expired = []
-        for key, sent in outstanding.items():  # insertion order: oldest first
-            if now - sent < REQUEST_TIMEOUT:
-                break
-            expired.append(key)
-        for index, begin in expired:
-            length = min(wire.BLOCK_SIZE, self.info.piece_size(index) - begin)
-            conn.cancel_request(index, begin, length)
-            if self.picker is not None:
-                self.picker.request_dropped(conn, index, begin)
-
-    def _rechoke(self, now: float) -> None:
-        """BEP 3 choking (choker.py): reciprocate the best peers, rotate one optimistic slot."""
-        interested = [p for p in self.peers if p.peer_interested and p.handshaken and not p.closed]
-        if self.state == SEEDING:
-            unchoke = self._choker.rechoke(interested, lambda p: (p.up_rate,), now)
-        else:
-            unchoke = self._choker.rechoke(interested, lambda p: (p.down_rate, p.up_rate), now)
-        for conn in self.peers:
-            conn.set_choking(conn not in unchoke)
-
-    # -- status ------------------------------------------------------------------------------
+    # -- status ------------------------------------------------------------------------------------
 
     def peer_statuses(self) -> List[Dict[str, Any]]:
         """One row per connected peer, for `peers` in the shell."""
         rows = []
         n = self.info.num_pieces
-        for conn in self.peers:
-            # uTorrent/libtorrent-style flags: D/d downloading or want to, U/u uploading or
-            # they want to, E encrypted, I incoming, S snubbed.
-            flags = ""
-            if conn.am_interested:
-                flags += "d" if conn.peer_choking else "D"
-            if conn.peer_interested:
-                flags += "u" if conn.am_choking else "U"
-            if getattr(conn, "encrypted", False):
-                flags += "E"
-            if conn.incoming:
-                flags += "I"
-            if conn.snubbed:
-                flags += "S"
-            host, port = conn.address or ("?", 0)
-            rows.append({
-                "address": f"{host}:{port}", "client": conn.client_name, "flags": flags,
-                "choked": conn.peer_choking, "choking": conn.am_choking,
-                "interested": conn.am_interested, "peer_interested": conn.peer_interested,
-                "encrypted": bool(getattr(conn, "encrypted", False)), "incoming": conn.incoming,
-                "down_rate": conn.down_rate, "up_rate": conn.up_rate,
-                "downloaded": conn.downloaded, "uploaded": conn.uploaded,
-                "progress": (conn.bits.count / n) if conn.bits is not None and n else 0.0,
-            })
+        downloader = self.downloader
+        for conn in self.swarm.peers:
+            bits = self._bits.get(conn)
+            snubbed = downloader is not None and downloader.snubbed(conn)
+            rows.append(peer_row(conn, (bits.count / n) if bits is not None and n else 0.0,
+                                 snubbed))
         rows.sort(key=lambda r: (-r["down_rate"], -r["up_rate"], r["address"]))
         return rows
 
     def status(self) -> Dict[str, Any]:
-        down = sum(p.down_rate for p in self.peers)
-        up = sum(p.up_rate for p in self.peers)
+        peers = self.swarm.peers
+        down = sum(p.down_rate for p in peers)
+        up = sum(p.up_rate for p in peers)
         total = self.info.length
-        have = total - self.left
+        left = self.left
+        have = total - left
         return {
             "name": self.name, "info_hash": self.info_hash.hex(), "state": self.state,
             "size": total, "have": have, "progress": have / total if total else 1.0,
             "down_rate": down, "up_rate": up, "downloaded": self.downloaded,
-            "uploaded": self.uploaded, "peers": len(self.peers),
-            "seeds": sum(1 for p in self.peers if p.is_seed),
-            "eta": (self.left / down) if down > 0 and self.left else None,
+            "uploaded": self.uploaded, "peers": len(peers),
+            "seeds": sum(1 for p in peers if self._is_seed(p)),
+            "eta": (left / down) if down > 0 and left else None,
             "error": self.error,
+            **discovery_status(self._announcer, self.swarm),
         }
 
+
+def discovery_status(announcer: Optional[Announcer], swarm: Swarm) -> Dict[str, Any]:
+    """Where peers come from, for a front end that explains a torrent with none: each tracker's
+    last answer, how many addresses are known, and which were dialled in vain."""
+    trackers = []
+    if announcer is not None:
+        for status in announcer.status():
+            trackers.append({"url": status.url, "error": status.last_error,
+                             "peers": status.peers})
+    failed = [f"{h}:{p}" for (h, p), r in swarm.known.items()
+              if r.failures and not r.connected and not r.banned]
+    return {"trackers": trackers, "known": len(swarm.known),
+            "failed": failed[:STATUS_FAILED_ADDRESSES]}
+
+
+def peer_row(conn: Any, progress: float, snubbed: bool) -> Dict[str, Any]:
+    """A connection as a status row. Flags as uTorrent and libtorrent show them: D/d downloading
+    or want to, U/u uploading or they want to, E encrypted, I incoming, S snubbed."""
+    flags = ""
+    if conn.am_interested:
+        flags += "d" if conn.peer_choking else "D"
+    if conn.peer_interested:
+        flags += "u" if conn.am_choking else "U"
+    if conn.encrypted:
+        flags += "E"
+    if conn.incoming:
+        flags += "I"
+    if snubbed:
+        flags += "S"
+    host, port = conn.address
+    return {
+        "address": f"{host}:{port}", "client": conn.client_name, "flags": flags,
+        "choked": conn.peer_choking, "choking": conn.am_choking,
+        "interested": conn.am_interested, "peer_interested": conn.peer_interested,
+        "encrypted": conn.encrypted, "incoming": conn.incoming,
+        "down_rate": conn.down_rate, "up_rate": conn.up_rate,
+        "downloaded": conn.downloaded, "uploaded": conn.uploaded, "progress": progress,
+    }
+
+
+_MESSAGES: Dict[type, Callable[[Torrent, Any, Any], None]] = {
+    wire.Bitfield: Torrent._on_bitfield,
+    wire.Have: Torrent._on_have,
+    wire.Choke: Torrent._on_choke,
+    # An unchoke needs no handler: the refill runs once the whole batch is handled.
+    wire.Interested: Torrent._on_interest,
+    wire.NotInterested: Torrent._on_interest,
+    wire.Request: Torrent._on_request,
+    wire.Cancel: Torrent._on_cancel,
+    wire.Extended: Torrent._on_extended,
+}

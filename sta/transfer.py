@@ -134,8 +134,7 @@ async def add_torrent(session: Session, meta: Any, folder: str, *, seed_only: bo
             return stand_in  # type: ignore[return-value]
         meta = saved  # fetched by an earlier run: no need to fetch it again
     storage = FileStorage(meta.info, folder, readonly=seed_only)
-    torrent = Torrent(session, meta, storage)
-    torrent.super_seed = super_seed
+    torrent = Torrent(session, meta, storage, super_seed=super_seed)
     await session.add(torrent, recheck=recheck)
     torrent.add_peers(list(peers), "command line")
     return torrent

@@ -346,8 +346,7 @@ class Engine:
         await session.start()
         self.sessions.append(session)
         storage = FileStorage(meta.info, folder, readonly=readonly)
-        torrent = Torrent(session, meta, storage)
-        torrent.super_seed = super_seed
+        torrent = Torrent(session, meta, storage, super_seed=super_seed)
         await session.add(torrent)
         return torrent
 
@@ -427,7 +426,7 @@ class Engine:
 # ---------------------------------------------------------------------------- peers by hand
 
 def listen_address(torrent: Torrent) -> Tuple[str, int]:
-    return ("127.0.0.1", torrent.session.listen_port)
+    return ("127.0.0.1", torrent.host.listen_port)
 
 
 class RawPeer:

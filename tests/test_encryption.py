@@ -307,7 +307,7 @@ class RelayTests(unittest.TestCase):
     def transfer_through(self, relay_factory: Callable[[int], Relay], encryption: str
                          ) -> Tuple[Relay, Torrent, Torrent]:
         seed = start_node(self.engine, self.meta, self.data_dir, encryption, readonly=True)
-        relay = relay_factory(seed.session.listen_port)
+        relay = relay_factory(seed.host.listen_port)
         down = start_node(self.engine, self.meta, self.out, encryption,
                           peers=(("127.0.0.1", relay.port),))
         return relay, seed, down

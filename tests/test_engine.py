@@ -14,7 +14,7 @@ import signal
 import sys
 import unittest
 
-from sta import torrent as torrent_mod
+from sta import smartban
 from sta import wire
 from tests import enginekit as kit
 from tests.enginekit import WAIT
@@ -233,14 +233,14 @@ class SwarmTests(unittest.TestCase):
         self.engine.wait_done([down])
 
         self.assertEqual(self.downloaded(out), content)
-        self.engine.wait_until(lambda: down.known[liar_address].banned,
+        self.engine.wait_until(lambda: down.swarm.known[liar_address].banned,
                                "the lying peer is banned", timeout=10)
-        failures = self.engine.call(lambda: down.known[liar_address].hash_failures)
-        self.assertGreaterEqual(failures, torrent_mod.MAX_HASH_FAILURES)
+        failures = self.engine.call(lambda: down.strikes(liar_address))
+        self.assertGreaterEqual(failures, smartban.MAX_HASH_FAILURES)
         self.assertEqual(liar.handshakes, 1, "a banned peer must not be connected again")
-        honest_record = self.engine.call(lambda: down.known[kit.listen_address(honest)])
+        honest_record = self.engine.call(lambda: down.swarm.known[kit.listen_address(honest)])
         self.assertFalse(honest_record.banned)
-        self.assertEqual(honest_record.hash_failures, 0)
+        self.assertEqual(self.engine.call(lambda: down.strikes(kit.listen_address(honest))), 0)
 
     def test_pieces_mixing_good_and_corrupt_blocks_do_not_ban_the_honest_seed(self):
         # Four blocks per piece. The liar sends a wrong first block of each piece it is asked
@@ -258,17 +258,18 @@ class SwarmTests(unittest.TestCase):
         self.engine.add_peers(down, [honest_address])
 
         def done_or_honest_banned():
-            record = down.known.get(honest_address)
+            record = down.swarm.known.get(honest_address)
             return down.done.is_set() or (record is not None and record.banned)
         self.engine.wait_until(done_or_honest_banned, "download complete")
 
-        honest_record = self.engine.call(lambda: down.known[honest_address])
+        honest_record = self.engine.call(lambda: down.swarm.known[honest_address])
         self.assertFalse(honest_record.banned,
                          "honest seed banned after %d failed pieces it shared with the liar:\n%s"
-                         % (honest_record.hash_failures, self.engine.log.tail()))
+                         % (self.engine.call(lambda: down.strikes(honest_address)),
+                            self.engine.log.tail()))
         self.engine.wait_done([down])
         self.assertEqual(self.downloaded(out), content)
-        self.engine.wait_until(lambda: down.known[("127.0.0.1", liar.port)].banned,
+        self.engine.wait_until(lambda: down.swarm.known[("127.0.0.1", liar.port)].banned,
                                "the liar is banned once its blocks are told apart", timeout=10)
 
 
@@ -290,7 +291,7 @@ class ServingRulesTests(unittest.TestCase):
             f.write(b"spoiled")
         self.engine = kit.Engine(self)
         self.seed = self.engine.node(self.meta, data)
-        self.port = self.seed.session.listen_port
+        self.port = self.seed.host.listen_port
 
     def connect(self):
         """A raw peer past the handshake, interested and unchoked; returns it and the seed's bits."""

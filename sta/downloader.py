@@ -1,0 +1,283 @@
+"""Downloading for one torrent: requests in flight, endgame, blocks in, pieces verified.
+
+The picker (picker.py) decides which blocks to ask whom; this module keeps, per peer, the
+requests in flight with the time each was sent, sizes each peer's pipeline to its rate, snubs
+peers that stop sending, and expires lost requests. Arriving blocks are gathered per piece in
+memory (blockcache.WriteBuffers) and each whole piece is hashed and written in the host's
+thread pool; data that fails the hash never reaches the disk. Who sent which block is recorded
+in one place, the smart ban (smartban.py), which names liars once a failed piece passes.
+
+The torrent owns the peers' bitfields and passes them in; the downloader reports verdicts
+through callbacks and reads the time from its caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from functools import partial
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
+
+from .bitfield import Bitfield
+from .blockcache import WriteBuffers, verify_and_write, verify_stored
+from .picker import BLOCK_SIZE, PiecePicker
+from .smartban import SmartBan
+
+log = logging.getLogger(__name__)
+
+# Requests we keep in flight to one peer, at most: 128 x 16 KiB = 2 MiB, several milliseconds
+# at loopback speed and a full round trip on any LAN (measured on loopback: as fast as 500);
+# within what every major client accepts (libtorrent 2000, Transmission 512) and clamped
+# further by the peer's own `reqq`. Deeper would only add to what a crash throws away: requests
+# in flight are lost with it (a kill -9 test measures that share).
+MAX_OUTSTANDING_REQUESTS = 128
+MIN_OUTSTANDING_REQUESTS = 16
+# Seconds of transfer the request pipeline should cover at the peer's current rate (libtorrent's
+# request_queue_time is 3 s).
+REQUEST_QUEUE_SECONDS = 3.0
+# A peer that sends nothing we asked for in this long is snubbed: its requests go back to the
+# pool for others and it keeps a single request in flight (libtorrent: 60 s; a lab LAN is fast,
+# so we give up sooner).
+SNUB_TIMEOUT = 20.0
+# One request unanswered this long while other blocks arrive was lost or dropped by the peer.
+REQUEST_TIMEOUT = 40.0
+# Requests in flight per peer in endgame mode: a peer asks for a block someone else is already
+# sending only once it has nothing else to do, one at a time (libtorrent's strict end game mode),
+# so the end of a download costs little more than the data.
+ENDGAME_QUEUE = 1
+# A rate that grows by less than this factor in a second ends the pipeline's slow start.
+SLOW_START_GROWTH = 1.1
+
+Address = Tuple[str, int]
+
+
+class _Fetch:
+    """One peer's requests in flight and pipeline size."""
+    __slots__ = ("outstanding", "target", "slow_start", "snubbed", "last_block", "last_rate")
+
+    def __init__(self, now: float) -> None:
+        self.outstanding: Dict[Tuple[int, int], float] = {}   # (index, begin) -> sent at
+        self.target = MIN_OUTSTANDING_REQUESTS
+        # Slow start, as in TCP: each block that arrives adds one request to the pipeline, so it
+        # doubles every round trip until the rate stops growing; then the rate sizes it.
+        self.slow_start = True
+        self.snubbed = False
+        self.last_block = now
+        self.last_rate = 0.0
+
+
+class Downloader:
+    """``run_in_pool(call)`` runs a blocking call in the host's hashing threads and returns an
+    asyncio future; ``on_verified(index)`` and ``on_error(exc)`` report to the torrent;
+    ``on_strike(address, reason)`` names a peer proven to have sent bad data."""
+
+    def __init__(self, name: str, info: Any, storage: Any, picker: PiecePicker, *,
+                 run_in_pool: Callable[[Callable[[], Any]], "asyncio.Future[Any]"],
+                 on_verified: Callable[[int], None], on_error: Callable[[Exception], None],
+                 on_strike: Callable[[Address, str], None]) -> None:
+        self.name = name
+        self.info = info
+        self.storage = storage
+        self.picker = picker
+        self.smart_ban = SmartBan()
+        self._run_in_pool = run_in_pool
+        self._on_verified = on_verified
+        self._on_error = on_error
+        self._on_strike = on_strike
+        self._fetches: Dict[Any, _Fetch] = {}
+        self._buffers = WriteBuffers(info.piece_size)
+        self._hashing: Set["asyncio.Future[Any]"] = set()
+        self.active = True       # False once the torrent stops downloading
+        self.downloaded = 0      # payload bytes received
+        self.wasted = 0          # duplicates, unrequested blocks, failed pieces
+        self.contributions: Dict[Address, int] = {}
+
+    # -- peers ------------------------------------------------------------------------------------
+
+    def peer_joined(self, conn: Any, now: float) -> None:
+        self._fetches[conn] = _Fetch(now)
+
+    def peer_left(self, conn: Any) -> None:
+        self.picker.requests_dropped(conn)
+        self._fetches.pop(conn, None)
+
+    def choked(self, conn: Any) -> None:
+        """Without the fast extension a choke drops every request we had queued with the peer."""
+        self.picker.requests_dropped(conn)
+        fetch = self._fetches.get(conn)
+        if fetch is not None:
+            fetch.outstanding.clear()
+
+    def snubbed(self, conn: Any) -> bool:
+        fetch = self._fetches.get(conn)
+        return fetch is not None and fetch.snubbed
+
+    def in_flight(self, conn: Any) -> int:
+        fetch = self._fetches.get(conn)
+        return len(fetch.outstanding) if fetch is not None else 0
+
+    # -- requests out -------------------------------------------------------------------------------
+
+    def fill(self, conn: Any, bits: Optional[Bitfield], now: float) -> None:
+        """Top up the peer's pipeline, in batches of a quarter of it: one picker call and one
+        write for dozens of requests instead of one per arriving block."""
+        fetch = self._fetches.get(conn)
+        if (fetch is None or bits is None or conn.peer_choking or not conn.am_interested
+                or conn.closed or not self.active):
+            return
+        target = 1 if fetch.snubbed else fetch.target
+        picker = self.picker
+        if picker.endgame:
+            # Every missing block is already asked of someone: a peer takes a duplicate only
+            # when it is about to run dry, so the end of a download does not fetch it twice.
+            target = min(target, ENDGAME_QUEUE)
+        outstanding = fetch.outstanding
+        room = target - len(outstanding)
+        if room <= 0 or (outstanding and room < target // 4):
+            return
+        blocks = picker.next_requests(conn, bits, room)
+        if blocks:
+            for index, begin, _length in blocks:
+                outstanding[(index, begin)] = now
+            conn.send_requests(blocks)
+        elif not outstanding and not picker.interesting(bits):
+            conn.set_interested(False)
+
+    # -- blocks in ------------------------------------------------------------------------------------
+
+    def block(self, conn: Any, index: int, begin: int, block: Any) -> None:
+        fetch = self._fetches.get(conn)
+        size = len(block)
+        if fetch is None or not self.active:
+            self.wasted += size
+            return
+        fetch.outstanding.pop((index, begin), None)
+        info = self.info
+        if (not 0 <= index < info.num_pieces or begin % BLOCK_SIZE
+                or size != min(BLOCK_SIZE, info.piece_size(index) - begin)):
+            conn.close(f"block of {size} bytes at piece {index} offset {begin} does not fit")
+            return
+        self.downloaded += size
+        fetch.snubbed = False
+        fetch.last_block = conn.last_received
+        if fetch.slow_start and fetch.target < self._limit(conn):
+            fetch.target += 1
+        wanted, piece_done, cancels = self.picker.block_received(conn, index, begin)
+        if not wanted:
+            self.wasted += size
+            return
+        address = conn.address
+        self.contributions[address] = self.contributions.get(address, 0) + size
+        self.smart_ban.block_from(index, begin, address)
+        if not self._buffers.store(index, begin, block):
+            try:
+                self.storage.write_block(index, begin, block)
+            except Exception as exc:
+                self._on_error(exc)
+                return
+        for other, c_index, c_begin, c_length in cancels:
+            other_fetch = self._fetches.get(other)
+            if other_fetch is not None and other_fetch.outstanding.pop((c_index, c_begin),
+                                                                       None) is not None:
+                other.send_cancel(c_index, c_begin, c_length)
+        if piece_done:
+            self._verify(index)
+
+    @staticmethod
+    def _limit(conn: Any) -> int:
+        return min(MAX_OUTSTANDING_REQUESTS, conn.extensions.reqq)
+
+    # -- verification ---------------------------------------------------------------------------------
+
+    def _verify(self, index: int) -> None:
+        """Hash a whole piece off the loop (and write it, when it was assembled in memory)."""
+        data = self._buffers.take(index)
+        suspect = self.smart_ban.suspect(index)
+        if data is not None:
+            call = partial(verify_and_write, self.storage, index, self.info.piece_hash(index),
+                           data, BLOCK_SIZE, suspect)
+        else:
+            call = partial(verify_stored, self.storage, index, self.info.piece_size(index),
+                           BLOCK_SIZE, suspect)
+        future = self._run_in_pool(call)
+        self._hashing.add(future)
+        if data is not None:
+            size = len(data)
+            future.add_done_callback(lambda _: self._buffers.release(size))
+        future.add_done_callback(partial(self._verified, index))
+
+    def _verified(self, index: int, future: "asyncio.Future[Tuple[bool, Any]]") -> None:
+        self._hashing.discard(future)
+        error = future.exception()  # always retrieved, even when the torrent has stopped
+        if error is not None:
+            self.smart_ban.piece_dropped(index)
+            self._on_error(error)
+            return
+        ok, digests = future.result()
+        if ok:
+            # Recorded even after the torrent stopped: the piece is on disk and verified, so
+            # the resume state must say so.
+            self.picker.piece_verified(index)
+            self.storage.mark_verified(index)
+            for address in self.smart_ban.piece_passed(index, digests):
+                self._strike(address, f"sent corrupt blocks of piece {index}")
+            self._on_verified(index)
+            return
+        if not self.active:
+            self.smart_ban.piece_dropped(index)
+            return
+        self.picker.piece_failed(index)
+        self.wasted += self.info.piece_size(index)
+        sources, alone = self.smart_ban.piece_failed(index, digests)
+        log.warning("%s: piece %d failed the hash check (blocks from %s)", self.name, index,
+                    ", ".join(f"{h}:{p}" for h, p in sorted(sources)) or "?")
+        if alone is not None:
+            self._strike(alone, f"piece {index} it alone sent failed the hash check")
+
+    def _strike(self, address: Address, reason: str) -> None:
+        self.smart_ban.strike(address)
+        self._on_strike(address, reason)
+
+    async def settle(self, timeout: float) -> None:
+        """Wait for pieces being hashed and written, so they are recorded before a save."""
+        if self._hashing:
+            await asyncio.wait(list(self._hashing), timeout=timeout)
+
+    # -- timers ---------------------------------------------------------------------------------------
+
+    def tick(self, conn: Any, bits: Optional[Bitfield], now: float) -> None:
+        """Once a second per peer: pipeline size, snubbing, lost requests, refill."""
+        fetch = self._fetches.get(conn)
+        if fetch is None:
+            return
+        rate = conn.down_rate
+        if fetch.slow_start and conn.downloaded and rate < fetch.last_rate * SLOW_START_GROWTH:
+            fetch.slow_start = False
+        fetch.last_rate = rate
+        # Size the request pipeline for REQUEST_QUEUE_SECONDS at the current rate.
+        wanted = int(rate * REQUEST_QUEUE_SECONDS / BLOCK_SIZE)
+        fetch.target = max(MIN_OUTSTANDING_REQUESTS,
+                           min(self._limit(conn), max(wanted, fetch.target)))
+        if fetch.outstanding:
+            if now - fetch.last_block > SNUB_TIMEOUT and not fetch.snubbed:
+                fetch.snubbed = True
+                log.info("%s: %r snubbed: no data for %.0f s", self.name, conn, SNUB_TIMEOUT)
+                self.picker.requests_dropped(conn)
+                fetch.outstanding.clear()
+            else:
+                self._expire(conn, fetch, now)
+        self.fill(conn, bits, now)
+
+    def _expire(self, conn: Any, fetch: _Fetch, now: float) -> None:
+        expired: List[Tuple[int, int]] = []
+        for key, sent in fetch.outstanding.items():  # insertion order: oldest first
+            if now - sent < REQUEST_TIMEOUT:
+                break
+            expired.append(key)
+        for index, begin in expired:
+            del fetch.outstanding[(index, begin)]
+            conn.send_cancel(index, begin, min(BLOCK_SIZE, self.info.piece_size(index) - begin))
+            self.picker.request_dropped(conn, index, begin)
+
+    def stop(self) -> None:
+        self.active = False
