@@ -152,25 +152,8 @@ def _get_once(target: str, timeout: float, deadline: Optional[float], max_size: 
         conn.endheaders()
         _set_remaining(conn, request_deadline)
         resp = conn.getresponse()
-        if resp.length is not None and resp.length > max_size:
-            raise HTTPGetError(f"answer of {resp.length} bytes exceeds the {max_size}-byte "
-                               "limit", TOO_LARGE, size=resp.length, limit=max_size)
-        chunks: List[bytes] = []
-        size = 0
-        while True:
-            _set_remaining(conn, request_deadline)
-            # read1: one receive per call, so a server dripping bytes still meets the deadline.
-            chunk = resp.read1(min(READ_CHUNK, max_size + 1 - size))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-            if size > max_size:
-                raise HTTPGetError(f"answer exceeds the {max_size}-byte limit", TOO_LARGE,
-                                   limit=max_size)
-        if resp.length:
-            raise HTTPGetError(f"answer cut short, {resp.length} bytes missing", CUT_SHORT)
-        return resp.status, resp.reason, resp.getheader("Location"), b"".join(chunks)
+        body = _read_body(conn, resp, request_deadline, max_size)
+        return resp.status, resp.reason, resp.getheader("Location"), body
     except HTTPGetError:
         raise
     except socket.timeout:
@@ -188,6 +171,30 @@ def _get_once(target: str, timeout: float, deadline: Optional[float], max_size: 
             resp.close()  # its file object holds the socket open until closed
         if conn is not None:
             conn.close()
+
+
+def _read_body(conn: http.client.HTTPConnection, resp: http.client.HTTPResponse,
+               deadline: float, max_size: int) -> bytes:
+    """The answer's body, within the deadline and the size limit."""
+    if resp.length is not None and resp.length > max_size:
+        raise HTTPGetError(f"answer of {resp.length} bytes exceeds the {max_size}-byte "
+                           "limit", TOO_LARGE, size=resp.length, limit=max_size)
+    chunks: List[bytes] = []
+    size = 0
+    while True:
+        _set_remaining(conn, deadline)
+        # read1: one receive per call, so a server dripping bytes still meets the deadline.
+        chunk = resp.read1(min(READ_CHUNK, max_size + 1 - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > max_size:
+            raise HTTPGetError(f"answer exceeds the {max_size}-byte limit", TOO_LARGE,
+                               limit=max_size)
+    if resp.length:
+        raise HTTPGetError(f"answer cut short, {resp.length} bytes missing", CUT_SHORT)
+    return b"".join(chunks)
 
 
 def _set_remaining(conn: http.client.HTTPConnection, deadline: float) -> None:

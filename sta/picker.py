@@ -20,8 +20,8 @@ Why it is cheap per block (budget: well under 10 microseconds per 16 KiB block):
 - an outstanding request is an int key (index * blocks_per_piece + block) in a per-peer set, so
   requests_dropped(peer) touches only that peer's requests.
 
-Beyond the first API sketch: piece_failed() returns the piece's contributors (it clears them);
-wants(index) is an O(1) "does a have for this piece make the peer interesting?"; a block is
+Who sent which block is not kept here: the engine's smart ban (smartban.py) records it, in one
+place. wants(index) is an O(1) "does a have for this piece make the peer interesting?"; a block is
 accepted only if it was requested from some peer at some point (a late block after a timeout
 counts), so unsolicited data is refused as libtorrent does.
 """
@@ -64,7 +64,7 @@ class _Piece:
     """Download state of one started piece."""
 
     __slots__ = ("index", "seq", "size", "nblocks", "cursor", "returned", "holders", "got", "ngot",
-                 "dups", "contrib")
+                 "dups")
 
     def __init__(self, index: int, seq: int, size: int, nblocks: int) -> None:
         self.index = index
@@ -77,7 +77,6 @@ class _Piece:
         self.got = bytearray(nblocks)    # 1 once the block arrived
         self.ngot = 0
         self.dups = None                 # type: Optional[Dict[int, List[Peer]]]  # endgame extras
-        self.contrib = set()             # type: Set[Peer]  # peers that delivered blocks
 
 
 def _has_unrequested(ps: _Piece) -> bool:
@@ -359,7 +358,6 @@ class PiecePicker:
             reqs.discard(key)
         ps.got[b] = 1
         ps.ngot += 1
-        ps.contrib.add(peer)
         holders = ps.holders
         holder = holders[b]
         holders[b] = None
@@ -463,14 +461,11 @@ class PiecePicker:
         self._have.set(index)
         self._need = None
 
-    def piece_failed(self, index: int) -> Set[Peer]:
-        """The piece failed its hash check: all its blocks will be fetched again.
-
-        Returns the peers that delivered its blocks (the same as ``contributors`` before).
-        """
+    def piece_failed(self, index: int) -> None:
+        """The piece failed its hash check: all its blocks will be fetched again."""
         self._check_index(index)
         if self._st[index] != _ACTIVE:
-            return set()
+            return
         ps = self._active.pop(index)
         self._open.pop(index, None)
         self._forget_requests(ps)
@@ -479,12 +474,6 @@ class PiecePicker:
             self._st[index] = _FRESH
         else:
             self._st[index] = _UNWANTED
-        return ps.contrib
-
-    def contributors(self, index: int) -> Set[Peer]:
-        """Peers that delivered blocks of the in-progress piece ``index`` (a copy)."""
-        ps = self._active.get(index)
-        return set(ps.contrib) if ps is not None else set()
 
     def _forget_requests(self, ps: _Piece) -> None:
         """Drop the outstanding-request records of a piece that leaves the download."""
