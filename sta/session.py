@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Awaitable, Dict, List, Optional, Protocol, Set, Tuple
 
 from . import __version__, peerlink, tls
+from .connlimits import ConnectionLimits
 from .peer import PeerConnection, PeerOwner
 from .transport import TcpStream
 
@@ -29,9 +30,6 @@ log = logging.getLogger(__name__)
 # Outgoing TCP connects give up after this long (libtorrent's peer_connect_timeout is 15 s; a
 # lab subnet answers in milliseconds or not at all).
 CONNECT_TIMEOUT = 10.0
-# Connections for the whole session, in and out: the 1,000 peers a large lab swarm may bring,
-# with headroom, while staying under the 1,024 descriptors a default Unix limit allows.
-MAX_CONNECTIONS = 1000
 TICK_INTERVAL = 1.0
 # When the asked-for port is taken, try the next few (libtorrent's max_retry_port_bind is 10).
 PORT_RETRIES = 10
@@ -97,6 +95,7 @@ class Session:
         self.listen_port = 0
         self.torrents: Dict[bytes, Any] = {}
         self.connections: Set[PeerConnection] = set()
+        self.limits = ConnectionLimits()
         self.hash_pool = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2),
                                             thread_name_prefix="sta-hash")
         self.started_at = time.monotonic()
@@ -203,12 +202,17 @@ class Session:
         return None
 
     def connection_opened(self, conn: PeerConnection) -> bool:
-        if len(self.connections) >= MAX_CONNECTIONS:
+        refusal, evict = self.limits.admit(conn, conn.address[0], conn.incoming)
+        if refusal is not None:
+            log.debug("refused %s:%d: %s", *conn.address, refusal)
             return False
+        if evict is not None:
+            evict.close("handshake slots are full; making room for a newer connection")
         self.connections.add(conn)
         return True
 
     def connection_joined(self, conn: PeerConnection) -> None:
+        self.limits.joined(conn)
         if conn.encrypted and not conn.incoming:
             self._modes.record(conn.address, "tls", time.monotonic())
 
@@ -226,6 +230,7 @@ class Session:
 
     def connection_closed(self, conn: PeerConnection) -> None:
         self.connections.discard(conn)
+        self.limits.closed(conn)
         mode = self._dial_modes.pop(conn, None)
         if conn.incoming or conn.joined or conn.owner is None or mode == "retrying":
             return
@@ -233,7 +238,7 @@ class Session:
 
     def dial(self, owner: Any, address: Tuple[str, int]) -> None:
         """Open an outgoing connection for ``owner`` (TorrentHost.dial)."""
-        if len(self.connections) >= MAX_CONNECTIONS or self._closed:
+        if not self.limits.may_dial(address[0]) or self._closed:
             owner.dial_failed(address)
             return
         mode = self._modes.first_attempt(self.encryption, address, time.monotonic())

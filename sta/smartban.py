@@ -6,7 +6,8 @@ its hash check:
 - if several did, each block's sender and SHA-1 digest are kept, and once the piece passes
   (fetched again), the blocks whose digest differs name the liars. An honest peer that shared a
   piece with a liar is never blamed.
-A peer is banned after MAX_HASH_FAILURES strikes. Pure bookkeeping: no I/O, no clock; the
+A host is banned after MAX_HASH_FAILURES strikes (counted per host: a reconnect from another
+port does not start a liar afresh). Pure bookkeeping: no I/O, no clock; the
 torrent hashes, and acts on what ``piece_failed`` and ``piece_passed`` return.
 """
 
@@ -27,7 +28,7 @@ class SmartBan:
     def __init__(self) -> None:
         self._origins: Dict[int, Dict[int, Address]] = {}
         self._suspects: Dict[int, Dict[int, Tuple[Address, bytes]]] = {}
-        self._strikes: Dict[Address, int] = {}
+        self._strikes: Dict[str, int] = {}
 
     def block_from(self, index: int, begin: int, address: Address) -> None:
         """The block at ``begin`` of piece ``index`` arrived from ``address``."""
@@ -67,10 +68,11 @@ class SmartBan:
         self._origins.pop(index, None)
 
     def strike(self, address: Address) -> int:
-        """One proven bad piece from ``address``; returns its strikes so far."""
-        count = self._strikes.get(address, 0) + 1
-        self._strikes[address] = count
+        """One proven bad piece from ``address``; returns its host's strikes so far."""
+        count = self._strikes.get(address[0], 0) + 1
+        self._strikes[address[0]] = count
         return count
 
-    def strikes(self) -> Dict[Address, int]:
-        return dict(self._strikes)
+    def strikes(self, address: Address) -> int:
+        """Proven bad pieces from ``address``'s host."""
+        return self._strikes.get(address[0], 0)

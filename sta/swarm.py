@@ -28,6 +28,10 @@ CONNECTS_PER_TICK = 30
 # (libtorrent's min_reconnect_time is 60 s): a lab peer that restarts is found again quickly.
 RECONNECT_BASE = 5.0
 RECONNECT_MAX = 60.0
+# Addresses remembered per torrent, from every source together (trackers, --peer, magnets, and
+# peer exchange): libtorrent's max_peerlist_size is 3,000; a lab swarm is far smaller, and the
+# bound keeps a lying tracker or peer from growing the list without end.
+MAX_KNOWN_PEERS = 2000
 
 Address = Tuple[str, int]
 
@@ -56,16 +60,23 @@ class Swarm:
         self.peers: Set[Any] = set()
         self.known: Dict[Address, PeerRecord] = {}
         self.banned_ids: Set[bytes] = set()
+        # Bans hold for a host, not a (host, port) pair: a banned peer that reconnects, or
+        # listens on another port, is still banned (libtorrent bans by IP too).
+        self.banned_hosts: Set[str] = set()
         self.dialling: Set[Address] = set()
 
     # -- addresses in ---------------------------------------------------------------------------
 
     def add_peers(self, addresses: Iterable[Address], source: str) -> int:
-        """Remember new addresses; returns how many were new."""
+        """Remember new addresses, up to MAX_KNOWN_PEERS; returns how many were new."""
         added = 0
+        known = self.known
         for address in addresses:
-            if address not in self.known and not self._is_self(address):
-                self.known[address] = PeerRecord(address, source)
+            if len(known) >= MAX_KNOWN_PEERS:
+                break
+            if (address not in known and address[0] not in self.banned_hosts
+                    and not self._is_self(address)):
+                known[address] = PeerRecord(address, source)
                 added += 1
         return added
 
@@ -85,6 +96,7 @@ class Swarm:
         """Adopt another swarm's addresses and bans (a magnet's stand-in becoming a torrent)."""
         self.known.update(other.known)
         self.banned_ids |= other.banned_ids
+        self.banned_hosts |= other.banned_hosts
         self.dialling |= other.dialling
 
     # -- dialling --------------------------------------------------------------------------------
@@ -135,7 +147,8 @@ class Swarm:
         if not conn.incoming:
             self.dialling.discard(conn.address)
         record = self.known.get(conn.address)
-        if (record is not None and record.banned) or conn.peer_id in self.banned_ids:
+        if ((record is not None and record.banned) or conn.peer_id in self.banned_ids
+                or conn.address[0] in self.banned_hosts):
             return "banned peer"
         if len(self.peers) >= MAX_PEERS_PER_TORRENT:
             return "too many peers"
@@ -170,13 +183,18 @@ class Swarm:
             record.seed = True
 
     def ban(self, address: Address, peer_id: Optional[bytes], reason: str) -> None:
-        """Never talk to this peer again in this session (its address and its peer id: its
-        connections back to us come from other ports)."""
+        """Never talk to this peer again in this session: its host, whatever the port, and its
+        peer id."""
+        host = address[0]
+        self.banned_hosts.add(host)
         self.record(address).banned = True
+        for other, record in self.known.items():
+            if other[0] == host:
+                record.banned = True
         if peer_id:
             self.banned_ids.add(peer_id)
         for conn in list(self.peers):
-            if conn.address == address or (peer_id and conn.peer_id == peer_id):
+            if conn.address[0] == host or (peer_id and conn.peer_id == peer_id):
                 conn.close(reason)
 
     def close_all(self, reason: str) -> None:

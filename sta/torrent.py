@@ -275,7 +275,7 @@ class Torrent:
         """Pieces proven bad that ``address`` sent."""
         if self.downloader is None:
             return 0
-        return self.downloader.smart_ban.strikes().get(address, 0)
+        return self.downloader.smart_ban.strikes(address)
 
     def _strike(self, address: Address, reason: str) -> None:
         """One proven bad piece from ``address``; ban it after MAX_HASH_FAILURES."""

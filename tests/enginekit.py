@@ -518,16 +518,36 @@ def full_bitfield(num_pieces: int) -> bytes:
     return bytes(bits)
 
 
+# A second loopback address for peers that get banned: bans hold for a whole host, so a liar on
+# 127.0.0.1 would take every honest peer of the test down with it.
+LIAR_HOST = "127.0.0.2"
+
+
+def liar_host(test: Any) -> str:
+    """LIAR_HOST, or skip the test where it cannot be bound (macOS configures only 127.0.0.1)."""
+    probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        probe.bind((LIAR_HOST, 0))
+    except OSError as exc:
+        test.skipTest("a liar needs its own loopback address and %s cannot be bound here (%s)"
+                      % (LIAR_HOST, exc))
+    finally:
+        probe.close()
+    return LIAR_HOST
+
+
 class LoopbackServer:
-    """A listening socket on 127.0.0.1 that serves each connection in its own thread.
+    """A listening socket on 127.0.0.1 (or ``host``) that serves each connection in its own
+    thread.
 
     Subclasses define `_serve(conn)`; .connections counts accepted connections. Stopped by the
     test's cleanup (close).
     """
 
-    def __init__(self, test: Any, name: Optional[str] = None) -> None:
+    def __init__(self, test: Any, name: Optional[str] = None, host: str = "127.0.0.1") -> None:
+        self.host = host
         self.server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.server.bind(("127.0.0.1", 0))
+        self.server.bind((host, 0))
         self.server.listen(8)
         self.server.settimeout(SOCKET_POLL)
         self.port = self.server.getsockname()[1]
@@ -566,7 +586,8 @@ class LoopbackServer:
 
 
 class LyingSeed(LoopbackServer):
-    """A peer on 127.0.0.1 that claims every piece and answers requests with wrong bytes.
+    """A peer on its own loopback address (liar_host) that claims every piece and answers
+    requests with wrong bytes.
 
     It serves every connection made to it until closed; .connections counts TCP connections,
     .handshakes those that got as far as a BitTorrent handshake (a TLS attempt does not).
@@ -586,7 +607,7 @@ class LyingSeed(LoopbackServer):
         self.info_hash = meta.info_hash
         self.handshakes = 0
         self.blocks_sent = 0
-        super().__init__(test, name="liar")
+        super().__init__(test, name="liar", host=liar_host(test))
 
     def _serve(self, conn: socket.socket) -> None:
         conn.settimeout(SOCKET_POLL)

@@ -259,6 +259,8 @@ class FakePeer:
     def __init__(self, test: Any, info: metainfo.Info, mode: str) -> None:
         if mode not in ("liar", "staller", "dropper"):
             raise ValueError(mode)
+        # A liar is banned with its whole host: it gets a loopback address of its own.
+        self.host = enginekit.liar_host(test) if mode == "liar" else "127.0.0.1"
         self.info = info
         self.mode = mode
         self.peer_id = b"-FK0001-" + os.urandom(6).hex().encode()
@@ -270,7 +272,7 @@ class FakePeer:
         self._stop = threading.Event()
         self._server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._server.bind(("127.0.0.1", 0))
+        self._server.bind((self.host, 0))
         self._server.listen(16)
         self._server.settimeout(SOCKET_POLL)
         self.port = self._server.getsockname()[1]
@@ -282,7 +284,7 @@ class FakePeer:
 
     @property
     def address(self) -> str:
-        return "127.0.0.1:%d" % self.port
+        return "%s:%d" % (self.host, self.port)
 
     def close(self) -> None:
         self._stop.set()

@@ -223,7 +223,7 @@ class SwarmTests(unittest.TestCase):
         liar = kit.LyingSeed(self, meta)
         honest = self.engine.node(meta, data, readonly=True)
         out = os.path.join(self.tmp, "out")
-        liar_address = ("127.0.0.1", liar.port)
+        liar_address = (liar.host, liar.port)
         down = self.engine.node(meta, out, peers=[liar_address])
         # The honest seed joins once the liar has answered: from then on both serve, and the
         # honest one cannot finish the whole download before the liar's first answer arrives.
@@ -253,7 +253,7 @@ class SwarmTests(unittest.TestCase):
         honest = self.engine.node(meta, data, readonly=True)
         honest_address = kit.listen_address(honest)
         out = os.path.join(self.tmp, "out")
-        down = self.engine.node(meta, out, peers=[("127.0.0.1", liar.port)])
+        down = self.engine.node(meta, out, peers=[(liar.host, liar.port)])
         kit.wait_for(lambda: liar.blocks_sent > 0, "the liar is asked for data")
         self.engine.add_peers(down, [honest_address])
 
@@ -269,7 +269,7 @@ class SwarmTests(unittest.TestCase):
                             self.engine.log.tail()))
         self.engine.wait_done([down])
         self.assertEqual(self.downloaded(out), content)
-        self.engine.wait_until(lambda: down.swarm.known[("127.0.0.1", liar.port)].banned,
+        self.engine.wait_until(lambda: down.swarm.known[(liar.host, liar.port)].banned,
                                "the liar is banned once its blocks are told apart", timeout=10)
 
 

@@ -210,7 +210,8 @@ class MagnetSourceTests(MagnetCase):
 
 
 class CorruptMetadataPeer(kit.LoopbackServer):
-    """A peer on 127.0.0.1 that offers ut_metadata with the right metadata_size and answers every
+    """A peer on its own loopback address (liars are banned with their whole host) that offers
+    ut_metadata with the right metadata_size and answers every
     request with bytes of the right length that are not the info dictionary's.
 
     It speaks only plain BitTorrent: a TLS ClientHello fails its handshake check and the
@@ -225,7 +226,7 @@ class CorruptMetadataPeer(kit.LoopbackServer):
         self.pieces_sent = 0
         self.closed_after_lying = 0
         self.lied = threading.Event()
-        super().__init__(test)
+        super().__init__(test, host=kit.liar_host(test))
 
     def _wrong_piece(self, index: int) -> bytes:
         piece = self.info_raw[index * wire.METADATA_PIECE_SIZE:
@@ -323,7 +324,7 @@ class CorruptMetadataTests(MagnetCase):
         _, seed_port = self.start_seed(data, torrent)
         liar = CorruptMetadataPeer(self, meta.info)
         honest = GatedProxy(self, seed_port, liar.lied)
-        link = hand_magnet(meta.info_hash, x_pe=["127.0.0.1:%d" % liar.port,
+        link = hand_magnet(meta.info_hash, x_pe=["%s:%d" % (liar.host, liar.port),
                                                  "127.0.0.1:%d" % honest.port])
         out = os.path.join(self.tmp, "out")
         log = os.path.join(self.tmp, "down.log")
@@ -337,7 +338,7 @@ class CorruptMetadataTests(MagnetCase):
         with open(log, encoding="utf-8") as f:
             text = f.read()
         dropped = [line for line in text.splitlines()
-                   if "dropping <peer 127.0.0.1:%d>" % liar.port in line]
+                   if "dropping <peer %s:%d>" % (liar.host, liar.port) in line]
         self.assertTrue(dropped, "the liar was not dropped; log:\n" + text[-4000:])
         self.assertIn("metadata", dropped[0])
         kit.wait_for(lambda: liar.closed_after_lying >= 1, "the downloader hangs up on the liar",

@@ -1,0 +1,107 @@
+"""How many peer connections a node takes, and from whom: a policy with no sockets and no clock.
+
+One host must not be able to fill a node with connections that never do anything. So:
+- every connection counts against MAX_CONNECTIONS, but incoming ones only up to
+  MAX_CONNECTIONS - OUTGOING_RESERVE: the slots kept back let the node always dial out;
+- incoming connections that have not finished their handshake ("pending") are at most
+  MAX_PENDING_INCOMING in all and MAX_PENDING_PER_HOST per address; when the pending pool is
+  full, the oldest pending connection gives way to the newcomer (a real peer finishes its
+  handshake in milliseconds, a silent one waits for its deadline), so sockets that never speak
+  cannot lock real peers out, and slots are kept for peers that complete a handshake;
+- at most MAX_PER_HOST connections, either way, per remote address.
+The session asks ``admit`` when a stream opens and reports ``joined`` and ``closed``; the
+handshake deadline itself is the connection's (peer.HANDSHAKE_TIMEOUT).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any, Dict, Hashable, Optional, Tuple
+
+# Connections for the whole node, in and out: the 1,000 peers a large lab swarm may bring.
+MAX_CONNECTIONS = 1000
+# Slots only outgoing connections may take, so a flood of incoming ones never stops a node
+# from dialling the peers it needs (libtorrent keeps connection slots for outgoing attempts in
+# the same spirit with its connections_slack).
+OUTGOING_RESERVE = 100
+# Incoming connections still in their handshake (TLS and proofs included), in all and per
+# address. A real peer leaves this state within a round trip; libtorrent's half_open_limit once
+# bounded outgoing attempts the same way.
+MAX_PENDING_INCOMING = 100
+MAX_PENDING_PER_HOST = 4
+# Connections per remote address. libtorrent allows one per IP by default; several nodes behind
+# one NAT address, or several STA nodes on one lab machine, each need their own.
+MAX_PER_HOST = 16
+
+
+class ConnectionLimits:
+    def __init__(self) -> None:
+        self._incoming = 0
+        self._total = 0
+        self._by_host: Dict[str, int] = {}
+        self._pending: "OrderedDict[Hashable, str]" = OrderedDict()   # conn -> host, oldest first
+        self._pending_by_host: Dict[str, int] = {}
+        self._counted: Dict[Hashable, Tuple[str, bool]] = {}
+
+    def admit(self, conn: Hashable, host: str, incoming: bool) -> Tuple[Optional[str], Any]:
+        """(reason to refuse, or None; a pending connection to close to make room, or None).
+        An admitted connection is counted until ``closed``."""
+        if self._by_host.get(host, 0) >= MAX_PER_HOST:
+            return f"too many connections from {host}", None
+        if self._total >= MAX_CONNECTIONS:
+            return "connection limit reached", None
+        evict = None
+        if incoming:
+            if self._incoming >= MAX_CONNECTIONS - OUTGOING_RESERVE:
+                return "incoming connection limit reached", None
+            if self._pending_by_host.get(host, 0) >= MAX_PENDING_PER_HOST:
+                return f"too many handshakes in progress from {host}", None
+            if len(self._pending) >= MAX_PENDING_INCOMING:
+                evict = next(iter(self._pending))
+        self._count(conn, host, incoming)
+        return None, evict
+
+    def _count(self, conn: Hashable, host: str, incoming: bool) -> None:
+        self._counted[conn] = (host, incoming)
+        self._total += 1
+        self._by_host[host] = self._by_host.get(host, 0) + 1
+        if incoming:
+            self._incoming += 1
+            self._pending[conn] = host
+            self._pending_by_host[host] = self._pending_by_host.get(host, 0) + 1
+
+    def joined(self, conn: Hashable) -> None:
+        """The connection finished its handshake: it no longer counts as pending."""
+        host = self._pending.pop(conn, None)
+        if host is not None:
+            _decrement(self._pending_by_host, host)
+
+    def closed(self, conn: Hashable) -> None:
+        counted = self._counted.pop(conn, None)
+        if counted is None:
+            return
+        host, incoming = counted
+        self.joined(conn)
+        self._total -= 1
+        _decrement(self._by_host, host)
+        if incoming:
+            self._incoming -= 1
+
+    def may_dial(self, host: str) -> bool:
+        return self._total < MAX_CONNECTIONS and self._by_host.get(host, 0) < MAX_PER_HOST
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    @property
+    def total(self) -> int:
+        return self._total
+
+
+def _decrement(counts: Dict[str, int], key: str) -> None:
+    left = counts.get(key, 0) - 1
+    if left > 0:
+        counts[key] = left
+    else:
+        counts.pop(key, None)
