@@ -133,14 +133,10 @@ class Node:
             raise NodeError(f"the node did not answer in {timeout:g} s") from None
 
     def start(self) -> None:
-        """Start the session, then take the saved list (its warnings become notices)."""
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run_loop, name="sta-session", daemon=True)
         self._thread.start()
         self.call(self._start_session())
-        self.saved, warnings = SavedList.open(self.state_dir)
-        for warning in warnings:
-            self.console.notice(f"warning: {warning}")
 
     def _run_loop(self) -> None:
         assert self.loop is not None
@@ -179,11 +175,12 @@ class Node:
             self.call(_cancel_other_tasks(), timeout=JOIN_TIMEOUT)
         except NodeError:
             pass
-        self.loop.call_soon_threadsafe(self.loop.stop)
+        loop, self.loop = self.loop, None  # stopped once: a second stop() does nothing
+        loop.call_soon_threadsafe(loop.stop)
         if self._thread is not None:
             self._thread.join(JOIN_TIMEOUT)
             if not self._thread.is_alive():
-                self.loop.close()
+                loop.close()
         self.saved.close()
 
     def _change(self, method: Callable[..., None], *args: Any, **changes: Any) -> None:
@@ -200,7 +197,11 @@ class Node:
     # -- adding torrents ---------------------------------------------------------------------
 
     def restore(self) -> str:
-        """Add every torrent of the saved list again; one line that says so ("" for none)."""
+        """Take the saved list (its warnings become notices) and add every torrent in it again;
+        one line that says so ("" for none). Until then the node's list is in memory only."""
+        self.saved, warnings = SavedList.open(self.state_dir)
+        for warning in warnings:
+            self.console.notice(f"warning: {warning}")
         return self.call(self._restore())
 
     async def _restore(self) -> str:
