@@ -89,6 +89,7 @@ class _Watched:
     kept: bool                       # a failure leaves an error row (see Node._start_adding)
     quiet: bool                      # added again on start: routine notices are not repeated
     deadline: Optional[float] = None  # --timeout: when to pause it
+    recheck: bool = False            # every piece hashed, the resume state not trusted
     state: str = ""
     told: Set[str] = field(default_factory=set)
 
@@ -260,18 +261,18 @@ class Node:
                                              "missing; 'resume' tries again once it is back")
             return
         self._broken.pop(entry.info_hash, None)
-        now = self.session.loop.time()
-        watched = _Watched(started=now, kept=kept, quiet=quiet,
+        now = asyncio.get_running_loop().time()
+        watched = _Watched(started=now, kept=kept, quiet=quiet, recheck=recheck,
                            deadline=None if timeout is None else now + timeout)
-        self.session.spawn(self._add(entry, watched, recheck))
+        self.session.spawn(self._add(entry, watched))
 
-    async def _add(self, entry: SavedTorrent, watched: _Watched, recheck: bool) -> None:
+    async def _add(self, entry: SavedTorrent, watched: _Watched) -> None:
         session = self.session
         assert session is not None
         try:
             torrent = await transfer.add_torrent(
                 session, entry.source(), entry.folder, seed_only=entry.seed_only,
-                recheck=recheck, peers=() if entry.paused else entry.peers,
+                recheck=watched.recheck, peers=() if entry.paused else entry.peers,
                 super_seed=entry.super_seed)
         except Exception as exc:
             if not is_user_error(exc):
@@ -302,6 +303,11 @@ class Node:
             torrent = self.session.torrent_for(key) if self.session else None
             if torrent is not None:
                 await self.session.remove(torrent)  # type: ignore[union-attr]
+            if watched.kept and not watched.recheck:
+                # A resume state saved while the last run was still checking says "nothing":
+                # a seed from the list is hashed in full once before it counts as missing.
+                self._start_adding(entry, kept=True, quiet=watched.quiet, recheck=True)
+                return
             self._failed(key, watched.kept, f"none of the data was found in {folder}; is --data "
                                             "the folder that holds it? (not seeding)")
         elif watched.quiet:
@@ -343,7 +349,7 @@ class Node:
     async def _look(self) -> None:
         session = self.session
         assert session is not None
-        now = session.loop.time()
+        now = asyncio.get_running_loop().time()
         for key, watched in list(self._watched.items()):
             torrent = session.torrent_for(key)
             if torrent is None or self.saved.get(key) is None:

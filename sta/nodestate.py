@@ -202,9 +202,6 @@ class SavedList:
     def __iter__(self) -> Iterator[SavedTorrent]:
         return iter(list(self._entries))
 
-    def __len__(self) -> int:
-        return len(self._entries)
-
     def get(self, info_hash: bytes) -> Optional[SavedTorrent]:
         for entry in self._entries:
             if entry.info_hash == info_hash:

@@ -29,7 +29,7 @@ from .node import Node, NodeError
 from .torrent import DOWNLOADING, ERROR, PAUSED, SEEDING
 from .ui import peers_table, stats_lines, status_table
 
-__all__ = ["run", "Shell", "ShellError", "find_torrent", "split_line"]
+__all__ = ["run", "Shell", "ShellError", "find_torrent", "split_line", "suggest"]
 
 CLI_COMMANDS = ("create", "seed", "download", "info")
 SHELL_COMMANDS = ("status", "peers", "stats", "pause", "resume", "remove", "help", "exit")

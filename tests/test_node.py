@@ -12,6 +12,7 @@ from typing import Any, Dict, List
 from sta import nodestate
 from sta.console import Console
 from sta.node import Node, NodeError, error_row, ratio, shown_folder
+from sta.storage import FileStorage
 from tests.enginekit import make_tree, poll_until, temp_dir, write_torrent
 
 # A data check of a few hundred KiB takes milliseconds; the bound is for a loaded machine.
@@ -119,6 +120,25 @@ class NodeTest(unittest.TestCase):
             self.folder("notes.bin")), "notes.bin"))
         self.assertEqual(third.remove(key, delete_files=True), [])
         self.assertEqual((third.status_rows(), self.saved()), ([], []))
+
+    def test_seed_whose_resume_state_says_nothing_is_checked_in_full_once(self) -> None:
+        first = self.start()
+        first.restore()
+        self.seed(first, "notes.bin")
+        self.wait_states(first, ["seeding"])
+        first.stop()
+        # what a stop in the middle of the data check leaves: a resume state with no pieces
+        storage = FileStorage(self.metas["notes.bin"].info, self.folder("notes.bin"),
+                              readonly=True)
+        storage.save()
+        storage.close()
+        self.assertEqual(FileStorage(self.metas["notes.bin"].info, self.folder("notes.bin"),
+                                     readonly=True).restore().count, 0)
+        second = self.start()
+        second.restore()
+        rows = self.wait_states(second, ["seeding"])
+        self.assertEqual(rows[0]["have"], 300000)
+        self.assertNotIn("none of the data", second.console.stderr.getvalue())
 
     def test_seed_typed_without_its_data_is_not_kept(self) -> None:
         node = self.start()

@@ -63,11 +63,11 @@ class NodeStateTest(unittest.TestCase):
         self.assertEqual(again[1], second)
         again_list = SavedList(None, again)
         again_list.remove(second.info_hash)
-        self.assertEqual(len(again_list), 1)
+        self.assertEqual([e.name for e in again_list], ["notes.bin"])
 
     def test_missing_list_is_empty_and_written_only_on_a_change(self) -> None:
         saved = self.open()
-        self.assertEqual(len(saved), 0)
+        self.assertEqual(list(saved), [])
         self.assertFalse(os.path.exists(os.path.join(self.dir, nodestate.LIST_FILE)))
 
     def test_damaged_list_is_set_aside_with_one_warning(self) -> None:
@@ -78,7 +78,7 @@ class NodeStateTest(unittest.TestCase):
                 f.write(content)
             saved, warnings = SavedList.open(self.dir)
             saved.close()
-            self.assertEqual(len(saved), 0)
+            self.assertEqual(list(saved), [])
             self.assertEqual(len(warnings), 1)
             self.assertIn("cannot be read", warnings[0])
             self.assertFalse(os.path.exists(path))
