@@ -45,7 +45,7 @@ SUMMARIES = {
     "stats": "session totals, uptime and the listen address",
     "pause": "disconnect a torrent's peers and leave its trackers; keeps its data",
     "resume": "start a paused torrent again",
-    "remove": "stop a torrent and forget it; --delete-files also deletes its files",
+    "remove": "stop a torrent and forget it; --delete-files also deletes its files (asks first)",
     "help": "list the commands, or show one command's options",
     "exit": "tell every tracker 'stopped' and leave (also Ctrl-D)",
 }
@@ -185,7 +185,8 @@ class Shell:
         add("stats").add_argument("--json", action="store_true", help="print JSON")
         for name in ("pause", "resume", "remove"):
             add(name).add_argument("torrent", metavar="TORRENT",
-                                   help="number shown by 'status', name, or info hash prefix")
+                                   help="number shown by 'status', a name or its start, or the "
+                                        "start of the info hash")
         parsers["remove"].add_argument(
             "--delete-files", action="store_true",
             help="also delete the torrent's files, and its folders left empty (for a seed: "
@@ -408,9 +409,9 @@ class Shell:
                   "commands of the same name):")
             for command in COMMANDS:
                 print(f"  {command:<10} {SUMMARIES[command]}")
-            print("TORRENT is the number shown by 'status', a name, or the start of the info "
-                  "hash.\n'help COMMAND' shows a command's options; Ctrl-C cancels the line "
-                  "being typed.")
+            print("TORRENT is the number shown by 'status', a name or its start, or the start of "
+                  "the info hash.\nTorrents are remembered across restarts until 'remove'.\n"
+                  "'help COMMAND' shows a command's options; Ctrl-C cancels the line being typed.")
             return
         if name == "quit":
             name = "exit"

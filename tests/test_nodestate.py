@@ -31,7 +31,7 @@ class NodeStateTest(unittest.TestCase):
         self.assertEqual(warnings, [])
         return saved
 
-    def test_entry_keeps_a_torrent_copy_with_the_same_info_hash_and_an_absolute_folder(self) -> None:
+    def test_entry_keeps_a_torrent_copy_with_its_info_hash_and_an_absolute_folder(self) -> None:
         entry = nodestate.entry_for(self.meta, "dl", seed_only=True, peers=[("127.0.0.1", 7)])
         again = entry.source()
         self.assertEqual(again.info_hash, self.meta.info_hash)

@@ -275,7 +275,8 @@ class PipeShellTest(unittest.TestCase):
         self.assertTrue(os.path.isfile(self.path("dl", "alpha.bin")))
         resume_files = os.listdir(self.path("dl", ".sta")) if os.path.isdir(
             self.path("dl", ".sta")) else []
-        self.assertFalse([f for f in resume_files if self.alpha.info_hash.hex() in f], resume_files)
+        alpha_hex = self.alpha.info_hash.hex()
+        self.assertFalse([f for f in resume_files if alpha_hex in f], resume_files)
         self.assertEqual(b.json("status --json"), [])
         b.send("status")
         b.out.expect(r"no torrents")
