@@ -50,6 +50,14 @@ class NodeTest(unittest.TestCase):
         return node.add(self.metas[name], self.folder(name), seed_only=True, peers=(),
                         recheck=False, timeout=None)
 
+    def run_once_seeding(self, name: str) -> None:
+        """A node that seeds ``name`` and stops, leaving it in the saved list."""
+        node = self.start()
+        node.restore()
+        self.seed(node, name)
+        self.wait_states(node, ["seeding"])
+        node.stop()
+
     def wait_states(self, node: Node, states: List[str]) -> List[Dict[str, Any]]:
         return poll_until(lambda: [r for r in [node.status_rows()]
                                    if [s["state"] for s in r] == states],
@@ -92,11 +100,7 @@ class NodeTest(unittest.TestCase):
         self.assertEqual(second.stats()["torrents"], 1)
 
     def test_missing_folder_is_an_error_row_that_resume_retries_and_remove_forgets(self) -> None:
-        first = self.start()
-        first.restore()
-        self.seed(first, "notes.bin")
-        self.wait_states(first, ["seeding"])
-        first.stop()
+        self.run_once_seeding("notes.bin")
         moved = self.folder("notes.bin") + "-away"
         os.rename(self.folder("notes.bin"), moved)
 
@@ -122,11 +126,7 @@ class NodeTest(unittest.TestCase):
         self.assertEqual((third.status_rows(), self.saved()), ([], []))
 
     def test_seed_whose_resume_state_says_nothing_is_checked_in_full_once(self) -> None:
-        first = self.start()
-        first.restore()
-        self.seed(first, "notes.bin")
-        self.wait_states(first, ["seeding"])
-        first.stop()
+        self.run_once_seeding("notes.bin")
         # what a stop in the middle of the data check leaves: a resume state with no pieces
         storage = FileStorage(self.metas["notes.bin"].info, self.folder("notes.bin"),
                               readonly=True)
