@@ -44,7 +44,7 @@ SUMMARIES = {
     "peers": "connected peers: client, address, flags, rates and totals",
     "stats": "session totals, uptime and the listen address",
     "pause": "disconnect a torrent's peers and leave its trackers; keeps its data",
-    "resume": "start a paused torrent again, or retry one shown as error",
+    "resume": "start a paused torrent again, or retry one that could not be re-added",
     "remove": "stop a torrent and forget it; --delete-files also deletes its files (asks first)",
     "help": "list the commands, or show one command's options",
     "exit": "tell every tracker 'stopped' and leave (also Ctrl-D)",
