@@ -25,9 +25,11 @@ import shlex
 import signal
 import sys
 import threading
+import traceback
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from . import ui
+from .errors import describe_error, is_user_error
 
 __all__ = ["Console", "Completer", "Terminate", "route_logging", "install_signal_handlers",
            "leave_signals_to_main_thread", "setup_readline", "save_history"]
@@ -44,6 +46,11 @@ HISTORY_LENGTH = 1000
 # Log messages remembered so the watcher does not repeat what a log line just said; a few
 # seconds of warnings from a busy session.
 RECENT_LOG_MESSAGES = 50
+# A yes/no question asks again this often when the answer is neither, then takes it as no: a
+# command typed by mistake as the answer must not count as one, nor keep the prompt forever.
+MAX_ANSWER_ATTEMPTS = 3
+YES = ("y", "yes")
+NO = ("n", "no", "")
 # Ctrl-C and the termination signals; only the main thread, reading the prompt, takes them.
 _SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
 
@@ -183,13 +190,44 @@ class Console:
                 self._err("(Ctrl-C cancels a line; 'exit' or Ctrl-D leaves)")
 
     def ask(self, question: str) -> bool:
-        """A yes/no question on the terminal; anything but yes (Ctrl-C, Ctrl-D too) is no."""
+        """A yes/no question on the terminal, default no. Anything but y, yes, n, no or an empty
+        line asks again, a few times; Ctrl-D and Ctrl-C are no. Answers stay out of the
+        history, so the up arrow finds the last command, not the last "y"."""
+        for _ in range(MAX_ANSWER_ATTEMPTS):
+            try:
+                answer = input(question).strip().lower()
+            except (EOFError, KeyboardInterrupt):
+                self.stdout.write("\n")
+                return False
+            self._forget_answer(answer)
+            if answer in YES or answer in NO:
+                return answer in YES
+            self._err("answer y or n")
+        self._err("no answer; taken as no")
+        return False
+
+    def _forget_answer(self, answer: str) -> None:
+        readline = self.readline
+        if readline is None or not answer:
+            return
         try:
-            answer = input(question)
-        except (EOFError, KeyboardInterrupt):
-            self.stdout.write("\n")
-            return False
-        return answer.strip().lower() in ("y", "yes")
+            last = readline.get_current_history_length()
+            if last and readline.get_history_item(last) is not None:
+                readline.remove_history_item(last - 1)  # 1-based to read, 0-based to remove
+        except (AttributeError, ValueError):  # libedit differs; a kept answer does no harm
+            pass
+
+    def error(self, text: str) -> None:
+        """A command's error: the message alone, one line on stderr."""
+        self._err(text)
+
+    def report(self, exc: BaseException) -> None:
+        """An exception from a command: its one-line message when the user can act on it, the
+        whole traceback when it is a bug (the node keeps running either way)."""
+        if is_user_error(exc):
+            self.error(describe_error(exc))
+        else:
+            traceback.print_exception(type(exc), exc, exc.__traceback__, file=self.stderr)
 
     def flush(self) -> None:
         for stream in (self.stdout, self.stderr):

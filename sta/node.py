@@ -1,10 +1,19 @@
-"""The shell's node: one session whose event loop runs in a background thread.
+"""The node: one session whose event loop runs in a background thread, and its saved list of
+torrents.
 
-The shell reads commands in the main thread; everything it asks of the engine goes through
-``Node.call`` (asyncio.run_coroutine_threadsafe), status snapshots included, so the session's
-objects are only ever touched on its loop. The node also adds torrents in the background (a
-seed's data check, a magnet's metadata, --timeout) and watches its torrents, telling the console
-when a download finishes or a torrent is stopped by an error.
+A long-running front end (the shell) reads commands in its own thread; everything it asks of the
+engine goes through ``Node.call`` (asyncio.run_coroutine_threadsafe), status snapshots included,
+so the session's objects are only ever touched on its loop. Towards the front end a torrent is
+its info hash; towards the engine the node uses only the session's and the torrents' public
+methods and their status dictionaries.
+
+The node keeps its saved list (nodestate.py) in step with what it runs: `seed` and `download` add
+to it, `pause` and `resume` mark it, `remove` takes a torrent out, and on start every torrent in
+it is added again. A saved torrent that cannot be added (its folder is gone, its data missing)
+stays in the list as an error row until it is removed or `resume` brings it back.
+
+Progress comes as notices through the console: data checked, metadata fetched, a download
+finished, a torrent stopped by an error, --timeout reached.
 """
 
 from __future__ import annotations
@@ -12,14 +21,18 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import os
 import threading
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
-from . import transfer, ui
+from . import nodestate, transfer, ui
 from .errors import describe_error, is_user_error
 from .console import Console, leave_signals_to_main_thread
-from .session import Session
-from .torrent import DOWNLOADING, ERROR, SEEDING
+from .magnet_torrent import METADATA, saved_metainfo
+from .nodestate import NodeStateError, SavedList, SavedTorrent
+from .session import Session, node_state_dir
+from .torrent import DOWNLOADING, ERROR, PAUSED, SEEDING
 
 __all__ = ["Node", "NodeError", "ratio"]
 
@@ -52,30 +65,55 @@ def ratio(uploaded: int, downloaded: int, have: int) -> float:
     return uploaded / base if base else 0.0
 
 
-def _describe_source(meta: Any) -> Tuple[str, str]:
-    """(name, size) of a Metainfo or of a magnet link (whose size may be unknown)."""
-    info = getattr(meta, "info", None)
-    if info is not None:
-        return info.name, ui.human_size(info.length)
-    length = getattr(meta, "length", None)
-    return (meta.name or meta.info_hash.hex(),
-            ui.human_size(length) if length else "size not known yet")
+def shown_folder(folder: str) -> str:
+    """A folder as a person would type it: relative to here when it is below here."""
+    try:
+        relative = os.path.relpath(folder)
+    except ValueError:  # Windows: another drive
+        return folder
+    return folder if relative.startswith(os.pardir) else relative
+
+
+def error_row(entry: SavedTorrent, error: str) -> Dict[str, Any]:
+    """The status row of a saved torrent that is not running, with the keys of Torrent.status()."""
+    return {"name": entry.name, "info_hash": entry.info_hash.hex(), "state": ERROR,
+            "size": entry.size, "have": 0, "progress": 0.0, "down_rate": 0.0, "up_rate": 0.0,
+            "downloaded": 0, "uploaded": 0, "peers": 0, "seeds": 0, "eta": None, "error": error}
+
+
+@dataclass
+class _Watched:
+    """What the watcher knows of one running torrent between two looks."""
+
+    started: float                   # loop time the add began
+    kept: bool                       # a failure leaves an error row (see Node._start_adding)
+    quiet: bool                      # added again on start: routine notices are not repeated
+    deadline: Optional[float] = None  # --timeout: when to pause it
+    recheck: bool = False            # every piece hashed, the resume state not trusted
+    state: str = ""
+    told: Set[str] = field(default_factory=set)
 
 
 class Node:
-    """One session on its own loop thread; ``console`` gets the background notices."""
+    """One session on its own loop thread, and its saved list of torrents in ``state_dir``
+    (default STA_HOME); ``console`` gets the background notices."""
 
     def __init__(self, console: Console, *, port: int, host: str = "0.0.0.0",
-                 encryption: str = "prefer", tracker_ssl_context: Any = None) -> None:
+                 encryption: str = "prefer", tracker_ssl_context: Any = None,
+                 state_dir: Optional[str] = None) -> None:
         self.console = console
         self.port = port
         self.host = host
         self.encryption = encryption
         self.tracker_ssl_context = tracker_ssl_context
+        self.state_dir = state_dir or node_state_dir()
         self.loop: Optional[asyncio.AbstractEventLoop] = None
         self.session: Optional[Session] = None
+        self.saved = SavedList()
         self._thread: Optional[threading.Thread] = None
-        self._reported: Dict[bytes, Tuple[Any, set]] = {}
+        self._watched: Dict[bytes, _Watched] = {}
+        self._broken: Dict[bytes, str] = {}   # saved torrents that could not be added: why
+        self._save_failed = False
 
     # -- the event loop thread ---------------------------------------------------------------
 
@@ -110,10 +148,10 @@ class Node:
     async def _start_session(self) -> None:
         # Built on the loop: engine objects create asyncio primitives that bind to it on 3.8.
         session = Session(port=self.port, host=self.host, encryption=self.encryption,
-                          tracker_ssl_context=self.tracker_ssl_context)
+                          tracker_ssl_context=self.tracker_ssl_context, state_dir=self.state_dir)
         await session.start()
         self.session = session
-        asyncio.get_running_loop().create_task(self._watch())
+        session.spawn(self._watch())
 
     @property
     def listen_port(self) -> int:
@@ -121,175 +159,298 @@ class Node:
         return self.session.listen_port
 
     def stop(self) -> None:
-        """Close the session (trackers told "stopped"), then the loop and its thread."""
+        """Close the session (trackers told "stopped"), the loop and its thread, and let go of
+        the saved list (which keeps every torrent for the next start)."""
         if self.loop is None:
             return
         if self.session is not None:
-            count = self.call(len, self.session.torrents)
+            count = self.call(lambda: self.session.stats()["torrents"])
             if count:
                 self.console.notice(f"stopping {count} torrent{'s' * (count != 1)} ...")
             try:
                 self.call(self.session.close(), timeout=CLOSE_TIMEOUT)
             except NodeError:
-                self.console.notice(f"sta: note: not every tracker answered in "
-                                    f"{CLOSE_TIMEOUT:g} s; leaving anyway")
+                self.console.notice(f"note: not every tracker answered in {CLOSE_TIMEOUT:g} s; "
+                                    "leaving anyway")
         try:
             self.call(_cancel_other_tasks(), timeout=JOIN_TIMEOUT)
         except NodeError:
             pass
-        self.loop.call_soon_threadsafe(self.loop.stop)
+        loop, self.loop = self.loop, None  # stopped once: a second stop() does nothing
+        loop.call_soon_threadsafe(loop.stop)
         if self._thread is not None:
             self._thread.join(JOIN_TIMEOUT)
             if not self._thread.is_alive():
-                self.loop.close()
+                loop.close()
+        self.saved.close()
 
-    async def _watch(self) -> None:
-        """Announce finished downloads and torrents stopped by an error, one line each."""
-        while True:
-            await asyncio.sleep(WATCH_INTERVAL)
-            try:
-                self._report_changes()
-            except Exception:  # a bug here must not silence every later notice
-                log.exception("watching the torrents failed")
-
-    def _report_changes(self) -> None:
-        session = self.session
-        if session is not None:
-            for key in [k for k, (t, _) in self._reported.items()
-                        if session.torrents.get(k) is not t]:
-                del self._reported[key]
-            for key, t in session.torrents.items():
-                seen = self._reported.setdefault(key, (t, set()))[1]
-                completed_at = getattr(t, "completed_at", None)  # magnet stand-ins have none
-                if completed_at is not None and t.downloaded and "done" not in seen:
-                    seen.add("done")
-                    took = max(completed_at - t.started_at, 1e-3)
-                    self.console.notice(f"{t.name}: download complete "
-                                        f"({ui.human_size(t.info.length)} in {took:.1f} s, "
-                                        f"{ui.human_rate(t.downloaded / took)}); seeding")
-                if t.state == ERROR and "error" not in seen:
-                    seen.add("error")
-                    text = f"{t.name}: stopped: {t.error}"
-                    if not self.console.was_logged(text):  # the engine may have logged it
-                        self.console.notice(text)
+    def _change(self, method: Callable[..., None], *args: Any, **changes: Any) -> None:
+        """Change the saved list; a list that cannot be written is told once, not each time."""
+        try:
+            method(*args, **changes)
+        except NodeStateError as exc:
+            if not self._save_failed:
+                self.console.notice(f"warning: {exc}")
+            self._save_failed = True
+        else:
+            self._save_failed = False
 
     # -- adding torrents ---------------------------------------------------------------------
 
-    def add(self, meta: Any, folder: str, *, seed_only: bool, peers: Sequence[Tuple[str, int]],
-            recheck: bool, timeout: Optional[float]) -> str:
-        """Start adding a Metainfo or magnet link in the background; say what it will do.
+    def restore(self) -> str:
+        """Take the saved list (its warnings become notices) and add every torrent in it again;
+        one line that says so ("" for none). Until then the node's list is in memory only."""
+        self.saved, warnings = SavedList.open(self.state_dir)
+        for warning in warnings:
+            self.console.notice(f"warning: {warning}")
+        return self.call(self._restore())
 
-        Its progress (data checked, metadata fetched, --timeout reached) comes as notices.
-        """
-        return self.call(self._begin_add(meta, folder, seed_only, peers, recheck, timeout))
+    async def _restore(self) -> str:
+        entries = list(self.saved)
+        for entry in entries:
+            self._start_adding(entry, kept=True, quiet=True)
+        await asyncio.sleep(0)  # each add registers its torrent (see _begin_add)
+        if not entries:
+            return ""
+        paused = sum(1 for e in entries if e.paused)
+        missing = len(self._broken)
+        parts = [f"{paused} paused"] * bool(paused) + [
+            f"{missing} whose folder is missing"] * bool(missing)
+        return (f"Re-adding {len(entries)} torrent{'s' * (len(entries) != 1)} from the last run"
+                + (f" ({', '.join(parts)})" if parts else "") + "; 'status' lists them")
 
-    async def _begin_add(self, meta: Any, folder: str, seed_only: bool,
-                         peers: Sequence[Tuple[str, int]], recheck: bool,
+    def add(self, source: Any, folder: str, *, seed_only: bool, super_seed: bool = False,
+            peers: Sequence[Tuple[str, int]], recheck: bool, timeout: Optional[float]) -> str:
+        """Start adding a Metainfo or magnet link in the background, and save it in the list;
+        say what it will do. Its progress (data checked, metadata fetched, --timeout reached)
+        comes as notices."""
+        entry = nodestate.entry_for(source, folder, seed_only=seed_only, super_seed=super_seed,
+                                    peers=peers)
+        return self.call(self._begin_add(entry, recheck, timeout))
+
+    async def _begin_add(self, entry: SavedTorrent, recheck: bool,
                          timeout: Optional[float]) -> str:
-        session = self.session
-        assert session is not None
-        name, size = _describe_source(meta)
-        existing = session.torrents.get(meta.info_hash)
-        if existing is not None:
-            number = list(session.torrents).index(meta.info_hash) + 1
-            if peers and not seed_only:
-                existing.add_peers(list(peers), "shell")
-                return f"{name}: already in the session (number {number}); " \
-                       f"added {len(peers)} peer{'s' * (len(peers) != 1)}"
+        assert self.session is not None
+        key, name = entry.info_hash, entry.name
+        if self.saved.get(key) is not None:
+            number = self._number(key)
+            torrent = self.session.torrent_for(key)
+            if entry.peers and not entry.seed_only and torrent is not None:
+                torrent.add_peers(list(entry.peers), "shell")
+                count = len(entry.peers)
+                return (f"{name}: already in the session (number {number}); added {count} "
+                        f"peer{'s' * (count != 1)}")
             raise NodeError(f"{name} is already in this session (number {number} in 'status')")
-        session.spawn(self._add_and_report(meta, folder, seed_only, peers, recheck, timeout))
+        self._change(self.saved.put, entry)
+        self._start_adding(entry, kept=False, quiet=False, recheck=recheck, timeout=timeout)
         # One turn of the loop lets the new task register the torrent (Session.add does so
         # before its first await), so a `status` typed right after already lists it.
         await asyncio.sleep(0)
-        if seed_only:
-            return f"{name}: checking the data in {folder} ({size}) to seed it"
-        return f"{name}: downloading into {folder} ({size})"
+        size = ui.human_size(entry.size) if entry.size else "size not known yet"
+        if entry.seed_only:
+            return f"{name}: checking the data in {shown_folder(entry.folder)} ({size}) to seed it"
+        return f"{name}: downloading into {shown_folder(entry.folder)} ({size})"
 
-    async def _add_and_report(self, meta: Any, folder: str, seed_only: bool,
-                              peers: Sequence[Tuple[str, int]], recheck: bool,
-                              timeout: Optional[float]) -> None:
+    def _start_adding(self, entry: SavedTorrent, *, kept: bool, quiet: bool,
+                      recheck: bool = False, timeout: Optional[float] = None) -> None:
+        """Add ``entry`` in the background. ``kept``: a failure leaves it in the list as an error
+        row (a torrent from the last run) instead of taking it out (one just typed)."""
+        assert self.session is not None
+        if kept and not os.path.isdir(entry.folder):
+            self._broken[entry.info_hash] = (f"its folder {shown_folder(entry.folder)} is "
+                                             "missing; 'resume' tries again once it is back")
+            return
+        self._broken.pop(entry.info_hash, None)
+        now = asyncio.get_running_loop().time()
+        watched = _Watched(started=now, kept=kept, quiet=quiet, recheck=recheck,
+                           deadline=None if timeout is None else now + timeout)
+        self.session.spawn(self._add(entry, watched))
+
+    async def _add(self, entry: SavedTorrent, watched: _Watched) -> None:
         session = self.session
         assert session is not None
-        name = _describe_source(meta)[0]
-        started = session.loop.time()
         try:
-            torrent = await transfer.add_torrent(session, meta, folder, seed_only=seed_only,
-                                                 recheck=recheck, peers=peers)
+            torrent = await transfer.add_torrent(
+                session, entry.source(), entry.folder, seed_only=entry.seed_only,
+                recheck=watched.recheck, peers=() if entry.paused else entry.peers,
+                super_seed=entry.super_seed)
         except Exception as exc:
             if not is_user_error(exc):
-                log.exception("%s: could not be added", name)
-            self.console.notice(f"{name}: cannot {'seed' if seed_only else 'download'}: "
-                                f"{describe_error(exc)}")
+                log.exception("%s: could not be added", entry.name)
+            verb = "seed" if entry.seed_only else "download"
+            self._failed(entry.info_hash, watched.kept, f"cannot {verb}: {describe_error(exc)}")
             return
-        if getattr(meta, "info", None) is None:  # a magnet link: the info dictionary comes later
-            self.console.notice(f"{name}: fetching the metadata from peers")
-            await torrent.done.wait()  # set on hand-over to the real torrent, or on failure
-            if getattr(torrent, "successor", None) is None:
-                return  # the watcher reports the error
-            torrent = torrent.successor
-            self.console.notice(f"{torrent.name}: metadata received "
-                                f"({ui.human_size(torrent.info.length)})")
-            meta = torrent.metainfo
-        have = torrent.picker.have.count if torrent.picker else 0
-        total = meta.info.num_pieces
-        if seed_only and not have:
-            await session.remove(torrent)
-            self.console.notice(f"{name}: none of the data was found in {folder}; is --data the "
-                                "folder that holds it? (not seeding)")
+        if entry.paused:  # restored as it was left: known peers are dialled on `resume`
+            await torrent.pause()
+            torrent.add_peers(list(entry.peers), "shell")
+        self._watched[entry.info_hash] = watched
+        status = torrent.status()
+        watched.state = status["state"]
+        if status["state"] == METADATA:
+            if not watched.quiet:
+                self.console.notice(f"{entry.name}: fetching the metadata from peers")
             return
-        if seed_only and have < total:
-            self.console.notice(f"{name}: only {have} of {total} pieces found in {folder}; "
-                                "seeding those")
-        elif seed_only:
-            self.console.notice(f"{name}: seeding, info hash {meta.info_hash.hex()}")
-        elif torrent.complete:
+        await self._started(entry.info_hash, status, watched)
+
+    async def _started(self, key: bytes, status: Dict[str, Any], watched: _Watched) -> None:
+        """Say what the data check found; a seed with none of its data does not stay."""
+        entry = self.saved.get(key)
+        if entry is None:  # removed meanwhile
+            return
+        name, have, size = status["name"], status["have"], status["size"]
+        folder = shown_folder(entry.folder)
+        if entry.seed_only and not have:
+            torrent = self.session.torrent_for(key) if self.session else None
+            if torrent is not None:
+                await self.session.remove(torrent)  # type: ignore[union-attr]
+            if watched.kept and not watched.recheck:
+                # A resume state saved while the last run was still checking says "nothing":
+                # a seed from the list is hashed in full once before it counts as missing.
+                self._start_adding(entry, kept=True, quiet=watched.quiet, recheck=True)
+                return
+            self._failed(key, watched.kept, f"none of the data was found in {folder}; is --data "
+                                            "the folder that holds it? (not seeding)")
+        elif watched.quiet:
+            pass
+        elif entry.seed_only and have < size:
+            self.console.notice(f"{name}: only {ui.human_size(have)} of {ui.human_size(size)} "
+                                f"found in {folder}; seeding those")
+        elif entry.seed_only:
+            self.console.notice(f"{name}: seeding, info hash {status['info_hash']}")
+        elif have == size:
             self.console.notice(f"{name}: already complete in {folder}; seeding")
         elif have:
-            self.console.notice(f"{name}: resuming with {have} of {total} pieces verified")
-        if timeout is not None:
-            await asyncio.sleep(max(0.0, timeout - (session.loop.time() - started)))
-            await self._time_out(torrent, timeout, seed_only)
+            self.console.notice(f"{name}: resuming with {ui.human_size(have)} of "
+                                f"{ui.human_size(size)} verified")
 
-    async def _time_out(self, torrent: Any, timeout: float, seed_only: bool) -> None:
-        """--timeout in the shell pauses the torrent (the node itself keeps running)."""
+    def _failed(self, key: bytes, kept: bool, text: str) -> None:
+        entry = self.saved.get(key)
+        if entry is None:  # removed meanwhile
+            return
+        self._watched.pop(key, None)
+        self.console.notice(f"{entry.name}: {text}")
+        if kept:
+            self._broken[key] = text
+        else:
+            self._change(self.saved.remove, key)
+
+    # -- watching ----------------------------------------------------------------------------
+
+    async def _watch(self) -> None:
+        """Announce metadata received, finished downloads and torrents stopped by an error, one
+        line each, and pause torrents whose --timeout is reached."""
+        while True:
+            await asyncio.sleep(WATCH_INTERVAL)
+            try:
+                await self._look()
+            except Exception:  # a bug here must not silence every later notice
+                log.exception("watching the torrents failed")
+
+    async def _look(self) -> None:
         session = self.session
         assert session is not None
-        torrent = transfer.current(torrent)  # a magnet's stand-in hands over to the real one
-        if session.torrents.get(torrent.info_hash) is not torrent:
+        now = asyncio.get_running_loop().time()
+        for key, watched in list(self._watched.items()):
+            torrent = session.torrent_for(key)
+            if torrent is None or self.saved.get(key) is None:
+                if self.saved.get(key) is None:
+                    del self._watched[key]
+                continue
+            status = torrent.status()
+            before, watched.state = watched.state, status["state"]
+            if before == METADATA and status["state"] not in (METADATA, ERROR):
+                await self._metadata_received(key, status, watched)
+            self._tell(status, watched, now)
+            if watched.deadline is not None and now >= watched.deadline:
+                watched.deadline = None
+                await self._time_out(key, torrent, status, now - watched.started)
+
+    def _tell(self, status: Dict[str, Any], watched: _Watched, now: float) -> None:
+        name, told = status["name"], watched.told
+        if status["size"] and status["have"] == status["size"] and status["downloaded"] \
+                and "done" not in told:
+            told.add("done")
+            took = max(now - watched.started, 1e-3)
+            self.console.notice(f"{name}: download complete ({ui.human_size(status['size'])} "
+                                f"in {took:.1f} s, "
+                                f"{ui.human_rate(status['downloaded'] / took)}); seeding")
+        if status["state"] == ERROR and "error" not in told:
+            told.add("error")
+            text = f"{name}: stopped: {status['error']}"
+            if not self.console.was_logged(text):  # the engine may have logged it
+                self.console.notice(text)
+
+    async def _metadata_received(self, key: bytes, status: Dict[str, Any],
+                                 watched: _Watched) -> None:
+        """A magnet became a torrent: keep its .torrent in the list from now on."""
+        self.console.notice(f"{status['name']}: metadata received "
+                            f"({ui.human_size(status['size'])})")
+        entry = self.saved.get(key)
+        if entry is not None and entry.torrent is None:
+            meta = saved_metainfo(entry.source(), entry.folder)
+            if meta is not None:
+                self._change(self.saved.put, nodestate.with_metainfo(entry, meta))
+        await self._started(key, status, watched)
+
+    async def _time_out(self, key: bytes, torrent: Any, status: Dict[str, Any],
+                        timeout: float) -> None:
+        """--timeout in the shell pauses the torrent (the node itself keeps running)."""
+        entry = self.saved.get(key)
+        if entry is None:
             return
-        if seed_only and torrent.state == SEEDING:
-            await torrent.pause()
-            self.console.notice(f"{torrent.name}: stopped seeding after {timeout:g} s (paused)")
-        elif not seed_only and torrent.state == DOWNLOADING:
-            await torrent.pause()
-            self.console.notice(f"{torrent.name}: gave up after {timeout:g} s (paused at "
-                                f"{100.0 * torrent.status()['progress']:.1f}%)")
+        if entry.seed_only and status["state"] == SEEDING:
+            message = f"stopped seeding after {timeout:.0f} s (paused)"
+        elif not entry.seed_only and status["state"] == DOWNLOADING:
+            message = (f"gave up after {timeout:.0f} s (paused at "
+                       f"{100.0 * status['progress']:.1f}%)")
+        else:
+            return
+        await torrent.pause()
+        self._change(self.saved.update, key, paused=True)
+        self.console.notice(f"{status['name']}: {message}")
 
     # -- snapshots, taken on the loop --------------------------------------------------------
+
+    def _rows(self) -> List[Tuple[bytes, Dict[str, Any]]]:
+        """(info hash, status) of every torrent in `status` order: the saved list's, each from
+        its running torrent or as an error row."""
+        assert self.session is not None
+        rows = []
+        for entry in self.saved:
+            key = entry.info_hash
+            torrent = self.session.torrent_for(key)
+            if torrent is not None:
+                rows.append((key, torrent.status()))
+            elif key in self._broken:
+                rows.append((key, error_row(entry, self._broken[key])))
+        return rows
+
+    def _number(self, key: bytes) -> int:
+        """The number `status` shows for a torrent in the list."""
+        keys = [k for k, _ in self._rows()]
+        return keys.index(key) + 1 if key in keys else len(keys) + 1
 
     def status_rows(self) -> List[Dict[str, Any]]:
         """Torrent.status() of every torrent in `status` order, with its number and ratio."""
         def on_loop() -> List[Dict[str, Any]]:
-            assert self.session is not None
             rows = []
-            for number, t in enumerate(self.session.torrents.values(), 1):
-                s = t.status()
-                s["number"] = number
-                s["ratio"] = ratio(s["uploaded"], s["downloaded"], s["have"])
+            for number, (_, s) in enumerate(self._rows(), 1):
+                s = dict(s, number=number, ratio=ratio(s["uploaded"], s["downloaded"],
+                                                       s["have"]))
                 rows.append(s)
             return rows
         return self.call(on_loop)
 
-    def peer_rows(self, only: Any = None) -> List[Dict[str, Any]]:
+    def peer_rows(self, only: Optional[bytes] = None) -> List[Dict[str, Any]]:
         """Torrent.peer_statuses() of one torrent, or of all, each with its torrent's number."""
         def on_loop() -> List[Dict[str, Any]]:
             assert self.session is not None
             rows = []
-            for number, t in enumerate(self.session.torrents.values(), 1):
-                if only is None or t is only:
-                    for r in t.peer_statuses():
-                        rows.append(dict(r, torrent=number, name=t.name,
-                                         info_hash=t.info_hash.hex()))
+            for number, (key, s) in enumerate(self._rows(), 1):
+                torrent = self.session.torrent_for(key)
+                if torrent is not None and only in (None, key):
+                    rows.extend(dict(r, torrent=number, name=s["name"], info_hash=key.hex())
+                                for r in torrent.peer_statuses())
             return rows
         return self.call(on_loop)
 
@@ -299,69 +460,96 @@ class Node:
             assert self.session is not None
             stats = self.session.stats()
             states: Dict[str, int] = {}
-            have = 0
-            for t in self.session.torrents.values():
-                states[t.state] = states.get(t.state, 0) + 1
-                have += t.status()["have"]
-            stats.update(host=self.host, states=states,
-                         ratio=ratio(stats["uploaded"], stats["downloaded"], have))
+            rows = [s for _, s in self._rows()]
+            for s in rows:
+                states[s["state"]] = states.get(s["state"], 0) + 1
+            stats.update(host=self.host, states=states, torrents=len(rows),
+                         ratio=ratio(stats["uploaded"], stats["downloaded"],
+                                     sum(s["have"] for s in rows)))
             return stats
         return self.call(on_loop)
 
-    def select(self, choose: Callable[[List[Tuple[str, str]]], int]) -> Any:
-        """The torrent ``choose`` picks from (name, info hash hex) pairs in `status` order; both
-        run on the loop, so no torrent comes or goes in between."""
-        def on_loop() -> Any:
-            assert self.session is not None
-            torrents = list(self.session.torrents.values())
-            return torrents[choose([(t.name, t.info_hash.hex()) for t in torrents])]
+    def select(self, choose: Callable[[List[Tuple[str, str]]], int]) -> Tuple[bytes, str]:
+        """(info hash, name) of the torrent ``choose`` picks from (name, info hash hex) pairs in
+        `status` order; both run on the loop, so no torrent comes or goes in between."""
+        def on_loop() -> Tuple[bytes, str]:
+            rows = self._rows()
+            key, status = rows[choose([(s["name"], key.hex()) for key, s in rows])]
+            return key, status["name"]
         return self.call(on_loop)
 
     def torrent_names(self) -> List[str]:
         """Names for tab completion; none when the loop is too busy to answer at once."""
-        def names() -> List[str]:
-            assert self.session is not None
-            return [t.name for t in self.session.torrents.values()]
         try:
-            return self.call(names, timeout=COMPLETION_TIMEOUT)
+            return self.call(lambda: [s["name"] for _, s in self._rows()],
+                             timeout=COMPLETION_TIMEOUT)
         except NodeError:
             return []
 
-    def files(self, torrent: Any) -> Tuple[List[str], str]:
-        """Paths of a torrent's files (padding files left out) and the folder holding them."""
+    def files(self, key: bytes) -> Tuple[List[str], str]:
+        """Paths of a torrent's files (padding files left out) and the folder holding them,
+        from its saved .torrent; none for a magnet still fetching its metadata."""
         def on_loop() -> Tuple[List[str], str]:
-            storage = getattr(torrent, "storage", None)
-            if storage is None:  # a magnet still fetching its metadata: no files yet
-                return [], getattr(torrent, "folder", "")
-            return [storage.file_path(i) for i, f in enumerate(torrent.info.files)
-                    if not f.pad], storage.root
+            entry = self.saved.get(key)
+            if entry is None:
+                raise NodeError("that torrent was removed meanwhile")
+            root = shown_folder(entry.folder)
+            if entry.torrent is None:
+                return [], root
+            info = entry.source().info
+            return [os.path.join(root, *f.path) for f in info.files if not f.pad], root
         return self.call(on_loop)
 
     # -- pause, resume, remove ---------------------------------------------------------------
 
-    def pause(self, torrent: Any) -> str:
-        """Pause a torrent; return its state before."""
+    def pause(self, key: bytes) -> str:
+        """Pause a torrent and mark it paused in the list; return its state before."""
         async def on_loop() -> str:
-            before = torrent.state
+            assert self.session is not None
+            torrent = self.session.torrent_for(key)
+            if torrent is None:
+                return ERROR
+            before = torrent.status()["state"]
             await torrent.pause()
+            if torrent.status()["state"] == PAUSED:
+                self._change(self.saved.update, key, paused=True)
             return before
         return self.call(on_loop)
 
-    def resume(self, torrent: Any) -> Tuple[str, str]:
-        """Resume a torrent; return its state before and after."""
+    def resume(self, key: bytes) -> Tuple[str, str]:
+        """Resume a paused torrent, or add again one that could not be added on start; return
+        its state before and after."""
         def on_loop() -> Tuple[str, str]:
-            before = torrent.state
+            assert self.session is not None
+            torrent = self.session.torrent_for(key)
+            entry = self.saved.get(key)
+            if torrent is None:
+                if entry is None or key not in self._broken:
+                    raise NodeError("that torrent was removed meanwhile")
+                self._change(self.saved.update, key, paused=False)
+                self._start_adding(self.saved.get(key) or entry, kept=True, quiet=False)
+                return ERROR, ERROR if key in self._broken else "checking"
+            before = torrent.status()["state"]
             torrent.resume()
-            return before, torrent.state
+            if before == PAUSED:
+                self._change(self.saved.update, key, paused=False)
+            return before, torrent.status()["state"]
         return self.call(on_loop)
 
-    def remove(self, torrent: Any, delete_files: bool = False) -> List[str]:
-        """Remove a torrent from the session; return the files deleted."""
+    def remove(self, key: bytes, delete_files: bool = False) -> List[str]:
+        """Remove a torrent from the session and from the list; return the files deleted."""
         async def on_loop() -> List[str]:
             assert self.session is not None
-            if self.session.torrents.get(torrent.info_hash) is not torrent:
-                raise NodeError(f"{torrent.name} was already removed")
-            return await self.session.remove(torrent, delete_files=delete_files)
+            if self.saved.get(key) is None:
+                raise NodeError("that torrent was already removed")
+            torrent = self.session.torrent_for(key)
+            deleted: List[str] = []
+            if torrent is not None:
+                deleted = await self.session.remove(torrent, delete_files=delete_files)
+            self._broken.pop(key, None)
+            self._watched.pop(key, None)
+            self._change(self.saved.remove, key)
+            return deleted
         return self.call(on_loop)
 
 

@@ -20,18 +20,16 @@ import argparse
 import os
 import shlex
 import sys
-import traceback
-from difflib import get_close_matches
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from . import cli, transfer, ui, views
 from .console import (Completer, Console, Terminate, install_signal_handlers, route_logging,
                       save_history, setup_readline)
 from .node import Node, NodeError
-from .torrent import DOWNLOADING, PAUSED, SEEDING
+from .torrent import DOWNLOADING, ERROR, PAUSED, SEEDING
 from .ui import peers_table, stats_lines, status_table
 
-__all__ = ["run", "Shell", "ShellError", "find_torrent", "split_line"]
+__all__ = ["run", "Shell", "ShellError", "find_torrent", "split_line", "suggest"]
 
 CLI_COMMANDS = ("create", "seed", "download", "info")
 SHELL_COMMANDS = ("status", "peers", "stats", "pause", "resume", "remove", "help", "exit")
@@ -46,11 +44,16 @@ SUMMARIES = {
     "peers": "connected peers: client, address, flags, rates and totals",
     "stats": "session totals, uptime and the listen address",
     "pause": "disconnect a torrent's peers and leave its trackers; keeps its data",
-    "resume": "start a paused torrent again",
-    "remove": "stop a torrent and forget it; --delete-files also deletes its files",
+    "resume": "start a paused torrent again, or retry one that could not be re-added",
+    "remove": "stop a torrent and forget it; --delete-files also deletes its files (asks first)",
     "help": "list the commands, or show one command's options",
     "exit": "tell every tracker 'stopped' and leave (also Ctrl-D)",
 }
+# An unknown command is matched to a known one within this many typing slips (a missing, extra,
+# wrong or swapped letter), as git's "did you mean" does for its commands.
+MAX_TYPING_SLIPS = 2
+# An ambiguous TORRENT lists at most this many of the torrents it matches.
+MAX_LISTED_MATCHES = 5
 
 
 class ShellError(Exception):
@@ -76,8 +79,8 @@ def split_line(line: str) -> List[str]:
 def find_torrent(entries: Sequence[Tuple[str, str]], text: str) -> int:
     """Index into ``entries`` ((name, info hash hex) in `status` order) for what the user typed.
 
-    TORRENT is the number shown by `status`, else an exact name, else a unique prefix of the info
-    hash; anything ambiguous is refused rather than guessed.
+    TORRENT is the number shown by `status`, else an exact name, else the start of one name or
+    of one info hash (either case); anything ambiguous is refused, naming what it matches.
     """
     if not entries:
         raise ShellError("there are no torrents in this session")
@@ -89,14 +92,45 @@ def find_torrent(entries: Sequence[Tuple[str, str]], text: str) -> int:
     if len(named) > 1:
         raise ShellError(f"{len(named)} torrents are named {text!r}: use the number shown by "
                          "'status' or the info hash")
-    prefix = text.lower()
-    hashed = [i for i, (_, h) in enumerate(entries) if h.startswith(prefix)] if prefix else []
-    if len(hashed) == 1:
-        return hashed[0]
-    if len(hashed) > 1:
-        raise ShellError(f"{text!r} starts {len(hashed)} info hashes: type more of it")
-    raise ShellError(f"no torrent {text!r}: give the number shown by 'status', the name, "
-                     "or the start of the info hash")
+    start = text.lower()
+    matches = [i for i, (name, info_hash) in enumerate(entries)
+               if start and (name.lower().startswith(start) or info_hash.startswith(start))]
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        listed = ", ".join(f"{i + 1} {entries[i][0]}" for i in matches[:MAX_LISTED_MATCHES])
+        more = len(matches) - MAX_LISTED_MATCHES
+        raise ShellError(f"{text!r} matches {len(matches)} torrents ({listed}"
+                         f"{f' and {more} more' if more > 0 else ''}): type more of it, or "
+                         "the number")
+    raise ShellError(f"no torrent {text!r}: give the number shown by 'status', a name or its "
+                     "start, or the start of the info hash")
+
+
+def typing_distance(a: str, b: str) -> int:
+    """Edits between two words, a swap of two neighbouring letters counting as one (optimal
+    string alignment): the usual slips of typing."""
+    previous2: List[int] = []
+    previous = list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        row = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            cost = a[i - 1] != b[j - 1]
+            row[j] = min(previous[j] + 1, row[j - 1] + 1, previous[j - 1] + cost)
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                row[j] = min(row[j], previous2[j - 2] + 1)
+        previous2, previous = previous, row
+    return previous[-1]
+
+
+def suggest(word: str, choices: Sequence[str]) -> Optional[str]:
+    """The choice ``word`` was most likely meant to be: fewest typing slips (at most
+    MAX_TYPING_SLIPS, and fewer than half the word), then the same length, then the first."""
+    ranked = sorted((typing_distance(word, c), len(c) != len(word), n, c)
+                    for n, c in enumerate(choices))
+    if ranked and ranked[0][0] <= min(MAX_TYPING_SLIPS, (len(word) - 1) // 2):
+        return ranked[0][3]
+    return None
 
 
 def _parser_actions(parser: argparse.ArgumentParser) -> List[argparse.Action]:
@@ -151,7 +185,8 @@ class Shell:
         add("stats").add_argument("--json", action="store_true", help="print JSON")
         for name in ("pause", "resume", "remove"):
             add(name).add_argument("torrent", metavar="TORRENT",
-                                   help="number shown by 'status', name, or info hash prefix")
+                                   help="number shown by 'status', a name or its start, or the "
+                                        "start of the info hash")
         parsers["remove"].add_argument(
             "--delete-files", action="store_true",
             help="also delete the torrent's files, and its folders left empty (for a seed: "
@@ -191,6 +226,9 @@ class Shell:
             self.console.stderr.write(f"Listening for peers on {self.node.host}:"
                                       f"{self.node.listen_port}; type 'help' for commands, "
                                       "'exit' to leave\n")
+            restored = self.node.restore()
+            if restored:
+                self.console.stderr.write(restored + "\n")
             self.console.flush()
         try:
             self.console.repl(self.execute)
@@ -222,28 +260,24 @@ class Shell:
             else:
                 self._unknown(name)
         except cli.UsageError as exc:
-            self.console.stderr.write((exc.usage or "") + f"{exc.prog}: error: {exc}\n")
+            command = exc.prog.split()[-1]  # "sta download" -> "download"
+            self.console.error(f"{command}: {exc}; 'help {command}' shows its options")
         except cli.ParserExit:
             pass
         except (KeyboardInterrupt, BrokenPipeError, Terminate):
             raise
         except Exception as exc:
-            if cli.is_user_error(exc):
-                self.console.stderr.write(f"{cli.PROG}: error: {cli.describe_error(exc)}\n")
-            else:  # a bug: show it whole, and keep the node running
-                traceback.print_exc(file=self.console.stderr)
+            self.console.report(exc)
         return True
 
     def _unknown(self, name: str) -> None:
-        err = self.console.stderr
-        err.write(f"usage: COMMAND [ARGS]; commands: {', '.join(COMMANDS)}\n")
         if name in ("tracker", "shell"):
-            err.write(f"{name}: runs on its own: start it with 'python sta.py {name}' "
-                      "in another terminal\n")
+            self.console.error(f"{name} runs on its own: start it with 'python sta.py {name}' "
+                               "in another terminal")
             return
-        close = get_close_matches(name, COMMANDS + ("quit",), n=1)
-        hint = f"; did you mean '{close[0]}'?" if close else "; 'help' lists them"
-        err.write(f"unknown command '{name}'{hint}\n")
+        close = suggest(name, COMMANDS + ("quit",))
+        hint = f"did you mean '{close}'?" if close else "'help' lists the commands"
+        self.console.error(f"unknown command '{name}'; {hint}")
 
     # -- create, info, seed, download --------------------------------------------------------
 
@@ -273,7 +307,7 @@ class Shell:
             ("--tracker-cafile", session_wide and getattr(args, "tracker_cafile", None)),
             ("--tracker-pin", session_wide and getattr(args, "tracker_pin", None))) if value]
         if given:
-            self.console.notice(f"sta: note: {', '.join(given)} apply to the whole shell and "
+            self.console.notice(f"note: {', '.join(given)} apply to the whole shell and "
                                 "are ignored here: give them to 'sta shell'")
 
     def _add(self, args: argparse.Namespace, folder: str, *, seed_only: bool,
@@ -281,16 +315,17 @@ class Shell:
         self._shell_wide_options(args)
         port = self.node.listen_port
         if args.port is not None and args.port != port:
-            self.console.notice(f"sta: note: the shell serves every torrent on its one port "
+            self.console.notice(f"note: the shell serves every torrent on its one port "
                                 f"({port}); --port is ignored")
         metas = transfer.load_sources(args.torrents)
         for meta in metas:
             try:
                 print(self.node.add(meta, folder, seed_only=seed_only, peers=peers,
+                                    super_seed=getattr(args, "super_seed", False),
                                     recheck=getattr(args, "recheck", False),
                                     timeout=args.timeout))
             except NodeError as exc:
-                self.console.stderr.write(f"{cli.PROG}: error: {exc}\n")
+                self.console.error(str(exc))
 
     # -- status, peers, stats ----------------------------------------------------------------
 
@@ -303,11 +338,12 @@ class Shell:
         else:
             print("\n".join(status_table(rows, color=self.console.color)))
 
-    def _resolve(self, text: str) -> Any:
+    def _resolve(self, text: str) -> Tuple[bytes, str]:
+        """(info hash, name) of the torrent TORRENT names."""
         return self.node.select(lambda entries: find_torrent(entries, text))
 
     def cmd_peers(self, args: argparse.Namespace) -> None:
-        only = self._resolve(args.torrent) if args.torrent else None
+        only = self._resolve(args.torrent)[0] if args.torrent else None
         rows = self.node.peer_rows(only)
         if args.json:
             print(views.json_text(rows))
@@ -326,39 +362,43 @@ class Shell:
     # -- pause, resume, remove ---------------------------------------------------------------
 
     def cmd_pause(self, args: argparse.Namespace) -> None:
-        torrent = self._resolve(args.torrent)
-        before = self.node.pause(torrent)
+        key, name = self._resolve(args.torrent)
+        before = self.node.pause(key)
         if before in (DOWNLOADING, SEEDING):
-            print(f"{torrent.name}: paused (its peers are disconnected; 'resume' starts it again)")
+            print(f"{name}: paused (its peers are disconnected; 'resume' starts it again)")
         else:
-            print(f"{torrent.name}: not paused: it is {before}")
+            print(f"{name}: not paused: it is {before}")
 
     def cmd_resume(self, args: argparse.Namespace) -> None:
-        torrent = self._resolve(args.torrent)
-        before, after = self.node.resume(torrent)
+        key, name = self._resolve(args.torrent)
+        before, after = self.node.resume(key)
         if before == PAUSED:
-            print(f"{torrent.name}: resumed ({after})")
+            print(f"{name}: resumed ({after})")
+        elif before == ERROR and after != ERROR:
+            print(f"{name}: adding it again ({after})")
+        elif before == ERROR:
+            print(f"{name}: still cannot be added; 'status' says why")
         else:
-            print(f"{torrent.name}: not paused: it is {before}")
+            print(f"{name}: not paused: it is {before}")
 
     def cmd_remove(self, args: argparse.Namespace) -> None:
-        torrent = self._resolve(args.torrent)
-        files, root = self.node.files(torrent)
+        key, name = self._resolve(args.torrent)
+        files, root = self.node.files(key)
         if args.delete_files and self.console.interactive and not args.yes:
             present = [p for p in files if os.path.isfile(p)]
             size = sum(os.path.getsize(p) for p in present)
             question = (f"Delete {len(present)} file{'s' * (len(present) != 1)} "
-                        f"({ui.human_size(size)}) of {torrent.name} under {root}? [y/N] ")
+                        f"({ui.human_size(size)}) of {name} under {root}? [y/N] ")
             if not self.console.ask(question):
                 print("nothing removed")
                 return
 
-        deleted = self.node.remove(torrent, delete_files=args.delete_files)
+        deleted = self.node.remove(key, delete_files=args.delete_files)
         if args.delete_files:
-            print(f"{torrent.name}: removed; deleted {len(deleted)} of its {len(files)} "
+            print(f"{name}: removed; deleted {len(deleted)} of its {len(files)} "
                   f"file{'s' * (len(files) != 1)} under {root}")
         else:
-            print(f"{torrent.name}: removed (its files stay in {root})")
+            print(f"{name}: removed (its files stay in {root})")
 
     # -- help --------------------------------------------------------------------------------
 
@@ -369,9 +409,9 @@ class Shell:
                   "commands of the same name):")
             for command in COMMANDS:
                 print(f"  {command:<10} {SUMMARIES[command]}")
-            print("TORRENT is the number shown by 'status', a name, or the start of the info "
-                  "hash.\n'help COMMAND' shows a command's options; Ctrl-C cancels the line "
-                  "being typed.")
+            print("TORRENT is the number shown by 'status', a name or its start, or the start of "
+                  "the info hash.\nTorrents are remembered across restarts until 'remove'.\n"
+                  "'help COMMAND' shows a command's options; Ctrl-C cancels the line being typed.")
             return
         if name == "quit":
             name = "exit"

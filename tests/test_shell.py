@@ -6,15 +6,15 @@ in full and one in part, shell B downloads both at once (one finishes, one stall
 has, so `status`, `peers`, `pause` and `resume` see a torrent that is really running), a `sta seed`
 process C brings the rest, then B removes with --delete-files and exits. A small HTTP tracker
 records the announces, so the test sees B's "stopped" on exit and the totals it reports.
+The restart tests stop and start shells on one STA_HOME: the torrents come back, paused or not,
+a missing folder as an error row, and a damaged or shared list never stops a shell.
 The pty tests cover what only a terminal has: the prompt, Ctrl-C, Tab, colour, and the
-confirmation before deleting files.
+confirmation before deleting files, which a command typed by mistake does not answer.
+The kit (processes on pipes, waiting for output, a recording tracker) is tests/shellkit.py.
 """
 
 from __future__ import annotations
 
-import hashlib
-import http.server
-import json
 import os
 import re
 import shutil
@@ -22,20 +22,14 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import unittest
-import urllib.parse
 from typing import Any, Dict, List, Tuple
 
-from sta import maketorrent, metainfo, node, shell
+from sta import maketorrent, metainfo, shell
+from tests.shellkit import (EXIT_WAIT, STA, WAIT, Output, PipeShell, Tracker, digest, sta_env,
+                            status_of, wait_status, write_file)
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-STA = os.path.join(ROOT, "sta.py")
-# Loopback transfers of a few MiB take well under a second; the bound is for a loaded CI box.
-WAIT = 20.0
-# A shell leaving waits at most node.CLOSE_TIMEOUT for its trackers, plus process exit.
-EXIT_WAIT = node.CLOSE_TIMEOUT + 10.0
 # Ctrl-C on the pty: how long to wait for the new prompt, and how often to press it (see below).
 CTRL_C_WAIT = 1.0
 CTRL_C_ATTEMPTS = 5
@@ -49,31 +43,38 @@ except ImportError:  # Windows
     pty = None  # type: ignore[assignment]
 
 
-def sta_env(**extra: str) -> Dict[str, str]:
-    env = dict(os.environ, PYTHONPATH=ROOT, PYTHONIOENCODING="utf-8")
-    env.pop("NO_COLOR", None)
-    env.update(extra)
-    return env
-
-
 # ------------------------------------------------------------------------ pure functions
 
 class FindTorrentTest(unittest.TestCase):
     ENTRIES = [("alpha.bin", "ab12" + "0" * 36), ("beta", "ab34" + "1" * 36),
-               ("7", "c0" + "2" * 38)]
+               ("7", "c0" + "2" * 38), ("notes.bin", "d0" + "3" * 38),
+               ("Notebook", "e0" + "4" * 38)]
 
     def test_number_shown_by_status_comes_first(self) -> None:
         self.assertEqual(shell.find_torrent(self.ENTRIES, "2"), 1)
         self.assertEqual(shell.find_torrent(self.ENTRIES, "7"), 2)  # no 7th: the name
 
-    def test_exact_name_then_unique_hash_prefix(self) -> None:
+    def test_exact_name_then_unique_start_of_a_name_or_hash(self) -> None:
         self.assertEqual(shell.find_torrent(self.ENTRIES, "beta"), 1)
         self.assertEqual(shell.find_torrent(self.ENTRIES, "AB3"), 1)
         self.assertEqual(shell.find_torrent(self.ENTRIES, "c0"), 2)
+        self.assertEqual(shell.find_torrent(self.ENTRIES, "notes"), 3)
+        self.assertEqual(shell.find_torrent(self.ENTRIES, "NOTEB"), 4)
+        self.assertEqual(shell.find_torrent(self.ENTRIES, "alp"), 0)
 
-    def test_ambiguous_or_unknown_is_refused(self) -> None:
-        with self.assertRaisesRegex(shell.ShellError, "type more"):
+    def test_ambiguous_start_names_what_it_matches(self) -> None:
+        with self.assertRaisesRegex(shell.ShellError, r"^'note' matches 2 torrents "
+                                                      r"\(4 notes\.bin, 5 Notebook\): type more"):
+            shell.find_torrent(self.ENTRIES, "note")
+        with self.assertRaisesRegex(shell.ShellError, r"'ab' matches 2 torrents \(1 alpha\.bin, "
+                                                      r"2 beta\)"):
             shell.find_torrent(self.ENTRIES, "ab")
+        many = [(f"n{i}", f"{i:02d}" * 20) for i in range(8)]
+        with self.assertRaisesRegex(shell.ShellError, r"\(1 n0, 2 n1, 3 n2, 4 n3, 5 n4 and 3 "
+                                                      r"more\)"):
+            shell.find_torrent(many, "n")
+
+    def test_unknown_or_doubled_name_is_refused(self) -> None:
         with self.assertRaisesRegex(shell.ShellError, "no torrent 'gamma'"):
             shell.find_torrent(self.ENTRIES, "gamma")
         with self.assertRaisesRegex(shell.ShellError, "2 torrents are named"):
@@ -87,199 +88,27 @@ class FindTorrentTest(unittest.TestCase):
         with self.assertRaisesRegex(shell.ShellError, "cannot read that line"):
             shell.split_line('seed "open')
 
-    def test_ratio_uses_data_held_when_nothing_was_downloaded(self) -> None:
-        self.assertEqual(node.ratio(200, 100, 100), 2.0)
-        self.assertEqual(node.ratio(50, 0, 100), 0.5)
-        self.assertEqual(node.ratio(0, 0, 0), 0.0)
 
-    def test_status_table_colours_state_only_when_asked(self) -> None:
-        row = {"number": 1, "name": "a.bin", "state": "seeding", "size": 3 * MIB,
-               "progress": 1.0, "down_rate": 0, "up_rate": 1024, "ratio": 0.5, "peers": 2,
-               "seeds": 0, "eta": None, "error": None}
-        plain = shell.status_table([row])
-        self.assertEqual(plain[0].split(), ["#", "NAME", "STATE", "SIZE", "PROGRESS", "DOWN",
-                                            "UP", "RATIO", "PEERS", "ETA"])
-        self.assertIn("[####################] 100.0%", plain[1])
-        self.assertNotIn("\x1b", "".join(plain))
-        self.assertIn("\x1b[32mseeding\x1b[0m", shell.status_table([row], color=True)[1])
+class SuggestTest(unittest.TestCase):
+    COMMANDS = shell.COMMANDS + ("quit",)
+
+    def test_typing_distance_counts_a_swap_as_one_slip(self) -> None:
+        self.assertEqual(shell.typing_distance("stauts", "status"), 1)
+        self.assertEqual(shell.typing_distance("stauts", "stats"), 1)
+        self.assertEqual(shell.typing_distance("", "abc"), 3)
+        self.assertEqual(shell.typing_distance("peers", "peers"), 0)
+
+    def test_swapped_letters_suggest_the_command_of_the_same_length(self) -> None:
+        for typed, meant in (("stauts", "status"), ("stats", "stats"), ("remvoe", "remove"),
+                             ("dowload", "download"), ("exti", "exit"), ("peer", "peers")):
+            self.assertEqual(shell.suggest(typed, self.COMMANDS), meant)
+
+    def test_words_far_from_every_command_suggest_nothing(self) -> None:
+        for typed in ("foo", "rm", "x", "connect"):
+            self.assertIsNone(shell.suggest(typed, self.COMMANDS))
 
 
 # ------------------------------------------------------------------ processes and output
-
-class Output:
-    """Collects what a process writes (a pipe or a pty master); waits for text with a deadline."""
-
-    def __init__(self, read: Any) -> None:
-        self._read = read
-        self._text = ""
-        self.pos = 0
-        self._cond = threading.Condition()
-        self._closed = False
-        self._thread = threading.Thread(target=self._pump, daemon=True)
-        self._thread.start()
-
-    def _pump(self) -> None:
-        while True:
-            try:
-                data = self._read()
-            except (OSError, ValueError):
-                data = b""
-            with self._cond:
-                if not data:
-                    self._closed = True
-                    self._cond.notify_all()
-                    return
-                self._text += data.decode("utf-8", "replace")
-                self._cond.notify_all()
-
-    @property
-    def text(self) -> str:
-        with self._cond:
-            return self._text
-
-    def expect(self, pattern: str, timeout: float = WAIT) -> "re.Match[str]":
-        """The first match of ``pattern`` after what earlier expects consumed."""
-        regex = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                match = regex.search(self._text, self.pos)
-                if match:
-                    self.pos = match.end()
-                    return match
-                left = deadline - time.monotonic()
-                if left <= 0 or self._closed:
-                    raise AssertionError(f"{pattern!r} not seen; output after the last "
-                                         f"match: {self._text[self.pos:][-2000:]!r}")
-                self._cond.wait(min(left, 0.2))
-
-    def json(self, timeout: float = WAIT) -> Any:
-        """The next complete JSON document."""
-        decoder = json.JSONDecoder()
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                rest = self._text[self.pos:]
-                # a document starts a line: skip what is left of a line an expect() matched in
-                found = re.search(r"^[\[{]", rest, re.MULTILINE)
-                start = found.start() if found else len(rest)
-                try:
-                    value, end = decoder.raw_decode(rest, start)
-                except ValueError:
-                    left = deadline - time.monotonic()
-                    if left <= 0 or self._closed:
-                        raise AssertionError(f"no JSON document in:\n{rest}") from None
-                    self._cond.wait(min(left, 0.2))
-                    continue
-                self.pos += end
-                return value
-
-    def join(self) -> None:
-        self._thread.join(WAIT)
-
-
-class PipeShell:
-    """`sta shell` with stdin, stdout and stderr on pipes."""
-
-    def __init__(self, test: unittest.TestCase, cwd: str, *args: str) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, STA, "shell", "--port", "0"] + list(args), cwd=cwd, env=sta_env(),
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        test.addCleanup(self.kill)
-        self.out = Output(lambda: self.proc.stdout.read1(65536))
-        self.err = Output(lambda: self.proc.stderr.read1(65536))
-        self.port = int(self.err.expect(r"Listening for peers on 0\.0\.0\.0:(\d+)").group(1))
-
-    def send(self, line: str) -> None:
-        self.proc.stdin.write(line.encode("utf-8") + b"\n")
-        self.proc.stdin.flush()
-
-    def json(self, line: str) -> Any:
-        self.send(line)
-        return self.out.json()
-
-    def exit(self) -> int:
-        self.send("exit")
-        code = self.proc.wait(EXIT_WAIT)
-        self.out.join()
-        self.err.join()
-        return code
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(WAIT)
-        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
-            try:
-                stream.close()
-            except OSError:
-                pass
-
-
-class Tracker:
-    """A minimal HTTP tracker that records every announce and returns no peers (so peers come
-    only from --peer and the test stays deterministic)."""
-
-    def __init__(self, test: unittest.TestCase) -> None:
-        self.announces: List[Dict[str, str]] = []
-        announces = self.announces
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-                query = urllib.parse.urlsplit(self.path).query
-                fields = {k: v[0] for k, v in
-                          urllib.parse.parse_qs(query, encoding="latin-1").items()}
-                announces.append(fields)
-                body = b"d8:intervali1800e5:peers0:e"
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/announce"
-        thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        thread.start()
-        test.addCleanup(self.server.server_close)
-        test.addCleanup(self.server.shutdown)
-
-    def events(self, info_hash: bytes, port: int) -> List[Dict[str, str]]:
-        raw = info_hash.decode("latin-1")
-        return [a for a in self.announces if a.get("info_hash") == raw
-                and a.get("port") == str(port)]
-
-
-def write_file(path: str, data: bytes) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "wb") as f:
-        f.write(data)
-
-
-def digest(path: str) -> str:
-    with open(path, "rb") as f:
-        return hashlib.sha1(f.read()).hexdigest()
-
-
-def status_of(rows: List[Dict[str, Any]], name: str) -> Dict[str, Any]:
-    found = [r for r in rows if r["name"] == name]
-    assert len(found) == 1, rows
-    return found[0]
-
-
-def wait_status(node: PipeShell, name: str, predicate: Any) -> Dict[str, Any]:
-    """Ask `status --json` until ``predicate(row)`` holds (bounded in time and count)."""
-    deadline = time.monotonic() + WAIT
-    while True:
-        row = status_of(node.json("status --json"), name)
-        if predicate(row):
-            return row
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{name} never reached the expected state: {row}")
-        time.sleep(0.2)
-
 
 # ---------------------------------------------------------------------------- the pipe
 
@@ -299,29 +128,41 @@ class PipeShellTest(unittest.TestCase):
         return os.path.join(self.dir, *parts)
 
     def test_pipe_session_create_seed_download_pause_remove_exit(self) -> None:
-        tracker = Tracker(self)
-        a = PipeShell(self, self.dir, "-o", "a_downloads")
+        self.tracker = Tracker(self)
+        self.a = PipeShell(self, self.dir, "-o", "a_downloads", home=self.path("home-a"))
+        self.create_and_seed_on_a()
+        self.b = PipeShell(self, self.dir, "-o", "dl", home=self.path("home-b"))
+        self.download_two_at_once_on_b()
+        self.watch_pause_and_resume_a_live_torrent()
+        self.finish_from_another_seed()
+        self.mistakes_get_one_line_each()
+        self.remove_with_and_without_files()
+        self.magnet_finds_the_data_kept_by_remove()
+        self.both_exit_and_the_tracker_heard_everything()
 
+    def create_and_seed_on_a(self) -> None:
+        a, tracker = self.a, self.tracker
         # create, with the grammar of `sta create`, and seed one torrent whole, one in part
         a.send(f"create data/alpha.bin -t {tracker.url} -o alpha.torrent --piece-length 16K")
-        alpha_magnet = a.out.expect(r"magnet:\s+(magnet:\?xt=urn:btih:\S+)\n").group(1)
+        self.alpha_magnet = a.out.expect(r"magnet:\s+(magnet:\?xt=urn:btih:\S+)\n").group(1)
         a.send(f"create data/beta -t {tracker.url} -o beta.torrent --piece-length 16K")
         a.out.expect(r"magnet:\s+magnet:\?xt=urn:btih:")
-        alpha = metainfo.load(self.path("alpha.torrent"))
-        beta = metainfo.load(self.path("beta.torrent"))
+        self.alpha = alpha = metainfo.load(self.path("alpha.torrent"))
+        self.beta = metainfo.load(self.path("beta.torrent"))
         a.send("seed alpha.torrent --data data --port 7000")
         a.out.expect(r"alpha\.bin: checking the data in data")
         a.err.expect(r"--port is ignored")
         a.err.expect(r"alpha\.bin: seeding, info hash " + alpha.info_hash.hex())
         a.send("seed beta.torrent --data partial")
-        a.err.expect(r"beta: only 128 of 192 pieces found in partial; seeding those")
+        a.err.expect(r"beta: only 2 MiB of 3 MiB found in partial; seeding those")
 
         # what --delete-files must leave alone: a same-named file beside the torrent's folder,
         # and other content inside the torrent's folder
         write_file(self.path("dl", "x.bin"), b"not the torrent's x.bin")
         write_file(self.path("dl", "beta", "keep.txt"), b"mine")
 
-        b = PipeShell(self, self.dir, "-o", "dl")
+    def download_two_at_once_on_b(self) -> None:
+        a, b = self.a, self.b
         info = b.json("info alpha.torrent --json")
         self.assertEqual((info["name"], info["num_pieces"]), ("alpha.bin", 192))
 
@@ -333,6 +174,8 @@ class PipeShellTest(unittest.TestCase):
         self.assertEqual([(r["number"], r["name"]) for r in rows], [(1, "alpha.bin"), (2, "beta")])
         b.err.expect(r"alpha\.bin: download complete \(3 MiB in [0-9.]+ s, .*\); seeding")
 
+    def watch_pause_and_resume_a_live_torrent(self) -> None:
+        a, b, beta = self.a, self.b, self.beta
         # beta runs on with the two thirds A has: status, peers, pause and resume see it live
         row = wait_status(b, "beta", lambda r: r["have"] == 2 * MIB and r["peers"] == 1)
         self.assertEqual(row["state"], "downloading")
@@ -350,6 +193,7 @@ class PipeShellTest(unittest.TestCase):
         self.assertRegex(row_text,
                          rf"^2\s+127\.0\.0\.1:{a.port}\s+STA.*\s+66\.7%\s+.*\s2 MiB\s+0 B$")
         (peer,) = b.json(f"peers {beta.info_hash.hex()[:8]} --json")
+        self.assertEqual(b.json("peers BET --json"), [peer])  # the start of its name, any case
         self.assertEqual((peer["address"], peer["torrent"], peer["name"]),
                          (f"127.0.0.1:{a.port}", 2, "beta"))
         self.assertTrue(peer["client"].startswith("STA"), peer)
@@ -365,11 +209,14 @@ class PipeShellTest(unittest.TestCase):
         b.out.expect(r"beta: resumed \(downloading\)")
         self.assertEqual(status_of(b.json("status --json"), "beta")["state"], "downloading")
 
+    def finish_from_another_seed(self) -> None:
+        a, b = self.a, self.b
         # a whole copy elsewhere: A drops its part, C (`sta seed`) joins, B finishes beta
         a.send("remove beta")
         a.out.expect(r"beta: removed \(its files stay in partial\)")
         c = subprocess.Popen([sys.executable, STA, "seed", "beta.torrent", "--data", "data",
-                              "--port", "0"], cwd=self.dir, env=sta_env(),
+                              "--port", "0"], cwd=self.dir,
+                             env=sta_env(STA_HOME=self.path("home-c")),
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         self.addCleanup(c.stderr.close)
         self.addCleanup(c.wait, WAIT)
@@ -392,19 +239,27 @@ class PipeShellTest(unittest.TestCase):
         b.out.expect(rf"listening on: 0\.0\.0\.0:{b.port}\nuptime: +\S+\ntorrents: +2 "
                      r"\(2 seeding\)\npeers: +\d+\ndownloaded: +6 MiB")
 
-        # mistakes get a usage line, and the node carries on
-        for line, message in (("stauts", r"unknown command 'stauts'; did you mean"),
-                              ("pause", r"usage: pause \[-h\] TORRENT\npause: error: "),
-                              ("remove gamma", r"sta: error: no torrent 'gamma'"),
-                              ('seed "open', r"sta: error: cannot read that line"),
-                              ("download nothing.torrent", r"sta: error: nothing\.torrent")):
+    def mistakes_get_one_line_each(self) -> None:
+        b = self.b
+        # mistakes get one line each, the message alone, and the node carries on
+        for line, message in (
+                ("stauts", r"(?m)^unknown command 'stauts'; did you mean 'status'\?\n"),
+                ("pause", r"(?m)^pause: the following arguments are required: TORRENT; "
+                          r"'help pause' shows its options\n"),
+                ("remove gamma", r"(?m)^no torrent 'gamma': "),
+                ('seed "open', r"(?m)^cannot read that line"),
+                ("download nothing.torrent", r"(?m)^nothing\.torrent: ")):
             b.send(line)
             b.err.expect(message)
+        self.assertNotIn("usage:", b.err.text)
+        self.assertNotIn("error:", b.err.text)
         if hasattr(signal, "SIGINT") and os.name != "nt":
             b.proc.send_signal(signal.SIGINT)  # Ctrl-C cancels a line, not the node
             b.err.expect(r"interrupted\n")
         self.assertEqual(b.json("stats --json")["torrents"], 2)
 
+    def remove_with_and_without_files(self) -> None:
+        b = self.b
         # remove --delete-files: exactly the torrent's files and its folders left empty
         b.send("remove beta --delete-files")
         b.out.expect(r"beta: removed; deleted 2 of its 2 files under dl")
@@ -420,20 +275,25 @@ class PipeShellTest(unittest.TestCase):
         self.assertTrue(os.path.isfile(self.path("dl", "alpha.bin")))
         resume_files = os.listdir(self.path("dl", ".sta")) if os.path.isdir(
             self.path("dl", ".sta")) else []
-        self.assertFalse([f for f in resume_files if alpha.info_hash.hex() in f], resume_files)
+        alpha_hex = self.alpha.info_hash.hex()
+        self.assertFalse([f for f in resume_files if alpha_hex in f], resume_files)
         self.assertEqual(b.json("status --json"), [])
         b.send("status")
         b.out.expect(r"no torrents")
         # removed torrents still count in the session's totals
         self.assertEqual(b.json("stats --json")["downloaded"], 6 * MIB)
 
+    def magnet_finds_the_data_kept_by_remove(self) -> None:
+        a, b = self.a, self.b
         # a magnet link: the metadata comes from A, the data is already here (kept by `remove`)
-        b.send(f"download {alpha_magnet} --peer 127.0.0.1:{a.port}")
+        b.send(f"download {self.alpha_magnet} --peer 127.0.0.1:{a.port}")
         b.out.expect(r"alpha\.bin: downloading into dl \(3 MiB\)")
         b.err.expect(r"alpha\.bin: metadata received \(3 MiB\)")
         row = wait_status(b, "alpha.bin", lambda r: r["state"] == "seeding")
         self.assertEqual(row["have"], 3 * MIB)
 
+    def both_exit_and_the_tracker_heard_everything(self) -> None:
+        a, b, tracker, alpha, beta = self.a, self.b, self.tracker, self.alpha, self.beta
         b_port = b.port
         self.assertEqual(b.exit(), 0)
         self.assertEqual(a.exit(), 0)
@@ -458,6 +318,106 @@ class PipeShellTest(unittest.TestCase):
         self.assertEqual(events(beta, a.port), ["started", "stopped"])
 
 
+class RestartTest(unittest.TestCase):
+    """The shell remembers its torrents across restarts, through its saved list in STA_HOME."""
+
+    def setUp(self) -> None:
+        tmp = tempfile.TemporaryDirectory()
+        self.addCleanup(tmp.cleanup)
+        self.dir = tmp.name
+        self.home = self.path("home")
+        for name in ("notes.bin", "other.bin", "third.bin"):
+            data = self.path(name + "-data", name)
+            write_file(data, os.urandom(PIECE * 20))
+            with open(self.path(name + ".torrent"), "wb") as f:
+                f.write(maketorrent.make_torrent([data], []))
+
+    def path(self, *parts: str) -> str:
+        return os.path.join(self.dir, *parts)
+
+    def shell(self) -> PipeShell:
+        return PipeShell(self, self.dir, home=self.home)
+
+    def test_torrents_come_back_paused_or_not_and_a_missing_folder_as_an_error_row(self) -> None:
+        first = self.shell()
+        for name in ("notes.bin", "other.bin", "third.bin"):
+            first.send(f"seed {name}.torrent --data {name}-data")
+            first.err.expect(re.escape(name) + r": seeding, info hash")
+        first.send("pause oth")  # the start of a name is enough
+        first.out.expect(r"other\.bin: paused")
+        self.assertEqual(first.exit(), 0)
+        for name in ("notes.bin", "other.bin", "third.bin"):  # the list keeps its own copies
+            os.remove(self.path(name + ".torrent"))
+        os.rename(self.path("third.bin-data"), self.path("moved"))
+
+        second = self.shell()
+        second.err.expect(r"Re-adding 3 torrents from the last run \(1 paused, 1 whose folder "
+                          r"is missing\); 'status' lists them\n")
+        rows = wait_status(second, "notes.bin", lambda r: r["state"] == "seeding")
+        rows = second.json("status --json")
+        self.assertEqual([(r["number"], r["name"], r["state"]) for r in rows],
+                         [(1, "notes.bin", "seeding"), (2, "other.bin", "paused"),
+                          (3, "third.bin", "error")])
+        second.send("status")
+        second.out.expect(r"(?m)^3: third\.bin: its folder third\.bin-data is missing; "
+                          r"'resume' tries again once it is back$")
+        second.send("resume third")
+        second.out.expect(r"third\.bin: still cannot be added; 'status' says why")
+        os.rename(self.path("moved"), self.path("third.bin-data"))
+        second.send("resume 3")
+        second.out.expect(r"third\.bin: adding it again \(checking\)")
+        wait_status(second, "third.bin", lambda r: r["state"] == "seeding")
+        second.send("remove notes")
+        second.out.expect(r"notes\.bin: removed")
+        self.assertEqual(second.exit(), 0)
+
+        third = self.shell()
+        third.err.expect(r"Re-adding 2 torrents from the last run \(1 paused\)")
+        self.assertEqual([(r["name"], r["state"]) for r in
+                          [wait_status(third, "third.bin", lambda r: r["state"] == "seeding")] +
+                          [status_of(third.json("status --json"), "other.bin")]],
+                         [("third.bin", "seeding"), ("other.bin", "paused")])
+        for _ in range(2):
+            third.send("remove 1")
+            third.out.expect(r"removed")
+        self.assertEqual(third.exit(), 0)
+
+        last = self.shell()
+        self.assertEqual(last.json("status --json"), [])
+        self.assertEqual(last.exit(), 0)
+        self.assertNotIn("Re-adding", last.err.text)
+        for node in (first, second, third, last):
+            self.assertNotIn("Traceback", node.err.text)
+
+    def test_damaged_list_is_kept_aside_and_a_second_shell_does_not_write(self) -> None:
+        os.makedirs(self.home)
+        with open(os.path.join(self.home, "torrents.bencode"), "wb") as f:
+            f.write(b"not a list")
+        first = self.shell()
+        first.err.expect(r"warning: the saved list of torrents .*torrents\.bencode cannot be read "
+                         r"\(.*\); it was kept as .*torrents\.bencode\.bad and this node starts "
+                         r"with no torrents")
+        self.assertEqual(first.json("status --json"), [])
+        with open(os.path.join(self.home, "torrents.bencode.bad"), "rb") as f:
+            self.assertEqual(f.read(), b"not a list")
+        first.send("seed notes.bin.torrent --data notes.bin-data")
+        first.err.expect(r"notes\.bin: seeding")
+
+        second = self.shell()
+        second.err.expect(r"warning: another STA node uses the list of torrents in .*; this one "
+                          r"will not remember its torrents")
+        self.assertEqual(second.json("status --json"), [])
+        second.send("seed other.bin.torrent --data other.bin-data")
+        second.err.expect(r"other\.bin: seeding")
+        self.assertEqual(second.exit(), 0)
+        self.assertEqual(first.exit(), 0)
+
+        third = self.shell()  # the first shell's list, untouched by the second
+        third.err.expect(r"Re-adding 1 torrent from the last run; 'status' lists them")
+        self.assertEqual([r["name"] for r in third.json("status --json")], ["notes.bin"])
+        self.assertEqual(third.exit(), 0)
+
+
 # ---------------------------------------------------------------------- the terminal
 
 @unittest.skipIf(pty is None or not hasattr(os, "fork"), "no pseudo-terminals on this platform")
@@ -471,7 +431,8 @@ class TerminalShellTest(unittest.TestCase):
             f.write(maketorrent.make_torrent([os.path.join(self.dir, "data", "alpha.bin")], []))
         write_file(os.path.join(self.dir, "dl", "other", "alpha.bin"), b"same name, elsewhere")
         seed = subprocess.Popen([sys.executable, STA, "seed", "alpha.torrent", "--data", "data",
-                                 "--port", "0"], cwd=self.dir, env=sta_env(),
+                                 "--port", "0"], cwd=self.dir,
+                                env=sta_env(STA_HOME=os.path.join(self.dir, "home-seed")),
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         self.addCleanup(seed.stderr.close)
         self.addCleanup(seed.wait, WAIT)
@@ -548,9 +509,17 @@ class TerminalShellTest(unittest.TestCase):
         self.assertIn("\x1b[32mseeding\x1b[0m", table)  # colour on a terminal
         self.assertRegex(ANSI.sub("", table), r"^1\s+alpha\.bin\s+seeding\s+2 MiB\s+\[#{20}\]")
 
+        # the question is not answered by a command typed as if it were not there
+        type_keys("remove alp --delete-files\r")
+        question = r"Delete 1 file \(2 MiB\) of alpha\.bin under dl\? \[y/N\] "
+        out.expect(question)
+        type_keys("status\r")
+        out.expect(r"answer y or n\r\n" + question)
+        type_keys("\r")  # Enter: the default, no
+        out.expect(r"nothing removed")
         type_keys("remove alpha.bin --delete-files\r")
-        out.expect(r"Delete 1 file \(2 MiB\) of alpha\.bin under dl\? \[y/N\] ")
-        type_keys("n\r")
+        out.expect(question)
+        type_keys("\x04")  # Ctrl-D: no
         out.expect(r"nothing removed")
         self.assertTrue(os.path.isfile(os.path.join(self.dir, "dl", "alpha.bin")))
         type_keys("remove 1 --delete-files\r")
