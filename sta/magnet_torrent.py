@@ -24,7 +24,7 @@ from .magnet import Magnet
 from .peerproto import UT_METADATA
 from .resume import STATE_DIR_NAME
 from .swarm import Swarm
-from .torrent import Torrent, discovery_status
+from .torrent import PAUSED, Torrent, discovery_status
 from .torrenthost import TorrentHost
 
 log = logging.getLogger(__name__)
@@ -298,10 +298,21 @@ class MagnetTorrent:
         self.done.set()
 
     async def pause(self) -> None:
-        pass
+        """Stop fetching: close every connection and leave the trackers."""
+        if self.state != METADATA:
+            return
+        self.state = PAUSED
+        self.swarm.close_all("torrent paused")
+        announcer, self._announcer = self._announcer, None
+        if announcer is not None:
+            await announcer.stop()
 
     def resume(self) -> None:
-        pass
+        if self.state != PAUSED:
+            return
+        self.state = METADATA
+        self.swarm.retry_all_now()
+        self.start_announcing()
 
     def forget_resume_state(self) -> None:
         pass

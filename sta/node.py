@@ -273,7 +273,7 @@ class Node:
             torrent = await transfer.add_torrent(
                 session, entry.source(), entry.folder, seed_only=entry.seed_only,
                 recheck=watched.recheck, peers=() if entry.paused else entry.peers,
-                super_seed=entry.super_seed)
+                super_seed=entry.super_seed, paused=entry.paused)
         except Exception as exc:
             if not is_user_error(exc):
                 log.exception("%s: could not be added", entry.name)
@@ -281,7 +281,6 @@ class Node:
             self._failed(entry.info_hash, watched.kept, f"cannot {verb}: {describe_error(exc)}")
             return
         if entry.paused:  # restored as it was left: known peers are dialled on `resume`
-            await torrent.pause()
             torrent.add_peers(list(entry.peers), "shell")
         self._watched[entry.info_hash] = watched
         status = torrent.status()

@@ -53,6 +53,8 @@ class ManagedTorrent(PeerOwner, Protocol):
 
     def start_announcing(self) -> None: ...
 
+    async def pause(self) -> None: ...
+
     def tick(self, now: float) -> None: ...
 
     async def shutdown(self) -> None: ...
@@ -153,7 +155,9 @@ class Session:
 
     # -- torrents ----------------------------------------------------------------------------
 
-    async def add(self, torrent: Any, recheck: bool = False) -> Any:
+    async def add(self, torrent: Any, recheck: bool = False, paused: bool = False) -> Any:
+        """Check a torrent's data and start it; ``paused`` leaves it checked but idle, without
+        a word to its trackers (as it was left when the node last stopped)."""
         if torrent.info_hash in self.torrents:
             raise SessionError(f"{torrent.name} is already in this session")
         self.torrents[torrent.info_hash] = torrent
@@ -164,7 +168,10 @@ class Session:
             del self.torrents[torrent.info_hash]
             del self._torrent_ids[peerlink.torrent_id(torrent.info_hash)]
             raise
-        torrent.start_announcing()
+        if paused:
+            await torrent.pause()
+        else:
+            torrent.start_announcing()
         return torrent
 
     async def remove(self, torrent: Any, delete_files: bool = False) -> List[str]:

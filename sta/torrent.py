@@ -154,7 +154,7 @@ class Torrent:
 
     def add_peers(self, addresses: List[Address], source: str = "tracker") -> None:
         self.swarm.add_peers(addresses, source)
-        self._connect_more(time.monotonic())  # now, not at the next tick
+        self._connect_more(time.monotonic())  # now, not at the next tick (not while paused)
 
     def _become_seed(self, announce: bool = True) -> None:
         was_downloading = self.state == DOWNLOADING
@@ -218,10 +218,8 @@ class Torrent:
         if self.downloader is not None:
             self.downloader.stop()
         self.swarm.close_all("torrent stopped")
-        try:
-            self.storage.save()
-        except Exception as exc:
-            log.warning("%s: could not save resume state: %s", self.name, exc)
+        if self.picker is not None:  # a torrent stopped while checking has nothing to record
+            self._save_resume_quietly()
         self.storage.close()
 
     def delete_files(self) -> List[str]:
@@ -526,6 +524,10 @@ class Torrent:
             "seeds": sum(1 for p in peers if self._is_seed(p)),
             "eta": (left / down) if down > 0 and left else None,
             "error": self.error,
+            # Seconds from the start to complete data (the check's length for data that was
+            # complete from the start); None until then.
+            "completed_after": (self.completed_at - self.started_at
+                                if self.completed_at is not None else None),
             **discovery_status(self._announcer, self.swarm),
         }
 

@@ -117,7 +117,7 @@ async def _transfer(options: TransferOptions, metainfos: List[Any]) -> int:
 
 async def add_torrent(session: Session, meta: Any, folder: str, *, seed_only: bool = False,
                       recheck: bool = False, peers: Sequence[Tuple[str, int]] = (),
-                      super_seed: bool = False) -> Torrent:
+                      super_seed: bool = False, paused: bool = False) -> Torrent:
     """Check the data of ``meta`` in ``folder`` and start it in ``session``.
 
     ``seed_only`` opens the files read-only: a seed never creates, grows or writes a file.
@@ -129,13 +129,13 @@ async def add_torrent(session: Session, meta: Any, folder: str, *, seed_only: bo
                 return Torrent(session, fetched, FileStorage(fetched.info, folder,
                                                              readonly=seed_only))
             stand_in = MagnetTorrent(session, meta, folder, build)
-            await session.add(stand_in)
+            await session.add(stand_in, paused=paused)
             stand_in.add_peers(list(peers), "command line")
             return stand_in  # type: ignore[return-value]
         meta = saved  # fetched by an earlier run: no need to fetch it again
     storage = FileStorage(meta.info, folder, readonly=seed_only)
     torrent = Torrent(session, meta, storage, super_seed=super_seed)
-    await session.add(torrent, recheck=recheck)
+    await session.add(torrent, recheck=recheck, paused=paused)
     torrent.add_peers(list(peers), "command line")
     return torrent
 
