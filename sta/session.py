@@ -155,9 +155,12 @@ class Session:
 
     # -- torrents ----------------------------------------------------------------------------
 
-    async def add(self, torrent: Any, recheck: bool = False, paused: bool = False) -> Any:
+    async def add(self, torrent: Any, recheck: bool = False, paused: bool = False,
+                  announce: bool = True) -> Any:
         """Check a torrent's data and start it; ``paused`` leaves it checked but idle, without
-        a word to its trackers (as it was left when the node last stopped)."""
+        a word to its trackers (as it was left when the node last stopped); ``announce=False``
+        leaves the first announce to the caller (``torrent.start_announcing()``), so a tracker
+        never hears of a peer that does not stay."""
         if torrent.info_hash in self.torrents:
             raise SessionError(f"{torrent.name} is already in this session")
         self.torrents[torrent.info_hash] = torrent
@@ -170,7 +173,7 @@ class Session:
             raise
         if paused:
             await torrent.pause()
-        else:
+        elif announce:
             torrent.start_announcing()
         return torrent
 

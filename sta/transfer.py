@@ -100,14 +100,21 @@ async def _transfer(options: TransferOptions, metainfos: List[Any]) -> int:
         for meta in metainfos:
             if options.seed_only and not isinstance(meta, magnet_mod.Magnet):
                 ui.write_line(out, f"Checking {meta.info.name} in {options.folder} ...")
+            # A seed is announced only once its data is found: a tracker must never list a
+            # peer that is about to give up.
             torrent = await add_torrent(session, meta, options.folder, seed_only=options.seed_only,
                                         recheck=options.recheck, peers=options.peers,
-                                        super_seed=options.super_seed)
+                                        super_seed=options.super_seed,
+                                        announce=not options.seed_only)
             torrents.append(torrent)
             _report_start(out, torrent, options)
-        if options.seed_only and not any(isinstance(t, MagnetTorrent) or t.picker.have.count
-                                         for t in torrents):
-            raise TransferError("none of the data was found; is --data the folder that holds it?")
+        if options.seed_only:
+            if not any(isinstance(t, MagnetTorrent) or t.picker.have.count for t in torrents):
+                names = ", ".join(t.name for t in torrents)
+                raise TransferError(f"none of the data of {names} is in {options.folder}; "
+                                    "pass --data FOLDER, the folder that holds it")
+            for torrent in torrents:
+                torrent.start_announcing()
         status = await _watch(session, torrents, options, stop, out)
     finally:
         await session.close()
@@ -117,7 +124,8 @@ async def _transfer(options: TransferOptions, metainfos: List[Any]) -> int:
 
 async def add_torrent(session: Session, meta: Any, folder: str, *, seed_only: bool = False,
                       recheck: bool = False, peers: Sequence[Tuple[str, int]] = (),
-                      super_seed: bool = False, paused: bool = False) -> Torrent:
+                      super_seed: bool = False, paused: bool = False,
+                      announce: bool = True) -> Torrent:
     """Check the data of ``meta`` in ``folder`` and start it in ``session``.
 
     ``seed_only`` opens the files read-only: a seed never creates, grows or writes a file.
@@ -129,13 +137,13 @@ async def add_torrent(session: Session, meta: Any, folder: str, *, seed_only: bo
                 return Torrent(session, fetched, FileStorage(fetched.info, folder,
                                                              readonly=seed_only))
             stand_in = MagnetTorrent(session, meta, folder, build)
-            await session.add(stand_in, paused=paused)
+            await session.add(stand_in, paused=paused, announce=announce)
             stand_in.add_peers(list(peers), "command line")
             return stand_in  # type: ignore[return-value]
         meta = saved  # fetched by an earlier run: no need to fetch it again
     storage = FileStorage(meta.info, folder, readonly=seed_only)
     torrent = Torrent(session, meta, storage, super_seed=super_seed)
-    await session.add(torrent, recheck=recheck, paused=paused)
+    await session.add(torrent, recheck=recheck, paused=paused, announce=announce)
     torrent.add_peers(list(peers), "command line")
     return torrent
 
@@ -155,6 +163,8 @@ def _report_start(out: Any, torrent: Torrent, options: TransferOptions) -> None:
     have = torrent.picker.have.count if torrent.picker else 0
     total = torrent.info.num_pieces
     if options.seed_only:
+        if have == 0:
+            return  # nothing to seed: the error that follows says so once
         if have < total:
             ui.write_line(out, f"{torrent.name}: only {have} of {total} pieces found in "
                                f"{options.folder}; seeding those")
