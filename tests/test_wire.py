@@ -225,7 +225,8 @@ class MessageTest(unittest.TestCase):
 
     def test_bitfield_of_a_million_pieces_fits_the_length_limit(self):
         bits = b"\xff" * (2 ** 20 // 8)
-        self.assertEqual(feed_all(wire.bitfield(bits), expect_handshake=False), [BitfieldMessage(bits)])
+        self.assertEqual(feed_all(wire.bitfield(bits), expect_handshake=False),
+                         [BitfieldMessage(bits)])
 
     def test_message_at_length_limit_is_accepted(self):
         data = message(wire.BITFIELD, bytes(wire.MAX_MESSAGE_LENGTH - 1))
@@ -408,6 +409,9 @@ class MetadataReexportTest(unittest.TestCase):
         self.assertIs(wire.MetadataMessage, ut_metadata.MetadataMessage)
         self.assertEqual(wire.decode_metadata(wire.metadata_request(3)),
                          ut_metadata.MetadataMessage(wire.METADATA_REQUEST, 3, None, b""))
+
+    def test_former_bitfield_event_name_is_the_message_event(self):
+        self.assertIs(wire.Bitfield, BitfieldMessage)
 
     def test_metadata_payload_rides_in_an_extended_message(self):
         data = wire.extended(2, ut_metadata.metadata_data(0, 5, b"d1:ae"))
