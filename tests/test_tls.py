@@ -1,6 +1,7 @@
 """Tests for sta.tls (contexts, the node's key material, TLS over memory, the plain/TLS policy)
-and sta.peerlink (the info-hash proof and the whole link). Everything runs in memory except one
-asyncio link and one HTTPS exchange on 127.0.0.1. The certificate maker is tests/test_x509.py."""
+and the whole sta.peerlink link over it. Everything runs in memory except one asyncio link and
+one HTTPS exchange on 127.0.0.1. The certificate maker is tests/test_x509.py; the proof exchange
+alone, as bytes, is tests/test_peerlink.py."""
 
 from __future__ import annotations
 
@@ -279,95 +280,6 @@ class TlsLayerTests(unittest.TestCase):
         server.receive(client.send(b"data"))
         with self.assertRaises(tls.TlsError):
             server.receive_eof()
-
-
-class ProofTests(unittest.TestCase):
-    """The proof exchange alone, as bytes (no TLS)."""
-
-    BINDING = peerlink.ChannelBinding(b"F" * 32, b"finished")
-
-    def exchange(self, client_hash, server_hashes, client_binding=None, server_binding=None):
-        client = peerlink.ClientAuth(client_hash, client_binding or self.BINDING)
-        server = peerlink.ServerAuth(lookup_for(*server_hashes), server_binding or self.BINDING)
-        reply = server.receive(client.hello())
-        proof = client.receive(reply)
-        server.receive(proof + b"\x13BitTorrent protocol")
-        return client, server
-
-    def test_same_info_hash_succeeds(self):
-        client, server = self.exchange(INFO_HASH, [OTHER_HASH, INFO_HASH])
-        self.assertTrue(client.complete and server.complete)
-        self.assertEqual(server.info_hash, INFO_HASH)
-        self.assertEqual(server.leftover, b"\x13BitTorrent protocol")
-
-    def test_unknown_torrent_is_refused_without_a_proof(self):
-        client = peerlink.ClientAuth(INFO_HASH, self.BINDING)
-        server = peerlink.ServerAuth(lookup_for(OTHER_HASH), self.BINDING)
-        reply = server.receive(client.hello())
-        self.assertTrue(server.refused)
-        self.assertEqual(reply[len(peerlink.AUTH_MAGIC) + 2:], bytes(64))
-        with self.assertRaisesRegex(tls.TlsError, "does not have this torrent"):
-            client.receive(reply)
-
-    def test_different_binding_fails_on_both_sides(self):
-        other = peerlink.ChannelBinding(b"M" * 32, b"finished")
-        client = peerlink.ClientAuth(INFO_HASH, other)
-        server = peerlink.ServerAuth(lookup_for(INFO_HASH), self.BINDING)
-        reply = server.receive(client.hello())
-        with self.assertRaisesRegex(tls.TlsAuthError, r"proof mismatch"):
-            client.receive(reply)
-        # and a client that pressed on anyway is caught by the server
-        forged = peerlink._proof(peerlink.CLIENT_PROOF_LABEL, INFO_HASH,
-                                 client.hello() + reply[:-32], other.value(True))
-        with self.assertRaises(tls.TlsAuthError):
-            server.receive(forged)
-
-    def test_server_proof_is_not_accepted_as_client_proof(self):
-        client = peerlink.ClientAuth(INFO_HASH, self.BINDING)
-        server = peerlink.ServerAuth(lookup_for(INFO_HASH), self.BINDING)
-        reply = server.receive(client.hello())
-        with self.assertRaises(tls.TlsAuthError):
-            server.receive(reply[-32:])  # reflected
-
-    def test_flags_are_covered_by_the_proofs(self):
-        client = peerlink.ClientAuth(INFO_HASH, self.BINDING)
-        server = peerlink.ServerAuth(lookup_for(INFO_HASH), self.BINDING)
-        hello = bytearray(client.hello())
-        hello[len(peerlink.AUTH_MAGIC)] = 0  # a relay strips the tls-unique flag
-        with self.assertRaises(tls.TlsAuthError):
-            client.receive(server.receive(bytes(hello)))
-
-    def test_tls_unique_is_used_only_when_both_have_it(self):
-        without = peerlink.ChannelBinding(b"F" * 32, None)
-        client, server = self.exchange(INFO_HASH, [INFO_HASH], without, self.BINDING)
-        self.assertTrue(server.complete)
-
-    def test_messages_arrive_in_pieces(self):
-        client = peerlink.ClientAuth(INFO_HASH, self.BINDING)
-        server = peerlink.ServerAuth(lookup_for(INFO_HASH), self.BINDING)
-        reply = b""
-        for byte in client.hello():
-            reply += server.receive(bytes((byte,)))
-        proof = b""
-        for byte in reply:
-            proof += client.receive(bytes((byte,)))
-        for byte in proof:
-            server.receive(bytes((byte,)))
-        self.assertTrue(server.complete)
-
-    def test_bad_greeting_and_early_data_are_errors(self):
-        server = peerlink.ServerAuth(lookup_for(INFO_HASH), self.BINDING)
-        with self.assertRaisesRegex(tls.TlsError, "bad greeting"):
-            server.receive(b"\x13BitTorrent protocol")
-        client = peerlink.ClientAuth(INFO_HASH, self.BINDING)
-        server = peerlink.ServerAuth(lookup_for(INFO_HASH), self.BINDING)
-        with self.assertRaises(tls.TlsAuthError):
-            server.receive(client.hello() + b"x")
-
-    def test_torrent_id_is_domain_separated(self):
-        self.assertNotEqual(peerlink.torrent_id(INFO_HASH), hashlib.sha256(INFO_HASH).digest())
-        self.assertNotEqual(peerlink.torrent_id(INFO_HASH)[:20], hashlib.sha1(INFO_HASH).digest())
-        self.assertEqual(len(peerlink.torrent_id(bytes(32))), 32)  # v2 info hashes too
 
 
 class SecureLinkTests(unittest.TestCase):
