@@ -41,7 +41,6 @@ __all__ = [
     "bitfield", "request", "requests", "piece_header", "piece", "cancel", "port", "suggest",
     "have_all", "have_none", "reject", "allowed_fast", "extended", "extended_handshake",
     "metadata_request", "metadata_data", "metadata_reject", "decode_metadata",
-    "check_bitfield_length",
 ]
 
 log = logging.getLogger(__name__)
@@ -71,7 +70,6 @@ MAX_REQUEST_LENGTH = 1 << 17
 # Reserved-byte bits of the handshake: (byte index, mask).
 EXTENSION_BIT = (5, 0x10)  # BEP 10
 FAST_BIT = (7, 0x04)  # BEP 6
-DHT_BIT = (7, 0x01)  # BEP 5
 
 # Message ids (BEP 3, BEP 5 port, BEP 6 fast extension, BEP 10 extended).
 CHOKE, UNCHOKE, INTERESTED, NOT_INTERESTED, HAVE, BITFIELD = range(6)
@@ -119,10 +117,6 @@ class Handshake(NamedTuple):
         """The peer set the BEP 6 bit (the extension is on only if both sides set it)."""
         return bool(self.reserved[FAST_BIT[0]] & FAST_BIT[1])
 
-    @property
-    def supports_dht(self) -> bool:
-        return bool(self.reserved[DHT_BIT[0]] & DHT_BIT[1])
-
 
 KeepAlive = NamedTuple("KeepAlive", [])
 Choke = NamedTuple("Choke", [])
@@ -130,7 +124,8 @@ Unchoke = NamedTuple("Unchoke", [])
 Interested = NamedTuple("Interested", [])
 NotInterested = NamedTuple("NotInterested", [])
 Have = NamedTuple("Have", [("index", int)])
-# raw bits: see check_bitfield_length(). Named apart from bitfield.Bitfield, the piece set.
+# The raw payload: bitfield.Bitfield.from_bytes checks it against the torrent's piece count.
+# Named apart from bitfield.Bitfield, the piece set.
 BitfieldMessage = NamedTuple("BitfieldMessage", [("bits", bytes)])
 Bitfield = BitfieldMessage  # the former name, until every caller uses BitfieldMessage
 Request = NamedTuple("Request", [("index", int), ("begin", int), ("length", int)])
@@ -548,26 +543,3 @@ def decode_metadata(payload: bytes) -> MetadataMessage:
         return ut_metadata.decode_metadata(payload)
     except ut_metadata.MetadataError as exc:
         raise WireError(str(exc)) from None
-
-
-# --- bitfield ----------------------------------------------------------------------------------
-
-
-def check_bitfield_length(bits: bytes, num_pieces: int) -> bytes:
-    """Check a peer's bitfield against the torrent's piece count; return it with the spare bits
-    past the last piece cleared.
-
-    A wrong byte length is a protocol error (libtorrent and Transmission drop the peer). Spare
-    bits set are tolerated and cleared: BEP 3 says they are zero, but libtorrent and Transmission
-    both ignore them rather than drop the peer, so a peer that sets them works with every big
-    client and must work with us too.
-    """
-    expected = (num_pieces + 7) // 8
-    if len(bits) != expected:
-        raise WireError(f"bitfield of {len(bits)} bytes for {num_pieces} pieces "
-                        f"(expected {expected})")
-    spare = expected * 8 - num_pieces
-    if spare and bits[-1] & ((1 << spare) - 1):
-        log.debug("clearing spare bits set in a bitfield of %d pieces", num_pieces)
-        return bytes(bits[:-1]) + bytes([bits[-1] & (0xFF << spare) & 0xFF])
-    return bytes(bits)

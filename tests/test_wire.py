@@ -86,7 +86,6 @@ class HandshakeTest(unittest.TestCase):
         self.assertEqual(event, Handshake(b"\x00\x00\x00\x00\x00\x10\x00\x00", INFO_HASH, PEER_ID))
         self.assertTrue(event.supports_extensions)
         self.assertFalse(event.supports_fast)
-        self.assertFalse(event.supports_dht)
 
     def test_handshake_without_extension_bit_reports_no_extensions(self):
         (event,) = feed_all(wire.handshake(INFO_HASH, PEER_ID, extensions=False, fast=True))
@@ -417,23 +416,6 @@ class MetadataReexportTest(unittest.TestCase):
         data = wire.extended(2, ut_metadata.metadata_data(0, 5, b"d1:ae"))
         (event,) = feed_all(data, expect_handshake=False)
         self.assertEqual(ut_metadata.decode_metadata(event.payload).data, b"d1:ae")
-
-
-class BitfieldLengthTest(unittest.TestCase):
-    def test_exact_length_is_accepted(self):
-        self.assertEqual(wire.check_bitfield_length(b"\xff\xc0", 10), b"\xff\xc0")
-        self.assertEqual(wire.check_bitfield_length(b"\xff", 8), b"\xff")
-
-    def test_short_bitfield_raises(self):
-        with self.assertRaisesRegex(WireError, "bitfield of 1 bytes for 10 pieces"):
-            wire.check_bitfield_length(b"\xff", 10)
-
-    def test_long_bitfield_raises(self):
-        with self.assertRaisesRegex(WireError, r"expected 2\)"):
-            wire.check_bitfield_length(b"\xff\xff\xff", 10)
-
-    def test_spare_bits_set_are_cleared_not_fatal(self):
-        self.assertEqual(wire.check_bitfield_length(b"\xff\xff", 10), b"\xff\xc0")
 
 
 if __name__ == "__main__":
