@@ -92,8 +92,9 @@ ORGANIZATION = "STA"
 CERT_FILE = "node-cert.pem"
 KEY_FILE = "node-key.pem"
 NODE_COMMON_NAME = "STA node"
-# Lifetime of the node's certificate, and how long before its end a new one is made from the
-# same key (a pinned fingerprint changes then, so rarely: ten years).
+# Lifetime of a certificate made here (the node's, or the tracker's for --tls), and how long
+# before its end the node's is made again from the same key (a pinned fingerprint changes then,
+# so rarely: ten years).
 CERT_DAYS = 3650
 CERT_RENEW_BEFORE = datetime.timedelta(days=30)
 
@@ -340,7 +341,7 @@ def _extension(oid: str, critical: bool, value: bytes) -> bytes:
 
 
 def make_certificate(key: RsaKey, common_name: str, hosts: Iterable[str] = (),
-                     days: int = 3650, now: Optional[datetime.datetime] = None) -> bytes:
+                     days: int = CERT_DAYS, now: Optional[datetime.datetime] = None) -> bytes:
     """A self-signed X.509 v3 certificate (DER) for ``key``, valid ``days`` from now, naming
     ``hosts`` (DNS names and IP addresses) in its subjectAltName."""
     if not common_name or len(common_name) > MAX_COMMON_NAME:
@@ -386,7 +387,7 @@ def make_certificate(key: RsaKey, common_name: str, hosts: Iterable[str] = (),
 
 
 def make_self_signed(common_name: str, hosts: Iterable[str] = (),
-                     days: int = 3650) -> Tuple[bytes, bytes]:
+                     days: int = CERT_DAYS) -> Tuple[bytes, bytes]:
     """A new RSA-2048 key and a self-signed certificate for it: (cert_pem, key_pem)."""
     key = generate_rsa_key()
     cert = make_certificate(key, common_name, hosts, days)
