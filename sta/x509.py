@@ -92,9 +92,8 @@ ORGANIZATION = "STA"
 CERT_FILE = "node-cert.pem"
 KEY_FILE = "node-key.pem"
 NODE_COMMON_NAME = "STA node"
-# Lifetime of a certificate made here (the node's, or the tracker's for --tls), and how long
-# before its end the node's is made again from the same key (a pinned fingerprint changes then,
-# so rarely: ten years).
+# Lifetime of a certificate made here, and how long before its end the node's is made again
+# from the same key (a pinned fingerprint changes then, so rarely: ten years).
 CERT_DAYS = 3650
 CERT_RENEW_BEFORE = datetime.timedelta(days=30)
 
