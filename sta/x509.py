@@ -102,14 +102,14 @@ class X509Error(Exception):
     """A key or certificate could not be made or read; the message says what was wrong."""
 
 
-T = TypeVar("T")
+_T = TypeVar("_T")
 
 
-def _reads_der(reader: Callable[..., T]) -> Callable[..., T]:
+def _reads_der(reader: Callable[..., _T]) -> Callable[..., _T]:
     """Make a reader of DER bytes raise X509Error for anything malformed in them, never a
     traceback: a truncated or foreign file can leave a field missing as well as cut short."""
     @functools.wraps(reader)
-    def read(*args: object, **kwargs: object) -> T:
+    def read(*args: object, **kwargs: object) -> _T:
         try:
             return reader(*args, **kwargs)
         except DerError as exc:
