@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Tuple
 
-__all__ = ["BencodeError", "encode", "decode", "decode_prefix", "raw_value"]
+__all__ = ["BencodeError", "encode", "decode", "decode_prefix", "raw_value", "kind"]
 
 # Deeper nesting than any real torrent, tracker answer or extension message uses (they stay under
 # 10 levels); the bound keeps hostile input from exhausting the Python stack.
@@ -125,6 +125,15 @@ def raw_value(data: bytes, key: bytes, *, sorted_keys: bool = True) -> Optional[
         raise BencodeError("trailing data after the value", end)
     span = spans.get(key)
     return data[span[0]:span[1]] if span is not None else None
+
+
+def kind(value: Any) -> str:
+    """What a decoded value is, in the words of an error message: "string", "integer", "list" or
+    "dictionary" (the type's name for anything else)."""
+    return _KINDS.get(type(value), type(value).__name__)
+
+
+_KINDS = {bytes: "string", int: "integer", list: "list", dict: "dictionary"}
 
 
 def _key_order_message(key: bytes, previous: bytes) -> str:

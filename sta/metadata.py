@@ -4,9 +4,9 @@ A magnet link carries only the info hash. The info dictionary it names comes eit
 (``ut_metadata``, in 16 KiB pieces) or from a URL given as ``xs=`` (a tracker hosting the .torrent).
 Both are checked the same way: the SHA-1 of the dictionary must be the info hash.
 
-Like ``wire.py`` and ``picker.py``, the peer side is pure. ``MetadataServer`` answers requests
-with payload bytes; ``MetadataFetcher`` takes events (a peer's announced size, data, rejects, a
-peer gone) and says which pieces to request of whom. The caller owns sockets and clocks: every
+Like ``wire.py`` and ``picker.py``, the peer side is pure. ``MetadataFetcher`` takes events (a
+peer's announced size, data, rejects, a peer gone) and says which pieces to request of whom; the
+messages themselves and ``MetadataServer``, which answers them, are ``sta.ut_metadata``. The caller owns sockets and clocks: every
 method that needs the time takes ``now`` (seconds, any monotonic time base). Peers are opaque
 keys (the connection objects, or addresses).
 
@@ -37,25 +37,13 @@ import logging
 from collections import OrderedDict
 from typing import Any, Dict, FrozenSet, Hashable, Iterator, List, Optional, Set, Tuple
 
-from . import wire
+from .ut_metadata import MAX_METADATA_SIZE, METADATA_PIECE_SIZE as PIECE_SIZE
+# Re-exported until every caller imports them from ut_metadata:
+from .ut_metadata import MetadataError, MetadataServer, refuse  # noqa: F401
 
-__all__ = [
-    "MetadataError", "MetadataServer", "MetadataFetcher", "DataResult", "refuse",
-    "MAX_METADATA_SIZE", "PIECE_SIZE",
-]
+__all__ = ["MetadataError", "MetadataServer", "MetadataFetcher", "DataResult", "refuse"]
 
 log = logging.getLogger(__name__)
-
-# BEP 9: the info dictionary travels in 16 KiB pieces, the last one shorter.
-PIECE_SIZE = wire.METADATA_PIECE_SIZE
-
-# Largest info dictionary fetched: libtorrent's default max_metadata_size (30 MiB), also what
-# wire.py accepts in a data message (libtorrent only believes handshake hints up to 4 MiB, and
-# Transmission anything below 2 GiB). The dictionary is mostly 20 bytes of SHA-1 per piece, so
-# 30 MiB holds 1.5 million pieces: 1.5 TiB at 1 MiB pieces, 24 TiB at 16 MiB, far past any torrent
-# a lab shares (1 TB at 16 MiB pieces needs 1.2 MB). The fetch holds the whole dictionary in
-# memory, so this is also the memory one honest fetch may take.
-MAX_METADATA_SIZE = wire.MAX_METADATA_SIZE
 
 # Requests in flight to one peer. libtorrent keeps 2 and Transmission sends about one per
 # peer per pulse; 4 fills a LAN round trip with 64 KiB, and the fetcher also caps each peer at
@@ -92,51 +80,6 @@ MAX_PEERS = 1000
 MAX_BANNED = 1000
 
 Key = Hashable
-
-
-class MetadataError(Exception):
-    """Metadata could not be fetched, checked or saved; the message says where and why."""
-
-
-# ---------------------------------------------------------------------------------------------
-# Serving
-
-
-class MetadataServer:
-    """Serves one info dictionary to peers that ask for it (BEP 9)."""
-
-    def __init__(self, info_raw: bytes) -> None:
-        if not info_raw:
-            raise MetadataError("cannot serve an empty info dictionary")
-        self._raw = bytes(info_raw)
-        self.metadata_size = len(self._raw)  # for the "metadata_size" of the BEP 10 handshake
-        self.num_pieces = -(-self.metadata_size // PIECE_SIZE)
-
-    def piece(self, index: int) -> bytes:
-        if not 0 <= index < self.num_pieces:
-            raise IndexError(f"metadata piece {index} out of range")
-        return self._raw[index * PIECE_SIZE:(index + 1) * PIECE_SIZE]
-
-    def answer(self, msg: wire.MetadataMessage) -> Optional[bytes]:
-        """The ut_metadata payload answering ``msg``: data for a request of a piece we have, a
-        reject for one out of range, None for anything else.
-
-        Data, rejects and unknown types get no answer: BEP 9 says to ignore unknown types, and
-        answering a reject with a reject would let two nodes bounce rejects forever.
-        """
-        if msg.msg_type != wire.METADATA_REQUEST:
-            return None
-        if not 0 <= msg.piece < self.num_pieces:
-            return wire.metadata_reject(msg.piece)
-        return wire.metadata_data(msg.piece, self.metadata_size, self.piece(msg.piece))
-
-
-def refuse(msg: wire.MetadataMessage) -> Optional[bytes]:
-    """What a node without the info dictionary answers: a reject for a request (BEP 9), nothing
-    otherwise."""
-    if msg.msg_type == wire.METADATA_REQUEST and msg.piece >= 0:
-        return wire.metadata_reject(msg.piece)
-    return None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The peer wire protocol (BEP 3) with the fast (BEP 6) and extension (BEP 10, BEP 9) messages.
+"""The peer wire protocol (BEP 3) with the fast (BEP 6) and extension (BEP 10) messages.
 
 Sans-IO, in the manner of h11: ``MessageReader.feed(bytes)`` returns events, the encoders return
 bytes. Nothing here touches a socket or a clock, so the caller owns all I/O and timing and every
@@ -12,6 +12,10 @@ keeps only the unfinished tail of a chunk for the next call.
 A peer that breaks the protocol makes the reader raise ``WireError`` with a message naming what
 was wrong; the caller logs it and drops the connection. After a ``WireError`` the reader is in an
 undefined state and must not be fed again.
+
+The payloads inside extended messages have their own modules: the extension handshake is
+``sta.extension`` (its event, ``ExtendedHandshake``, comes out of the reader) and BEP 9's
+ut_metadata messages are ``sta.ut_metadata``.
 """
 
 from __future__ import annotations
@@ -21,18 +25,22 @@ import struct
 from itertools import starmap
 from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Tuple, Union
 
-from . import bencode
+from . import extension, ut_metadata
+from .extension import ExtendedHandshake
+from .ut_metadata import (  # re-exported until every caller imports them from ut_metadata
+    MAX_METADATA_PIECES, MAX_METADATA_SIZE, METADATA_DATA, METADATA_PIECE_SIZE, METADATA_REJECT,
+    METADATA_REQUEST, MetadataMessage, metadata_data, metadata_reject, metadata_request,
+)
 
 __all__ = [
     "WireError", "MessageReader",
     "Handshake", "KeepAlive", "Choke", "Unchoke", "Interested", "NotInterested", "Have",
-    "Bitfield", "Request", "Piece", "Cancel", "Port", "Suggest", "HaveAll", "HaveNone", "Reject",
-    "AllowedFast", "ExtendedHandshake", "Extended", "MetadataMessage",
+    "BitfieldMessage", "Request", "Piece", "Cancel", "Port", "Suggest", "HaveAll", "HaveNone",
+    "Reject", "AllowedFast", "ExtendedHandshake", "Extended", "MetadataMessage",
     "handshake", "keepalive", "choke", "unchoke", "interested", "not_interested", "have",
     "bitfield", "request", "requests", "piece_header", "piece", "cancel", "port", "suggest",
     "have_all", "have_none", "reject", "allowed_fast", "extended", "extended_handshake",
     "metadata_request", "metadata_data", "metadata_reject", "decode_metadata",
-    "check_bitfield_length",
 ]
 
 log = logging.getLogger(__name__)
@@ -59,22 +67,9 @@ MAX_BLOCK_LENGTH = BLOCK_SIZE
 # session decides what it serves. Anything beyond is not a block request at all.
 MAX_REQUEST_LENGTH = 1 << 17
 
-# Largest extension handshake decoded. Real ones are a few hundred bytes (libtorrent's is about
-# 250); the bound keeps a hostile peer from making us bdecode a megabyte of junk per message.
-MAX_EXTENDED_HANDSHAKE_LENGTH = 64 * 1024
-
-# BEP 9 transfers the info dictionary in 16 KiB pieces.
-METADATA_PIECE_SIZE = 16384
-
-# Largest info dictionary fetched by BEP 9: libtorrent's default max_metadata_size (30 MiB),
-# which already covers torrents with over a million pieces.
-MAX_METADATA_SIZE = 30 * 1024 * 1024
-MAX_METADATA_PIECES = -(-MAX_METADATA_SIZE // METADATA_PIECE_SIZE)
-
 # Reserved-byte bits of the handshake: (byte index, mask).
 EXTENSION_BIT = (5, 0x10)  # BEP 10
 FAST_BIT = (7, 0x04)  # BEP 6
-DHT_BIT = (7, 0x01)  # BEP 5
 
 # Message ids (BEP 3, BEP 5 port, BEP 6 fast extension, BEP 10 extended).
 CHOKE, UNCHOKE, INTERESTED, NOT_INTERESTED, HAVE, BITFIELD = range(6)
@@ -82,9 +77,6 @@ REQUEST, PIECE, CANCEL, PORT = range(6, 10)
 SUGGEST, HAVE_ALL, HAVE_NONE, REJECT, ALLOWED_FAST = range(13, 18)
 EXTENDED = 20
 EXTENDED_HANDSHAKE_ID = 0  # the ext id of the BEP 10 handshake inside an extended message
-
-# BEP 9 msg_type values.
-METADATA_REQUEST, METADATA_DATA, METADATA_REJECT = 0, 1, 2
 
 _MESSAGE_NAMES = {
     CHOKE: "choke", UNCHOKE: "unchoke", INTERESTED: "interested",
@@ -125,10 +117,6 @@ class Handshake(NamedTuple):
         """The peer set the BEP 6 bit (the extension is on only if both sides set it)."""
         return bool(self.reserved[FAST_BIT[0]] & FAST_BIT[1])
 
-    @property
-    def supports_dht(self) -> bool:
-        return bool(self.reserved[DHT_BIT[0]] & DHT_BIT[1])
-
 
 KeepAlive = NamedTuple("KeepAlive", [])
 Choke = NamedTuple("Choke", [])
@@ -136,7 +124,10 @@ Unchoke = NamedTuple("Unchoke", [])
 Interested = NamedTuple("Interested", [])
 NotInterested = NamedTuple("NotInterested", [])
 Have = NamedTuple("Have", [("index", int)])
-Bitfield = NamedTuple("Bitfield", [("bits", bytes)])  # raw: see check_bitfield_length()
+# The raw payload: bitfield.Bitfield.from_bytes checks it against the torrent's piece count.
+# Named apart from bitfield.Bitfield, the piece set.
+BitfieldMessage = NamedTuple("BitfieldMessage", [("bits", bytes)])
+Bitfield = BitfieldMessage  # the former name, until every caller uses BitfieldMessage
 Request = NamedTuple("Request", [("index", int), ("begin", int), ("length", int)])
 Piece = NamedTuple("Piece", [("index", int), ("begin", int), ("block", bytes)])
 Cancel = NamedTuple("Cancel", [("index", int), ("begin", int), ("length", int)])
@@ -151,73 +142,10 @@ AllowedFast = NamedTuple("AllowedFast", [("index", int)])
 Extended = NamedTuple("Extended", [("ext_id", int), ("payload", bytes)])
 
 
-class ExtendedHandshake(NamedTuple):
-    """BEP 10 handshake. ``payload`` is the decoded dict as sent (byte-string keys, any values);
-    the properties read the usual fields and answer None for a missing or ill-typed one."""
-
-    payload: dict
-
-    @property
-    def m(self) -> Dict[str, int]:
-        """Extension name -> the id the peer wants for it; 0 means the peer disabled it."""
-        value = self.payload.get(b"m")
-        result: Dict[str, int] = {}
-        if isinstance(value, dict):
-            for name, ext_id in value.items():
-                if isinstance(ext_id, int) and 0 <= ext_id <= 255:
-                    try:
-                        result[name.decode("utf-8")] = ext_id
-                    except UnicodeDecodeError:
-                        continue
-        return result
-
-    @property
-    def metadata_size(self) -> Optional[int]:
-        """BEP 9 size of the info dictionary, if given and within MAX_METADATA_SIZE."""
-        return _int_field(self.payload, b"metadata_size", 1, MAX_METADATA_SIZE)
-
-    @property
-    def client(self) -> Optional[str]:
-        """The ``v`` field: client name and version."""
-        value = self.payload.get(b"v")
-        return value.decode("utf-8", "replace") if isinstance(value, bytes) else None
-
-    @property
-    def listen_port(self) -> Optional[int]:
-        """The ``p`` field: the TCP port the peer listens on."""
-        return _int_field(self.payload, b"p", 1, 65535)
-
-    @property
-    def reqq(self) -> Optional[int]:
-        """How many outstanding requests the peer queues without dropping any."""
-        return _int_field(self.payload, b"reqq", 1, 1 << 31)
-
-    @property
-    def yourip(self) -> Optional[bytes]:
-        """Our address as the peer sees it: 4 (IPv4) or 16 (IPv6) raw bytes."""
-        value = self.payload.get(b"yourip")
-        return value if isinstance(value, bytes) and len(value) in (4, 16) else None
-
-    @property
-    def upload_only(self) -> bool:
-        """BEP 21: the peer is a seed (or wants nothing from us)."""
-        return _int_field(self.payload, b"upload_only", 1, 1 << 63) is not None
-
-
-class MetadataMessage(NamedTuple):
-    """A BEP 9 ut_metadata message. msg_type is METADATA_REQUEST/DATA/REJECT, or another value a
-    newer peer sent (BEP 9: ignore it; piece is then -1). total_size is set for data only."""
-
-    msg_type: int
-    piece: int
-    total_size: Optional[int]
-    data: bytes
-
-
 Event = Union[
-    Handshake, KeepAlive, Choke, Unchoke, Interested, NotInterested, Have, Bitfield, Request,
-    Piece, Cancel, Port, Suggest, HaveAll, HaveNone, Reject, AllowedFast, ExtendedHandshake,
-    Extended,
+    Handshake, KeepAlive, Choke, Unchoke, Interested, NotInterested, Have, BitfieldMessage,
+    Request, Piece, Cancel, Port, Suggest, HaveAll, HaveNone, Reject, AllowedFast,
+    ExtendedHandshake, Extended,
 ]
 
 
@@ -229,20 +157,13 @@ def _typed_ne(self: tuple, other: object) -> bool:
     return not _typed_eq(self, other)
 
 
-for _cls in (Handshake, KeepAlive, Choke, Unchoke, Interested, NotInterested, Have, Bitfield,
-             Request, Piece, Cancel, Port, Suggest, HaveAll, HaveNone, Reject, AllowedFast,
-             ExtendedHandshake, Extended, MetadataMessage):
+for _cls in (Handshake, KeepAlive, Choke, Unchoke, Interested, NotInterested, Have,
+             BitfieldMessage, Request, Piece, Cancel, Port, Suggest, HaveAll, HaveNone, Reject,
+             AllowedFast, Extended):
     _cls.__eq__ = _typed_eq  # type: ignore[assignment]
     _cls.__ne__ = _typed_ne  # type: ignore[assignment]
     _cls.__hash__ = tuple.__hash__  # type: ignore[assignment]
 del _cls
-
-
-def _int_field(payload: dict, key: bytes, low: int, high: int) -> Optional[int]:
-    value = payload.get(key)
-    if isinstance(value, int) and low <= value <= high:
-        return value
-    return None
 
 
 # --- reader ------------------------------------------------------------------------------------
@@ -456,7 +377,7 @@ def _decode_other(msg_id: int, data: Any, start: int, stop: int) -> Optional[Eve
             raise WireError(_bad_request_length(msg_id, triple[2]))
         return _new(cls, triple)
     if msg_id == BITFIELD:
-        return Bitfield(bytes(data[start:stop]))
+        return BitfieldMessage(bytes(data[start:stop]))
     if msg_id == PORT:
         return Port(_unpack_h(data, start)[0])
     if msg_id == EXTENDED:
@@ -473,20 +394,10 @@ def _decode_other(msg_id: int, data: Any, start: int, stop: int) -> Optional[Eve
 
 
 def _decode_extended_handshake(payload: bytes) -> dict:
-    if len(payload) > MAX_EXTENDED_HANDSHAKE_LENGTH:
-        raise WireError(f"extension handshake of {len(payload)} bytes "
-                        f"over limit {MAX_EXTENDED_HANDSHAKE_LENGTH}")
     try:
-        value = bencode.decode(payload, sorted_keys=False)
-    except bencode.BencodeError as exc:
-        raise WireError(f"extension handshake is not valid bencoding: {exc}") from None
-    if not isinstance(value, dict):
-        raise WireError(f"extension handshake is a {_bencode_type(value)}, not a dictionary")
-    return value
-
-
-def _bencode_type(value: object) -> str:
-    return {bytes: "string", int: "integer", list: "list"}.get(type(value), "dictionary")
+        return extension.decode_handshake(payload)
+    except extension.ExtensionError as exc:
+        raise WireError(str(exc)) from None
 
 
 def _check_handshake_prefix(data: bytearray) -> None:
@@ -612,94 +523,23 @@ def extended(ext_id: int, payload: bytes) -> bytes:
 def extended_handshake(m: Dict[str, int], **fields: Any) -> bytes:
     """The BEP 10 handshake message. ``m`` maps extension names to our ids for them; ``fields``
     adds v, p, reqq, metadata_size, yourip, upload_only, ... (None values are left out)."""
-    payload: Dict[str, Any] = {"m": dict(m)}
-    for key, value in fields.items():
-        if value is not None:
-            payload[key] = value
     try:
-        encoded = bencode.encode(payload)
-    except bencode.BencodeError as exc:
-        raise WireError(f"cannot encode extension handshake: {exc}") from None
-    return extended(EXTENDED_HANDSHAKE_ID, encoded)
+        payload = extension.encode_handshake(m, **fields)
+    except extension.ExtensionError as exc:
+        raise WireError(str(exc)) from None
+    return extended(EXTENDED_HANDSHAKE_ID, payload)
 
 
 def _pack_header(msg_id: int, payload_length: int) -> bytes:
     return struct.pack(">IB", 1 + payload_length, msg_id)
 
 
-# --- BEP 9 ut_metadata -------------------------------------------------------------------------
-
-
-def metadata_request(piece_index: int) -> bytes:
-    """Payload of an Extended message asking for one piece of the info dictionary."""
-    return bencode.encode({"msg_type": METADATA_REQUEST, "piece": piece_index})
-
-
-def metadata_data(piece_index: int, total_size: int, data: bytes) -> bytes:
-    """Payload answering a request: the dict, then the piece's raw bytes."""
-    header = bencode.encode({"msg_type": METADATA_DATA, "piece": piece_index,
-                             "total_size": total_size})
-    return header + bytes(data)
-
-
-def metadata_reject(piece_index: int) -> bytes:
-    return bencode.encode({"msg_type": METADATA_REJECT, "piece": piece_index})
+# --- BEP 9 ut_metadata (the codec is sta.ut_metadata) ------------------------------------------
 
 
 def decode_metadata(payload: bytes) -> MetadataMessage:
-    """Decode a ut_metadata payload and check it against BEP 9's bounds."""
+    """``ut_metadata.decode_metadata``, raising WireError as it did when it lived here."""
     try:
-        header, end = bencode.decode_prefix(payload, sorted_keys=False)
-    except bencode.BencodeError as exc:
-        raise WireError(f"ut_metadata message is not valid bencoding: {exc}") from None
-    if not isinstance(header, dict):
-        raise WireError(f"ut_metadata message is a {_bencode_type(header)}, not a dictionary")
-    msg_type = header.get(b"msg_type")
-    if not isinstance(msg_type, int):
-        raise WireError("ut_metadata message without an integer msg_type")
-    if msg_type not in (METADATA_REQUEST, METADATA_DATA, METADATA_REJECT):
-        return MetadataMessage(msg_type, -1, None, b"")
-    index = header.get(b"piece")
-    if not isinstance(index, int) or not 0 <= index < MAX_METADATA_PIECES:
-        raise WireError(f"ut_metadata piece {index!r} is not an index below "
-                        f"{MAX_METADATA_PIECES}")
-    if msg_type != METADATA_DATA:
-        # Bytes after a request or reject carry nothing; ignoring them costs nothing.
-        return MetadataMessage(msg_type, index, None, b"")
-    data = bytes(payload[end:])
-    total_size = header.get(b"total_size")
-    if not isinstance(total_size, int) or not 0 < total_size <= MAX_METADATA_SIZE:
-        raise WireError(f"ut_metadata total_size {total_size!r} is not between 1 and "
-                        f"{MAX_METADATA_SIZE}")
-    offset = index * METADATA_PIECE_SIZE
-    if offset >= total_size:
-        raise WireError(f"ut_metadata piece {index} is past the end of a "
-                        f"{total_size}-byte info dictionary")
-    expected = min(METADATA_PIECE_SIZE, total_size - offset)
-    if len(data) != expected:
-        raise WireError(f"ut_metadata piece {index} carries {len(data)} bytes, "
-                        f"expected {expected}")
-    return MetadataMessage(msg_type, index, total_size, data)
-
-
-# --- bitfield ----------------------------------------------------------------------------------
-
-
-def check_bitfield_length(bits: bytes, num_pieces: int) -> bytes:
-    """Check a peer's bitfield against the torrent's piece count; return it with the spare bits
-    past the last piece cleared.
-
-    A wrong byte length is a protocol error (libtorrent and Transmission drop the peer). Spare
-    bits set are tolerated and cleared: BEP 3 says they are zero, but libtorrent and Transmission
-    both ignore them rather than drop the peer, so a peer that sets them works with every big
-    client and must work with us too.
-    """
-    expected = (num_pieces + 7) // 8
-    if len(bits) != expected:
-        raise WireError(f"bitfield of {len(bits)} bytes for {num_pieces} pieces "
-                        f"(expected {expected})")
-    spare = expected * 8 - num_pieces
-    if spare and bits[-1] & ((1 << spare) - 1):
-        log.debug("clearing spare bits set in a bitfield of %d pieces", num_pieces)
-        return bytes(bits[:-1]) + bytes([bits[-1] & (0xFF << spare) & 0xFF])
-    return bytes(bits)
+        return ut_metadata.decode_metadata(payload)
+    except ut_metadata.MetadataError as exc:
+        raise WireError(str(exc)) from None

@@ -3,8 +3,9 @@
 A lab machine may have neither the ``openssl`` command nor any third-party package, yet TLS needs
 a key and a certificate. This module makes both with the standard library only: RSA key
 generation (FIPS 186-5 appendix B.3.3 style: random primes with the top two bits set, a sieve of
-small primes, then Miller-Rabin), a minimal DER encoder, and a sha256WithRSAEncryption signature
-(PKCS#1 v1.5, RFC 8017). The output is PEM that ``ssl.SSLContext.load_cert_chain`` accepts.
+small primes, then Miller-Rabin), the certificate's fields in DER (written with ``sta.der``), and
+a sha256WithRSAEncryption signature (PKCS#1 v1.5, RFC 8017). The output is PEM that
+``ssl.SSLContext.load_cert_chain`` accepts.
 
 The certificate is its own issuer (a self-signed root, as ``openssl req -x509`` makes by default)
 so that a client can trust exactly this file as its CA (``cafile``), and it carries the
@@ -13,14 +14,15 @@ critical basicConstraints, keyUsage, subject and authority key identifiers, a no
 subjectAltName. pathLenConstraint 0 keeps the harm of a stolen key to that one trust: it may not
 vouch for an intermediate CA.
 
-A small DER reader reads back what this module writes (the key, the names and dates of a
-certificate); it is not a general ASN.1 parser.
+``sta.der``'s small reader reads back what this module writes (the key, the names and dates of a
+certificate); a file it cannot read is an X509Error like any other.
 """
 
 from __future__ import annotations
 
 import base64
 import datetime
+import functools
 import hashlib
 import ipaddress
 import logging
@@ -28,7 +30,13 @@ import math
 import os
 import re
 import secrets
-from typing import Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Callable, Iterable, List, NamedTuple, Optional, Sequence, Tuple, TypeVar, Union
+
+from .der import (
+    DerError, der_bit_string, der_boolean, der_explicit, der_integer, der_null, der_octet_string,
+    der_oid, der_sequence, der_set, der_time, der_utf8_string, expect_tag, read_children,
+    read_tlv, tlv,
+)
 
 __all__ = [
     "X509Error", "RsaKey", "generate_rsa_key", "make_self_signed", "make_certificate",
@@ -63,8 +71,6 @@ BACKDATE = datetime.timedelta(days=2)
 MAX_COMMON_NAME = 64
 # A certificate lists at most this many names; a self-made certificate for a lab needs a handful.
 MAX_HOSTS = 64
-# RFC 5280 4.1.2.5: dates through 2049 are UTCTime, from 2050 GeneralizedTime.
-_UTCTIME_LAST_YEAR = 2049
 
 # Object identifiers (RFC 8017, RFC 5280).
 OID_RSA_ENCRYPTION = "1.2.840.113549.1.1.1"
@@ -86,8 +92,8 @@ ORGANIZATION = "STA"
 CERT_FILE = "node-cert.pem"
 KEY_FILE = "node-key.pem"
 NODE_COMMON_NAME = "STA node"
-# Lifetime of the node's certificate, and how long before its end a new one is made from the
-# same key (a pinned fingerprint changes then, so rarely: ten years).
+# Lifetime of a certificate made here, and how long before its end the node's is made again
+# from the same key (a pinned fingerprint changes then, so rarely: ten years).
 CERT_DAYS = 3650
 CERT_RENEW_BEFORE = datetime.timedelta(days=30)
 
@@ -96,112 +102,21 @@ class X509Error(Exception):
     """A key or certificate could not be made or read; the message says what was wrong."""
 
 
-# ---------------------------------------------------------------------------------------------
-# DER encoding (X.690), only the types a certificate needs
-
-def _tlv(tag: int, content: bytes) -> bytes:
-    n = len(content)
-    if n < 0x80:
-        return bytes((tag, n)) + content
-    size = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    return bytes((tag, 0x80 | len(size))) + size + content
+_T = TypeVar("_T")
 
 
-def der_sequence(*items: bytes) -> bytes:
-    return _tlv(0x30, b"".join(items))
-
-
-def der_set(*items: bytes) -> bytes:
-    return _tlv(0x31, b"".join(sorted(items)))  # DER: SET OF elements in sorted order
-
-
-def der_integer(value: int) -> bytes:
-    if value < 0:
-        raise X509Error("negative integers are not used here")
-    # One spare bit so a value with its top bit set gets the leading zero that keeps it positive.
-    return _tlv(0x02, value.to_bytes(value.bit_length() // 8 + 1, "big"))
-
-
-def der_boolean(value: bool) -> bytes:
-    return _tlv(0x01, b"\xff" if value else b"\x00")
-
-
-def der_null() -> bytes:
-    return b"\x05\x00"
-
-
-def der_oid(dotted: str) -> bytes:
-    parts = [int(p) for p in dotted.split(".")]
-    body = bytearray()
-    for arc in [40 * parts[0] + parts[1]] + parts[2:]:
-        chunk = [arc & 0x7F]
-        arc >>= 7
-        while arc:
-            chunk.append(0x80 | (arc & 0x7F))
-            arc >>= 7
-        body.extend(reversed(chunk))
-    return _tlv(0x06, bytes(body))
-
-
-def der_bit_string(data: bytes, unused_bits: int = 0) -> bytes:
-    return _tlv(0x03, bytes((unused_bits,)) + data)
-
-
-def der_octet_string(data: bytes) -> bytes:
-    return _tlv(0x04, data)
-
-
-def der_utf8_string(text: str) -> bytes:
-    return _tlv(0x0C, text.encode("utf-8"))
-
-
-def der_time(moment: datetime.datetime) -> bytes:
-    moment = moment.astimezone(datetime.timezone.utc)
-    if moment.year <= _UTCTIME_LAST_YEAR:
-        return _tlv(0x17, moment.strftime("%y%m%d%H%M%SZ").encode("ascii"))
-    return _tlv(0x18, moment.strftime("%Y%m%d%H%M%SZ").encode("ascii"))
-
-
-def der_explicit(number: int, content: bytes) -> bytes:
-    return _tlv(0xA0 | number, content)
-
-
-# ---------------------------------------------------------------------------------------------
-# DER reading: just enough to read back what this module writes
-
-def _read_tlv(data: bytes, pos: int) -> Tuple[int, int, int]:
-    """(tag, content start, content end) of the element at ``pos``."""
-    try:
-        tag, first = data[pos], data[pos + 1]
-        pos += 2
-        if first & 0x80:
-            count = first & 0x7F
-            if not 1 <= count <= 4:
-                raise X509Error("DER length field too long")
-            length = int.from_bytes(data[pos:pos + count], "big")
-            pos += count
-        else:
-            length = first
-    except IndexError:
-        raise X509Error("DER data ends early") from None
-    if pos + length > len(data):
-        raise X509Error("DER element runs past the end of the data")
-    return tag, pos, pos + length
-
-
-def _children(data: bytes, start: int, end: int) -> List[Tuple[int, int, int]]:
-    items = []
-    while start < end:
-        tag, cstart, cend = _read_tlv(data, start)
-        items.append((tag, cstart, cend))
-        start = cend
-    return items
-
-
-def _expect(item: Tuple[int, int, int], tag: int, what: str) -> Tuple[int, int, int]:
-    if item[0] != tag:
-        raise X509Error(f"not a {what} (DER tag {item[0]:#04x}, expected {tag:#04x})")
-    return item
+def _reads_der(reader: Callable[..., _T]) -> Callable[..., _T]:
+    """Make a reader of DER bytes raise X509Error for anything malformed in them, never a
+    traceback: a truncated or foreign file can leave a field missing as well as cut short."""
+    @functools.wraps(reader)
+    def read(*args: object, **kwargs: object) -> _T:
+        try:
+            return reader(*args, **kwargs)
+        except DerError as exc:
+            raise X509Error(str(exc)) from None
+        except (IndexError, ValueError):
+            raise X509Error("a field is missing or malformed") from None
+    return read
 
 
 # ---------------------------------------------------------------------------------------------
@@ -365,6 +280,7 @@ def private_key_pem(key: RsaKey) -> bytes:
     return der_to_pem(pkcs8, "PRIVATE KEY")
 
 
+@_reads_der
 def load_private_key(pem: Union[bytes, str]) -> RsaKey:
     """Read back an RSA key written by ``private_key_pem`` (PKCS#8) or in PKCS#1 PEM."""
     data = pem.encode("ascii") if isinstance(pem, str) else pem
@@ -372,14 +288,14 @@ def load_private_key(pem: Union[bytes, str]) -> RsaKey:
         der = pem_to_der(data, "RSA PRIVATE KEY")
     else:
         outer = pem_to_der(data, "PRIVATE KEY")
-        top = _expect(_read_tlv(outer, 0), 0x30, "PKCS#8 key")
-        items = _children(outer, top[1], top[2])
+        top = expect_tag(read_tlv(outer, 0), 0x30, "PKCS#8 key")
+        items = read_children(outer, top[1], top[2])
         if len(items) < 3:
             raise X509Error("PKCS#8 key has too few fields")
-        _expect(items[2], 0x04, "PKCS#8 key payload")
+        expect_tag(items[2], 0x04, "PKCS#8 key payload")
         der = outer[items[2][1]:items[2][2]]
-    top = _expect(_read_tlv(der, 0), 0x30, "RSA private key")
-    fields = [int.from_bytes(der[s:e], "big") for tag, s, e in _children(der, top[1], top[2])
+    top = expect_tag(read_tlv(der, 0), 0x30, "RSA private key")
+    fields = [int.from_bytes(der[s:e], "big") for tag, s, e in read_children(der, top[1], top[2])
               if tag == 0x02]
     if len(fields) != 9:
         raise X509Error("not an RSA private key (wrong number of fields)")
@@ -406,7 +322,7 @@ def _general_names(hosts: Sequence[str]) -> bytes:
         except ValueError:
             ip = None
         if ip is not None:
-            names.append(_tlv(0x87, ip.packed))  # iPAddress [7] IMPLICIT OCTET STRING
+            names.append(tlv(0x87, ip.packed))  # iPAddress [7] IMPLICIT OCTET STRING
             continue
         try:
             ascii_name = host.encode("idna")
@@ -414,7 +330,7 @@ def _general_names(hosts: Sequence[str]) -> bytes:
             raise X509Error(f"not a host name: {host!r}") from None
         if not ascii_name or not re.fullmatch(rb"[A-Za-z0-9*._-]+", ascii_name):
             raise X509Error(f"not a host name: {host!r}")
-        names.append(_tlv(0x82, ascii_name))  # dNSName [2] IMPLICIT IA5String
+        names.append(tlv(0x82, ascii_name))  # dNSName [2] IMPLICIT IA5String
     return der_sequence(*names)
 
 
@@ -424,7 +340,7 @@ def _extension(oid: str, critical: bool, value: bytes) -> bytes:
 
 
 def make_certificate(key: RsaKey, common_name: str, hosts: Iterable[str] = (),
-                     days: int = 3650, now: Optional[datetime.datetime] = None) -> bytes:
+                     days: int = CERT_DAYS, now: Optional[datetime.datetime] = None) -> bytes:
     """A self-signed X.509 v3 certificate (DER) for ``key``, valid ``days`` from now, naming
     ``hosts`` (DNS names and IP addresses) in its subjectAltName."""
     if not common_name or len(common_name) > MAX_COMMON_NAME:
@@ -450,7 +366,7 @@ def make_certificate(key: RsaKey, common_name: str, hosts: Iterable[str] = (),
         _extension(OID_EXT_KEY_USAGE, False,
                    der_sequence(der_oid(OID_SERVER_AUTH), der_oid(OID_CLIENT_AUTH))),
         _extension(OID_SUBJECT_KEY_ID, False, der_octet_string(key_id)),
-        _extension(OID_AUTHORITY_KEY_ID, False, der_sequence(_tlv(0x80, key_id))),
+        _extension(OID_AUTHORITY_KEY_ID, False, der_sequence(tlv(0x80, key_id))),
     ]
     if hosts:
         extensions.append(_extension(OID_SUBJECT_ALT_NAME, False, _general_names(hosts)))
@@ -470,7 +386,7 @@ def make_certificate(key: RsaKey, common_name: str, hosts: Iterable[str] = (),
 
 
 def make_self_signed(common_name: str, hosts: Iterable[str] = (),
-                     days: int = 3650) -> Tuple[bytes, bytes]:
+                     days: int = CERT_DAYS) -> Tuple[bytes, bytes]:
     """A new RSA-2048 key and a self-signed certificate for it: (cert_pem, key_pem)."""
     key = generate_rsa_key()
     cert = make_certificate(key, common_name, hosts, days)
@@ -497,40 +413,41 @@ def _parse_time(tag: int, text: bytes) -> datetime.datetime:
 _SAN_OID_CONTENT = der_oid(OID_SUBJECT_ALT_NAME)[2:]
 
 
+@_reads_der
 def certificate_info(certificate: Union[bytes, str]) -> CertificateInfo:
     """Public key, validity and subjectAltName of an RSA certificate (DER or PEM)."""
     der = certificate.encode("ascii") if isinstance(certificate, str) else bytes(certificate)
     if b"-----BEGIN" in der:
         der = pem_to_der(der, "CERTIFICATE")
-    cert = _expect(_read_tlv(der, 0), 0x30, "certificate")
-    tbs = _expect(_children(der, cert[1], cert[2])[0], 0x30, "certificate body")
-    fields = _children(der, tbs[1], tbs[2])
+    cert = expect_tag(read_tlv(der, 0), 0x30, "certificate")
+    tbs = expect_tag(read_children(der, cert[1], cert[2])[0], 0x30, "certificate body")
+    fields = read_children(der, tbs[1], tbs[2])
     if fields and fields[0][0] == 0xA0:
         fields = fields[1:]
     if len(fields) < 6:
         raise X509Error("certificate body has too few fields")
-    validity = _children(der, fields[3][1], fields[3][2])
+    validity = read_children(der, fields[3][1], fields[3][2])
     if len(validity) != 2:
         raise X509Error("certificate validity is malformed")
     not_before, not_after = (_parse_time(t, der[s:e]) for t, s, e in validity)
-    spki = _children(der, fields[5][1], fields[5][2])
-    bits = _expect(spki[1], 0x03, "public key")
+    spki = read_children(der, fields[5][1], fields[5][2])
+    bits = expect_tag(spki[1], 0x03, "public key")
     rsa = der[bits[1] + 1:bits[2]]
-    top = _expect(_read_tlv(rsa, 0), 0x30, "RSA public key")
-    numbers = [int.from_bytes(rsa[s:e], "big") for _, s, e in _children(rsa, top[1], top[2])]
+    top = expect_tag(read_tlv(rsa, 0), 0x30, "RSA public key")
+    numbers = [int.from_bytes(rsa[s:e], "big") for _, s, e in read_children(rsa, top[1], top[2])]
     if len(numbers) != 2:
         raise X509Error("not an RSA public key")
     hosts: List[str] = []
     for tag, s, e in fields[6:]:
         if tag != 0xA3:
             continue
-        for ext in _children(der, *_expect(_read_tlv(der, s), 0x30, "extensions")[1:]):
-            parts = _children(der, ext[1], ext[2])
+        for ext in read_children(der, *expect_tag(read_tlv(der, s), 0x30, "extensions")[1:]):
+            parts = read_children(der, ext[1], ext[2])
             if der[parts[0][1]:parts[0][2]] != _SAN_OID_CONTENT:
                 continue
             value = parts[-1]
-            names = _read_tlv(der, value[1])
-            for ntag, ns, ne in _children(der, names[1], names[2]):
+            names = read_tlv(der, value[1])
+            for ntag, ns, ne in read_children(der, names[1], names[2]):
                 if ntag == 0x82:
                     hosts.append(der[ns:ne].decode("ascii", "replace"))
                 elif ntag == 0x87:

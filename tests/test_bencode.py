@@ -1,6 +1,6 @@
 import unittest
 
-from sta.bencode import BencodeError, decode, decode_prefix, encode, raw_value, MAX_DEPTH
+from sta.bencode import BencodeError, decode, decode_prefix, encode, kind, raw_value, MAX_DEPTH
 
 
 class EncodeTests(unittest.TestCase):
@@ -124,6 +124,12 @@ class DecodeTests(unittest.TestCase):
         for data in (b"li1ee", b"d4:infoi1e", b"d4:infoi1eex", b"d1:bi1e1:ai1ee"):
             with self.assertRaises(BencodeError, msg=data):
                 raw_value(data, b"info")
+
+
+class KindTests(unittest.TestCase):
+    def test_kind_names_each_decoded_type_as_error_messages_say_it(self):
+        self.assertEqual([kind(decode(data)) for data in (b"3:abc", b"i3e", b"le", b"de")],
+                         ["string", "integer", "list", "dictionary"])
 
 
 if __name__ == "__main__":

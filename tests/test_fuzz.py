@@ -590,7 +590,7 @@ def _feed(data: bytes, chunks: Optional[List[bytes]], expect_handshake: bool
 def _use_event(event: Any) -> None:
     """Touch what a connection reads of each event: properties and follow-up decoders."""
     if isinstance(event, wire.Handshake):
-        (event.supports_extensions, event.supports_fast, event.supports_dht)
+        (event.supports_extensions, event.supports_fast)
     elif isinstance(event, wire.ExtendedHandshake):
         (event.m, event.metadata_size, event.client, event.listen_port, event.reqq,
          event.yourip, event.upload_only)
@@ -602,9 +602,8 @@ def _use_event(event: Any) -> None:
     elif isinstance(event, wire.Bitfield):
         for pieces in {len(event.bits) * 8, max(0, len(event.bits) * 8 - 3), 9}:
             try:
-                bits = wire.check_bitfield_length(event.bits, pieces)
-                Bitfield.from_bytes(bits, pieces)
-            except (wire.WireError, ValueError):
+                Bitfield.from_bytes(event.bits, pieces)
+            except ValueError:
                 pass
 
 

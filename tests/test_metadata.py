@@ -1,22 +1,15 @@
-"""Tests for sta.metadata (BEP 9 serving and fetching) and sta.metadata_source (xs=, saving)."""
+"""Tests for sta.metadata: fetching an info dictionary from peers (BEP 9), liars included."""
 
 from __future__ import annotations
 
 import hashlib
-import http.server
-import os
 import random
-import socket
-import tempfile
-import threading
 import unittest
 from typing import Dict, List, Optional, Tuple
-from unittest import mock
 
-from sta import bencode, metadata, metadata_source, metainfo, wire
-from sta.magnet import Magnet
-from sta.metadata import DataResult, MetadataError, MetadataFetcher, MetadataServer, PIECE_SIZE
-from sta.metadata_source import fetch_from_source, save_torrent
+from sta import bencode, metadata, ut_metadata
+from sta.metadata import DataResult, MetadataFetcher
+from sta.ut_metadata import METADATA_PIECE_SIZE as PIECE_SIZE, MetadataServer
 
 
 def make_info(hashes: int, name: str = "data") -> bytes:
@@ -90,52 +83,6 @@ class Swarm:
 
 
 # ---------------------------------------------------------------------------------------------
-# Serving
-
-
-class ServerTest(unittest.TestCase):
-    def setUp(self) -> None:
-        self.server = MetadataServer(INFO)
-
-    def request(self, index: int) -> wire.MetadataMessage:
-        return wire.decode_metadata(wire.metadata_request(index))
-
-    def test_server_counts_pieces_by_ceiling(self) -> None:
-        self.assertEqual(self.server.metadata_size, SIZE)
-        self.assertEqual(self.server.num_pieces, 5)
-        self.assertEqual(MetadataServer(b"d" + b"x" * 16382 + b"e").num_pieces, 1)
-        self.assertEqual(MetadataServer(b"d" + b"x" * 16383 + b"e").num_pieces, 2)
-
-    def test_server_answers_request_with_data(self) -> None:
-        for index in (0, PIECES - 1):
-            msg = wire.decode_metadata(self.server.answer(self.request(index)))
-            self.assertEqual(msg.msg_type, wire.METADATA_DATA)
-            self.assertEqual((msg.piece, msg.total_size), (index, SIZE))
-            self.assertEqual(msg.data, piece_of(INFO, index))
-        self.assertLess(len(piece_of(INFO, PIECES - 1)), PIECE_SIZE)
-
-    def test_server_rejects_piece_out_of_range(self) -> None:
-        msg = wire.decode_metadata(self.server.answer(self.request(PIECES)))
-        self.assertEqual((msg.msg_type, msg.piece), (wire.METADATA_REJECT, PIECES))
-
-    def test_server_does_not_answer_data_reject_or_unknown_types(self) -> None:
-        data = wire.decode_metadata(wire.metadata_data(0, 10, b"x" * 10))
-        reject = wire.decode_metadata(wire.metadata_reject(0))
-        unknown = wire.decode_metadata(bencode.encode({"msg_type": 7, "piece": 0}))
-        for msg in (data, reject, unknown):
-            self.assertIsNone(self.server.answer(msg))
-
-    def test_node_without_metadata_rejects_requests_only(self) -> None:
-        msg = wire.decode_metadata(metadata.refuse(self.request(3)))
-        self.assertEqual((msg.msg_type, msg.piece), (wire.METADATA_REJECT, 3))
-        self.assertIsNone(metadata.refuse(wire.decode_metadata(wire.metadata_reject(3))))
-
-    def test_server_refuses_empty_dictionary(self) -> None:
-        with self.assertRaises(MetadataError):
-            MetadataServer(b"")
-
-
-# ---------------------------------------------------------------------------------------------
 # Fetching from honest peers
 
 
@@ -157,8 +104,8 @@ class FetchTest(unittest.TestCase):
         for step in range(20):
             for name, server in servers.items():
                 for index in fetcher.next_requests(name, float(step)):
-                    request = wire.decode_metadata(wire.metadata_request(index))
-                    answer = wire.decode_metadata(server.answer(request))
+                    request = ut_metadata.decode_metadata(ut_metadata.metadata_request(index))
+                    answer = ut_metadata.decode_metadata(server.answer(request))
                     fetcher.on_data(name, answer.piece, answer.total_size, answer.data,
                                     float(step))
             if fetcher.done is not None:
@@ -477,157 +424,6 @@ class TimingTest(unittest.TestCase):
         self.fetcher.peer_gone("fast")
         self.assertEqual(self.fetcher.next_requests("slow", 0.5 + metadata.REJECT_BACKOFF), [0])
         self.assertEqual(self.fetcher.bad_peers(), {})
-
-
-# ---------------------------------------------------------------------------------------------
-# Hosted metainfo and saving
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    routes: Dict[str, Tuple[int, Dict[str, str], bytes]] = {}
-    release = threading.Event()
-
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        if self.path == "/slow":
-            self.release.wait(10)
-            return
-        status, headers, body = self.routes.get(self.path, (404, {}, b"no such torrent"))
-        self.send_response(status)
-        for name, value in headers.items():
-            self.send_header(name, value)
-        if "X-No-Length" not in headers:
-            self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-def torrent_bytes(raw: bytes) -> bytes:
-    return metainfo.encode_torrent(raw, trackers=["http://127.0.0.1:1/announce"])
-
-
-class SourceTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls) -> None:
-        other = make_info(20, name="other")
-        _Handler.routes = {
-            "/good.torrent": (200, {"Content-Type": "application/x-bittorrent"},
-                              torrent_bytes(INFO)),
-            "/other.torrent": (200, {}, torrent_bytes(other)),
-            "/garbage": (200, {}, b"<html>not a torrent</html>"),
-            "/moved": (302, {"Location": "/good.torrent"}, b""),
-            "/loop": (302, {"Location": "/loop"}, b""),
-            "/ftp": (302, {"Location": "ftp://127.0.0.1/x.torrent"}, b""),
-            "/big": (200, {}, b"d" + b"x" * 5000),
-            "/big-no-length": (200, {"X-No-Length": "1"}, b"d" + b"x" * 5000),
-        }
-        cls.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        cls.httpd.daemon_threads = True
-        cls.thread = threading.Thread(target=cls.httpd.serve_forever, daemon=True)
-        cls.thread.start()
-        cls.base = f"http://127.0.0.1:{cls.httpd.server_address[1]}"
-
-    @classmethod
-    def tearDownClass(cls) -> None:
-        _Handler.release.set()
-        cls.httpd.shutdown()
-        cls.httpd.server_close()
-        cls.thread.join(5)
-
-    def fetch_error(self, path: str, **kwargs: object) -> str:
-        with self.assertRaises(MetadataError) as caught:
-            fetch_from_source(self.base + path, INFO_HASH, **kwargs)  # type: ignore[arg-type]
-        message = str(caught.exception)
-        self.assertIn(self.base, message)
-        self.assertNotIn("\n", message)
-        return message
-
-    def test_good_torrent_gives_the_info_dictionary(self) -> None:
-        self.assertEqual(fetch_from_source(self.base + "/good.torrent", INFO_HASH, 5), INFO)
-
-    def test_redirect_is_followed(self) -> None:
-        self.assertEqual(fetch_from_source(self.base + "/moved", INFO_HASH, 5), INFO)
-
-    def test_wrong_info_hash_is_refused(self) -> None:
-        self.assertIn("not the magnet's", self.fetch_error("/other.torrent"))
-
-    def test_not_found_says_the_status(self) -> None:
-        self.assertIn("HTTP 404 Not Found: no such torrent", self.fetch_error("/missing"))
-
-    def test_garbage_is_not_a_torrent(self) -> None:
-        self.assertIn("not a torrent file", self.fetch_error("/garbage"))
-
-    def test_oversized_answer_is_refused(self) -> None:
-        with mock.patch.object(metadata_source, "MAX_SOURCE_SIZE", 1000):
-            self.assertIn("5001 bytes is over", self.fetch_error("/big"))
-            self.assertIn("limit", self.fetch_error("/big-no-length"))
-
-    def test_redirect_loop_ends(self) -> None:
-        self.assertIn("redirects", self.fetch_error("/loop"))
-
-    def test_redirect_to_other_scheme_is_refused(self) -> None:
-        self.assertIn("only http and https", self.fetch_error("/ftp"))
-
-    def test_timeout(self) -> None:
-        self.assertIn("timed out", self.fetch_error("/slow", timeout=0.3))
-
-    def test_connection_refused(self) -> None:
-        url = f"http://127.0.0.1:{unused_port()}/x.torrent"
-        with self.assertRaises(MetadataError) as caught:
-            fetch_from_source(url, INFO_HASH, 5)
-        self.assertIn("127.0.0.1", str(caught.exception))
-        self.assertIn("refused", str(caught.exception))
-
-    def test_unsupported_scheme(self) -> None:
-        with self.assertRaises(MetadataError) as caught:
-            fetch_from_source("udp://127.0.0.1:1/x", INFO_HASH, 5)
-        self.assertIn("only http and https", str(caught.exception))
-
-    def test_passkey_query_is_not_shown(self) -> None:
-        message = self.fetch_error("/missing?passkey=secret")
-        self.assertNotIn("secret", message)
-
-
-def unused_port() -> int:
-    """A loopback port nothing listens on (bound without listening, then closed)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class SaveTest(unittest.TestCase):
-    def setUp(self) -> None:
-        tmp = tempfile.TemporaryDirectory()
-        self.addCleanup(tmp.cleanup)
-        self.dir = tmp.name
-
-    def test_saved_torrent_has_info_trackers_and_web_seeds(self) -> None:
-        magnet = Magnet(info_hash=INFO_HASH, name="data",
-                        trackers=("http://t1:4000/announce", "http://t2:4000/announce"),
-                        web_seeds=("http://seed/data",))
-        path = metadata_source.saved_torrent_path(os.path.join(self.dir, ".sta"), INFO_HASH)
-        self.assertTrue(path.endswith(INFO_HASH.hex() + ".torrent"))
-        save_torrent(INFO, magnet, path)
-        meta = metainfo.load(path)
-        self.assertEqual(meta.info_hash, INFO_HASH)
-        self.assertEqual(meta.info.raw, INFO)
-        self.assertEqual(meta.trackers, (("http://t1:4000/announce",),
-                                         ("http://t2:4000/announce",)))
-        self.assertEqual(meta.url_list, ("http://seed/data",))
-        self.assertEqual([n for n in os.listdir(os.path.dirname(path))],
-                         [os.path.basename(path)])  # no temporary file left behind
-
-    def test_saved_torrent_without_trackers(self) -> None:
-        path = os.path.join(self.dir, "x.torrent")
-        save_torrent(INFO, Magnet(info_hash=INFO_HASH), path)
-        self.assertEqual(metainfo.load(path).trackers, ())
-
-    def test_mismatched_info_hash_is_refused(self) -> None:
-        with self.assertRaises(MetadataError):
-            save_torrent(INFO, Magnet(info_hash=b"\1" * 20), os.path.join(self.dir, "x.torrent"))
-        self.assertEqual(os.listdir(self.dir), [])
 
 
 if __name__ == "__main__":

@@ -1,21 +1,18 @@
-"""Tests for sta.x509 (the pure-Python certificate maker), sta.tls (contexts, the node's key
-material, TLS over memory, the plain/TLS policy) and sta.peerlink (the info-hash proof and the
-whole link). Everything runs in memory except one asyncio link and one HTTPS exchange on
-127.0.0.1."""
+"""Tests for sta.tls (contexts, the node's key material, TLS over memory, the plain/TLS policy)
+and the whole sta.peerlink link over it. Everything runs in memory except one asyncio link and
+one HTTPS exchange on 127.0.0.1. The certificate maker is tests/test_x509.py; the proof exchange
+alone, as bytes, is tests/test_peerlink.py."""
 
 from __future__ import annotations
 
 import asyncio
-import datetime
 import hashlib
 import http.client
 import http.server
 import itertools
 import os
-import shutil
 import ssl
 import stat
-import subprocess
 import tempfile
 import threading
 import unittest
@@ -117,111 +114,6 @@ def lookup_for(*info_hashes: bytes):
 
 
 # ---------------------------------------------------------------------------------------------
-
-class DerTests(unittest.TestCase):
-    def test_integer_gets_leading_zero_only_when_top_bit_set(self):
-        self.assertEqual(x509.der_integer(0), b"\x02\x01\x00")
-        self.assertEqual(x509.der_integer(127), b"\x02\x01\x7f")
-        self.assertEqual(x509.der_integer(128), b"\x02\x02\x00\x80")
-        self.assertEqual(x509.der_integer(256), b"\x02\x02\x01\x00")
-
-    def test_oid_encodes_multi_byte_arcs(self):
-        self.assertEqual(x509.der_oid("1.2.840.113549.1.1.11"),
-                         bytes.fromhex("06092a864886f70d01010b"))
-
-    def test_long_lengths_use_the_long_form(self):
-        self.assertEqual(x509.der_octet_string(bytes(200))[:3], b"\x04\x81\xc8")
-        self.assertEqual(x509.der_octet_string(bytes(300))[:4], b"\x04\x82\x01\x2c")
-
-    def test_times_switch_to_generalized_time_in_2050(self):
-        utc = datetime.timezone.utc
-        self.assertEqual(x509.der_time(datetime.datetime(2049, 12, 31, 23, 59, 59, tzinfo=utc)),
-                         b"\x17\x0d491231235959Z")
-        self.assertEqual(x509.der_time(datetime.datetime(2050, 1, 1, tzinfo=utc)),
-                         b"\x18\x0f20500101000000Z")
-
-    def test_pem_round_trip(self):
-        der = bytes(range(256)) * 3
-        pem = x509.der_to_pem(der, "CERTIFICATE")
-        self.assertTrue(all(len(line) <= 64 for line in pem.splitlines()))
-        self.assertEqual(x509.pem_to_der(pem, "CERTIFICATE"), der)
-        with self.assertRaises(x509.X509Error):
-            x509.pem_to_der(pem, "PRIVATE KEY")
-
-
-class CertificateMakerTests(unittest.TestCase):
-    def test_key_is_consistent_and_2048_bits(self):
-        key = KEYS[0]
-        self.assertEqual(key.n.bit_length(), 2048)
-        self.assertEqual(key.e, 65537)
-        self.assertEqual(key.p * key.q, key.n)
-        self.assertEqual(pow(pow(12345, key.e, key.n), key.d, key.n), 12345)
-
-    def test_miller_rabin_rejects_carmichael_numbers_and_accepts_primes(self):
-        # 2**89 - 1 and 2**127 - 1 are Mersenne primes; 41041 is a Carmichael number and
-        # 3215031751 fools bases 2, 3, 5 and 7.
-        self.assertTrue(x509._miller_rabin(2 ** 89 - 1, 20))
-        self.assertTrue(x509._miller_rabin(2 ** 127 - 1, 20))
-        self.assertFalse(x509._miller_rabin(41041 * 65537 * 65539, 20))
-        self.assertFalse(x509._miller_rabin(3215031751, 20))
-
-    def test_private_key_pem_round_trips(self):
-        pem = x509.private_key_pem(KEYS[0])
-        self.assertTrue(pem.startswith(b"-----BEGIN PRIVATE KEY-----\n"))
-        self.assertEqual(x509.load_private_key(pem), KEYS[0])
-
-    def test_certificate_loads_in_ssl(self):
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(*NODE)
-
-    def test_make_self_signed_returns_a_pair_ssl_accepts(self):
-        cert, key = x509.make_self_signed("lab tracker", ["127.0.0.1", "tracker.lab", "::1"])
-        with tempfile.TemporaryDirectory() as d:
-            paths = [os.path.join(d, n) for n in ("c.pem", "k.pem")]
-            for path, data in zip(paths, (cert, key)):
-                with open(path, "wb") as f:
-                    f.write(data)
-            tls.https_server_context(*paths)
-        info = x509.certificate_info(cert)
-        self.assertEqual(info.hosts, ("127.0.0.1", "tracker.lab", "::1"))
-        self.assertEqual(info.public_key, (x509.load_private_key(key).n, 65537))
-
-    def test_certificate_info_reads_back_dates_and_names(self):
-        utc = datetime.timezone.utc
-        now = datetime.datetime(2049, 6, 1, tzinfo=utc)
-        der = x509.make_certificate(KEYS[0], "x", ["a.example", "10.0.0.1"], days=400, now=now)
-        info = x509.certificate_info(der)
-        self.assertEqual(info.not_before, now - x509.BACKDATE)
-        self.assertEqual(info.not_after, now + datetime.timedelta(days=400))  # GeneralizedTime
-        self.assertEqual(info.hosts, ("a.example", "10.0.0.1"))
-        # a certificate past 2049 still loads
-        with tempfile.TemporaryDirectory() as d:
-            path = os.path.join(d, "c.pem")
-            with open(path, "wb") as f:
-                f.write(x509.der_to_pem(der, "CERTIFICATE"))
-            tls.https_server_context(path, NODE[1])
-
-    def test_fingerprint_is_the_same_for_pem_and_der(self):
-        with open(NODE[0], "rb") as f:
-            pem = f.read()
-        der = ssl.PEM_cert_to_DER_cert(pem.decode("ascii"))
-        self.assertEqual(x509.fingerprint_sha256(pem), hashlib.sha256(der).hexdigest())
-        self.assertEqual(tls.fingerprint_sha256(der), hashlib.sha256(der).hexdigest())
-        self.assertEqual(tls.fingerprint_sha256(pem.decode("ascii")),
-                         hashlib.sha256(der).hexdigest())
-
-    def test_bad_host_names_are_rejected(self):
-        for host in ("", "two words", "a/b"):
-            with self.subTest(host=host), self.assertRaises(x509.X509Error):
-                x509.make_certificate(KEYS[0], "x", [host])
-
-    @unittest.skipUnless(shutil.which("openssl"), "no openssl command to cross-check with")
-    def test_openssl_verifies_the_certificate_strictly(self):
-        result = subprocess.run(
-            ["openssl", "verify", "-x509_strict", "-CAfile", NODE[0], "-verify_ip", "127.0.0.1",
-             NODE[0]], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=30)
-        self.assertEqual(result.returncode, 0, result.stdout)
-
 
 class NodeIdentityTests(unittest.TestCase):
     def setUp(self):
@@ -388,95 +280,6 @@ class TlsLayerTests(unittest.TestCase):
         server.receive(client.send(b"data"))
         with self.assertRaises(tls.TlsError):
             server.receive_eof()
-
-
-class ProofTests(unittest.TestCase):
-    """The proof exchange alone, as bytes (no TLS)."""
-
-    BINDING = peerlink.ChannelBinding(b"F" * 32, b"finished")
-
-    def exchange(self, client_hash, server_hashes, client_binding=None, server_binding=None):
-        client = peerlink.ClientAuth(client_hash, client_binding or self.BINDING)
-        server = peerlink.ServerAuth(lookup_for(*server_hashes), server_binding or self.BINDING)
-        reply = server.receive(client.hello())
-        proof = client.receive(reply)
-        server.receive(proof + b"\x13BitTorrent protocol")
-        return client, server
-
-    def test_same_info_hash_succeeds(self):
-        client, server = self.exchange(INFO_HASH, [OTHER_HASH, INFO_HASH])
-        self.assertTrue(client.complete and server.complete)
-        self.assertEqual(server.info_hash, INFO_HASH)
-        self.assertEqual(server.leftover, b"\x13BitTorrent protocol")
-
-    def test_unknown_torrent_is_refused_without_a_proof(self):
-        client = peerlink.ClientAuth(INFO_HASH, self.BINDING)
-        server = peerlink.ServerAuth(lookup_for(OTHER_HASH), self.BINDING)
-        reply = server.receive(client.hello())
-        self.assertTrue(server.refused)
-        self.assertEqual(reply[len(peerlink.AUTH_MAGIC) + 2:], bytes(64))
-        with self.assertRaisesRegex(tls.TlsError, "does not have this torrent"):
-            client.receive(reply)
-
-    def test_different_binding_fails_on_both_sides(self):
-        other = peerlink.ChannelBinding(b"M" * 32, b"finished")
-        client = peerlink.ClientAuth(INFO_HASH, other)
-        server = peerlink.ServerAuth(lookup_for(INFO_HASH), self.BINDING)
-        reply = server.receive(client.hello())
-        with self.assertRaisesRegex(tls.TlsAuthError, r"proof mismatch"):
-            client.receive(reply)
-        # and a client that pressed on anyway is caught by the server
-        forged = peerlink._proof(peerlink.CLIENT_PROOF_LABEL, INFO_HASH,
-                                 client.hello() + reply[:-32], other.value(True))
-        with self.assertRaises(tls.TlsAuthError):
-            server.receive(forged)
-
-    def test_server_proof_is_not_accepted_as_client_proof(self):
-        client = peerlink.ClientAuth(INFO_HASH, self.BINDING)
-        server = peerlink.ServerAuth(lookup_for(INFO_HASH), self.BINDING)
-        reply = server.receive(client.hello())
-        with self.assertRaises(tls.TlsAuthError):
-            server.receive(reply[-32:])  # reflected
-
-    def test_flags_are_covered_by_the_proofs(self):
-        client = peerlink.ClientAuth(INFO_HASH, self.BINDING)
-        server = peerlink.ServerAuth(lookup_for(INFO_HASH), self.BINDING)
-        hello = bytearray(client.hello())
-        hello[len(peerlink.AUTH_MAGIC)] = 0  # a relay strips the tls-unique flag
-        with self.assertRaises(tls.TlsAuthError):
-            client.receive(server.receive(bytes(hello)))
-
-    def test_tls_unique_is_used_only_when_both_have_it(self):
-        without = peerlink.ChannelBinding(b"F" * 32, None)
-        client, server = self.exchange(INFO_HASH, [INFO_HASH], without, self.BINDING)
-        self.assertTrue(server.complete)
-
-    def test_messages_arrive_in_pieces(self):
-        client = peerlink.ClientAuth(INFO_HASH, self.BINDING)
-        server = peerlink.ServerAuth(lookup_for(INFO_HASH), self.BINDING)
-        reply = b""
-        for byte in client.hello():
-            reply += server.receive(bytes((byte,)))
-        proof = b""
-        for byte in reply:
-            proof += client.receive(bytes((byte,)))
-        for byte in proof:
-            server.receive(bytes((byte,)))
-        self.assertTrue(server.complete)
-
-    def test_bad_greeting_and_early_data_are_errors(self):
-        server = peerlink.ServerAuth(lookup_for(INFO_HASH), self.BINDING)
-        with self.assertRaisesRegex(tls.TlsError, "bad greeting"):
-            server.receive(b"\x13BitTorrent protocol")
-        client = peerlink.ClientAuth(INFO_HASH, self.BINDING)
-        server = peerlink.ServerAuth(lookup_for(INFO_HASH), self.BINDING)
-        with self.assertRaises(tls.TlsAuthError):
-            server.receive(client.hello() + b"x")
-
-    def test_torrent_id_is_domain_separated(self):
-        self.assertNotEqual(peerlink.torrent_id(INFO_HASH), hashlib.sha256(INFO_HASH).digest())
-        self.assertNotEqual(peerlink.torrent_id(INFO_HASH)[:20], hashlib.sha1(INFO_HASH).digest())
-        self.assertEqual(len(peerlink.torrent_id(bytes(32))), 32)  # v2 info hashes too
 
 
 class SecureLinkTests(unittest.TestCase):

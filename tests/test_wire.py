@@ -6,11 +6,11 @@ import random
 import struct
 import unittest
 
-from sta import bencode, wire
+from sta import bencode, ut_metadata, wire
 from sta.wire import (
-    AllowedFast, Bitfield, Cancel, Choke, Extended, ExtendedHandshake, Handshake, Have, HaveAll,
-    HaveNone, Interested, KeepAlive, MessageReader, MetadataMessage, NotInterested, Piece, Port,
-    Reject, Request, Suggest, Unchoke, WireError,
+    AllowedFast, BitfieldMessage, Cancel, Choke, Extended, ExtendedHandshake, Handshake, Have,
+    HaveAll, HaveNone, Interested, KeepAlive, MessageReader, NotInterested, Piece, Port, Reject,
+    Request, Suggest, Unchoke, WireError,
 )
 
 INFO_HASH = bytes(range(20))
@@ -45,7 +45,7 @@ SAMPLES = [
     (wire.interested(), Interested()),
     (wire.not_interested(), NotInterested()),
     (wire.have(7), Have(7)),
-    (wire.bitfield(b"\xff\xf0"), Bitfield(b"\xff\xf0")),
+    (wire.bitfield(b"\xff\xf0"), BitfieldMessage(b"\xff\xf0")),
     (wire.request(1, 16384, 16384), Request(1, 16384, 16384)),
     (wire.piece(2, 32768, BLOCK), Piece(2, 32768, BLOCK)),
     (wire.cancel(3, 0, 16384), Cancel(3, 0, 16384)),
@@ -86,7 +86,6 @@ class HandshakeTest(unittest.TestCase):
         self.assertEqual(event, Handshake(b"\x00\x00\x00\x00\x00\x10\x00\x00", INFO_HASH, PEER_ID))
         self.assertTrue(event.supports_extensions)
         self.assertFalse(event.supports_fast)
-        self.assertFalse(event.supports_dht)
 
     def test_handshake_without_extension_bit_reports_no_extensions(self):
         (event,) = feed_all(wire.handshake(INFO_HASH, PEER_ID, extensions=False, fast=True))
@@ -181,7 +180,7 @@ class MessageTest(unittest.TestCase):
         events = MessageReader(expect_handshake=False, copy_blocks=False).feed(buffer)
         buffer[:] = bytes(len(buffer))  # the caller overwrites its receive buffer
         buffer.extend(b"more")  # and may resize it: no view of it is left behind
-        self.assertEqual(events, [Piece(1, 0, BLOCK), Bitfield(b"\x80")])
+        self.assertEqual(events, [Piece(1, 0, BLOCK), BitfieldMessage(b"\x80")])
         self.assertIs(type(events[0].block), bytes)
 
     def test_memoryview_input_gives_same_events(self):
@@ -225,7 +224,8 @@ class MessageTest(unittest.TestCase):
 
     def test_bitfield_of_a_million_pieces_fits_the_length_limit(self):
         bits = b"\xff" * (2 ** 20 // 8)
-        self.assertEqual(feed_all(wire.bitfield(bits), expect_handshake=False), [Bitfield(bits)])
+        self.assertEqual(feed_all(wire.bitfield(bits), expect_handshake=False),
+                         [BitfieldMessage(bits)])
 
     def test_message_at_length_limit_is_accepted(self):
         data = message(wire.BITFIELD, bytes(wire.MAX_MESSAGE_LENGTH - 1))
@@ -397,90 +397,25 @@ class ExtensionTest(unittest.TestCase):
             wire.extended(256, b"")
 
 
-class MetadataTest(unittest.TestCase):
-    def test_request_round_trips(self):
-        payload = wire.metadata_request(3)
-        self.assertEqual(payload, b"d8:msg_typei0e5:piecei3ee")
-        self.assertEqual(wire.decode_metadata(payload),
-                         MetadataMessage(wire.METADATA_REQUEST, 3, None, b""))
+class MetadataReexportTest(unittest.TestCase):
+    """The ut_metadata codec lives in sta.ut_metadata; wire still offers it to older callers."""
 
-    def test_reject_round_trips(self):
-        self.assertEqual(wire.decode_metadata(wire.metadata_reject(1)),
-                         MetadataMessage(wire.METADATA_REJECT, 1, None, b""))
-
-    def test_data_round_trips_full_and_last_piece(self):
-        total = 16384 + 100
-        full = wire.metadata_data(0, total, BLOCK)
-        self.assertEqual(wire.decode_metadata(full),
-                         MetadataMessage(wire.METADATA_DATA, 0, total, BLOCK))
-        last = wire.metadata_data(1, total, b"z" * 100)
-        self.assertEqual(wire.decode_metadata(last),
-                         MetadataMessage(wire.METADATA_DATA, 1, total, b"z" * 100))
-
-    def test_data_through_reader_as_extended_message(self):
-        data = wire.extended(2, wire.metadata_data(0, 5, b"d1:ae"))
-        (event,) = feed_all(data, expect_handshake=False)
-        self.assertEqual(wire.decode_metadata(event.payload).data, b"d1:ae")
-
-    def test_unknown_msg_type_is_returned_for_caller_to_ignore(self):
-        self.assertEqual(wire.decode_metadata(b"d8:msg_typei7ee").msg_type, 7)
-
-    def test_missing_msg_type_raises(self):
-        with self.assertRaisesRegex(WireError, "msg_type"):
-            wire.decode_metadata(b"d5:piecei0ee")
-
-    def test_negative_piece_raises(self):
-        with self.assertRaisesRegex(WireError, "piece -1"):
+    def test_wire_decode_metadata_raises_wire_error_with_the_codec_message(self):
+        with self.assertRaisesRegex(WireError, "^ut_metadata piece -1 is not an index"):
             wire.decode_metadata(b"d8:msg_typei0e5:piecei-1ee")
 
-    def test_piece_beyond_largest_info_dict_raises(self):
-        with self.assertRaisesRegex(WireError, "piece 1920"):
-            wire.decode_metadata(wire.metadata_request(wire.MAX_METADATA_PIECES))
+    def test_wire_names_are_the_codec_names(self):
+        self.assertIs(wire.MetadataMessage, ut_metadata.MetadataMessage)
+        self.assertEqual(wire.decode_metadata(wire.metadata_request(3)),
+                         ut_metadata.MetadataMessage(wire.METADATA_REQUEST, 3, None, b""))
 
-    def test_total_size_over_limit_raises(self):
-        with self.assertRaisesRegex(WireError, "total_size"):
-            wire.decode_metadata(wire.metadata_data(0, wire.MAX_METADATA_SIZE + 1, BLOCK))
+    def test_former_bitfield_event_name_is_the_message_event(self):
+        self.assertIs(wire.Bitfield, BitfieldMessage)
 
-    def test_data_without_total_size_raises(self):
-        with self.assertRaisesRegex(WireError, "total_size None"):
-            wire.decode_metadata(b"d8:msg_typei1e5:piecei0ee" + b"x")
-
-    def test_data_over_16_kib_raises(self):
-        with self.assertRaisesRegex(WireError, "carries 16385 bytes, expected 16384"):
-            wire.decode_metadata(wire.metadata_data(0, 100000, BLOCK + b"x"))
-
-    def test_short_last_piece_of_wrong_size_raises(self):
-        with self.assertRaisesRegex(WireError, "carries 99 bytes, expected 100"):
-            wire.decode_metadata(wire.metadata_data(1, 16484, b"z" * 99))
-
-    def test_piece_past_end_of_info_dict_raises(self):
-        with self.assertRaisesRegex(WireError, "past the end"):
-            wire.decode_metadata(wire.metadata_data(2, 16484, b"z"))
-
-    def test_non_dict_message_raises(self):
-        with self.assertRaisesRegex(WireError, "not a dictionary"):
-            wire.decode_metadata(b"i3e")
-
-    def test_bad_bencoding_raises(self):
-        with self.assertRaisesRegex(WireError, "not valid bencoding"):
-            wire.decode_metadata(b"d8:msg_type")
-
-
-class BitfieldLengthTest(unittest.TestCase):
-    def test_exact_length_is_accepted(self):
-        self.assertEqual(wire.check_bitfield_length(b"\xff\xc0", 10), b"\xff\xc0")
-        self.assertEqual(wire.check_bitfield_length(b"\xff", 8), b"\xff")
-
-    def test_short_bitfield_raises(self):
-        with self.assertRaisesRegex(WireError, "bitfield of 1 bytes for 10 pieces"):
-            wire.check_bitfield_length(b"\xff", 10)
-
-    def test_long_bitfield_raises(self):
-        with self.assertRaisesRegex(WireError, r"expected 2\)"):
-            wire.check_bitfield_length(b"\xff\xff\xff", 10)
-
-    def test_spare_bits_set_are_cleared_not_fatal(self):
-        self.assertEqual(wire.check_bitfield_length(b"\xff\xff", 10), b"\xff\xc0")
+    def test_metadata_payload_rides_in_an_extended_message(self):
+        data = wire.extended(2, ut_metadata.metadata_data(0, 5, b"d1:ae"))
+        (event,) = feed_all(data, expect_handshake=False)
+        self.assertEqual(ut_metadata.decode_metadata(event.payload).data, b"d1:ae")
 
 
 if __name__ == "__main__":
