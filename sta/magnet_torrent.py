@@ -18,7 +18,7 @@ import time
 from functools import partial
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from . import metadata, metadata_source, metainfo, wire
+from . import metadata, metadata_source, metainfo, ut_metadata, wire
 from .announcer import Announcer, Transferred, private_urls
 from .magnet import Magnet
 from .peerproto import UT_METADATA
@@ -149,11 +149,11 @@ class MagnetTorrent:
 
     def peer_message(self, conn: Any, event: Any) -> None:
         kind = type(event)
-        if kind is wire.Bitfield:
+        if kind is wire.BitfieldMessage:
             self._raw_bits[conn] = bytes(event.bits)
         elif kind is wire.Have:
             haves = self._haves.setdefault(conn, [])
-            if len(haves) < wire.MAX_METADATA_PIECES * 64:  # bounded: a piece count's worth
+            if len(haves) < ut_metadata.MAX_METADATA_PIECES * 64:  # bounded: a piece count's worth
                 haves.append(event.index)
         elif kind is wire.ExtendedHandshake:
             if UT_METADATA in conn.extensions.ids:
@@ -180,12 +180,12 @@ class MagnetTorrent:
         if msg is None:
             return
         now = time.monotonic()
-        if msg.msg_type == wire.METADATA_DATA:
+        if msg.msg_type == ut_metadata.METADATA_DATA:
             self.fetcher.on_data(conn, msg.piece, msg.total_size, msg.data, now)
-        elif msg.msg_type == wire.METADATA_REJECT:
+        elif msg.msg_type == ut_metadata.METADATA_REJECT:
             self.fetcher.on_reject(conn, msg.piece, now)
         else:
-            answer = metadata.refuse(msg)
+            answer = ut_metadata.refuse(msg)
             if answer is not None:
                 conn.send_extended(UT_METADATA, answer)
         self._drop_bad_peers()
@@ -197,7 +197,7 @@ class MagnetTorrent:
         if UT_METADATA not in conn.extensions.ids or conn.closed or self._finishing:
             return
         for piece in self.fetcher.next_requests(conn, now):
-            conn.send_extended(UT_METADATA, wire.metadata_request(piece))
+            conn.send_extended(UT_METADATA, ut_metadata.metadata_request(piece))
 
     def _drop_bad_peers(self) -> None:
         for conn, reason in self.fetcher.bad_peers().items():
@@ -208,7 +208,7 @@ class MagnetTorrent:
         try:
             meta = await self.host.loop.run_in_executor(
                 None, partial(metadata_source.fetch_torrent_from_source, url, self.info_hash))
-        except metadata.MetadataError as exc:
+        except ut_metadata.MetadataError as exc:
             self.source_errors[url] = str(exc)
             log.warning("%s: %s", self.name, exc)
             return
@@ -244,7 +244,7 @@ class MagnetTorrent:
             assert self._build is not None
             torrent = self._build(meta)
             await torrent.start()
-        except (metadata.MetadataError, metainfo.MetainfoError, OSError) as exc:
+        except (ut_metadata.MetadataError, metainfo.MetainfoError, OSError) as exc:
             self.storage_failed(exc)
             return
         except Exception as exc:  # storage errors and the like stop this torrent only

@@ -39,9 +39,9 @@ from typing import Any, Dict, FrozenSet, Hashable, Iterator, List, Optional, Set
 
 from .ut_metadata import MAX_METADATA_SIZE, METADATA_PIECE_SIZE as PIECE_SIZE
 # Re-exported until every caller imports them from ut_metadata:
-from .ut_metadata import MetadataError, MetadataServer, refuse  # noqa: F401
+from .ut_metadata import MetadataError
 
-__all__ = ["MetadataError", "MetadataServer", "MetadataFetcher", "DataResult", "refuse"]
+__all__ = ["MetadataFetcher", "DataResult"]
 
 log = logging.getLogger(__name__)
 

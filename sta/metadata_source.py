@@ -6,7 +6,7 @@ magnet's info hash, the same check ``sta.metadata`` makes of a dictionary fetche
 ``save_torrent`` writes a fetched dictionary as a normal .torrent, so a restart does not fetch it
 again. ``upload_torrent`` is the other direction: `create --upload` posts a new .torrent to the
 tracker, which then hosts it for magnets that carry ``xs=``. Errors are
-``sta.metadata.MetadataError``, whichever way the metadata came.
+``sta.ut_metadata.MetadataError``, whichever way the metadata came.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Optional
 from . import __version__, httpget, metainfo
 from .announce import display_url
 from .magnet import Magnet
-from .metadata import MetadataError
+from .ut_metadata import MetadataError
 from .resume import ResumeError, write_atomically
 
 __all__ = ["fetch_from_source", "fetch_torrent_from_source", "save_torrent",

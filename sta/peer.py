@@ -161,7 +161,7 @@ class PeerConnection:
     def extensions(self) -> peerproto.PeerExtensions:
         return self.proto.extensions
 
-    def ut_metadata_message(self, event: wire.Extended) -> Optional[wire.MetadataMessage]:
+    def ut_metadata_message(self, event: wire.Extended) -> Optional[Any]:
         """The BEP 9 message in an extended message, if it is one; a malformed one closes the
         connection (and gives None)."""
         try:

@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
-from . import wire
+from . import ut_metadata, wire
 
 __all__ = ["PeerProtocol", "PeerProtocolError", "PeerExtensions", "EXTENSION_IDS", "UT_METADATA",
            "DEFAULT_PEER_REQQ"]
@@ -147,14 +147,15 @@ class PeerProtocol:
     def _on_ext_handshake(self, event: wire.ExtendedHandshake) -> None:
         self.extensions.update(event)
 
-    def ut_metadata_message(self, event: wire.Extended) -> Optional[wire.MetadataMessage]:
+    def ut_metadata_message(self, event: wire.Extended
+                            ) -> Optional[ut_metadata.MetadataMessage]:
         """A BEP 9 message sent to our ut_metadata id, decoded; None for another extension.
         Raises PeerProtocolError for a malformed one."""
         if event.ext_id != self.extension_ids.get(UT_METADATA):
             return None
         try:
-            return wire.decode_metadata(event.payload)
-        except wire.WireError as exc:
+            return ut_metadata.decode_metadata(event.payload)
+        except ut_metadata.MetadataError as exc:
             raise PeerProtocolError(f"bad ut_metadata message: {exc}") from None
 
     @property

@@ -19,11 +19,11 @@ import time
 from functools import partial
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from . import metadata, wire
+from . import ut_metadata, wire
 from .announcer import Announcer, Transferred
 from .bitfield import Bitfield
 from .downloader import Downloader
-from .metadata import MetadataServer
+from .ut_metadata import MetadataServer
 from .peerproto import UT_METADATA
 from .picker import PiecePicker
 from .smartban import MAX_HASH_FAILURES
@@ -448,7 +448,7 @@ class Torrent:
             return
         # A private torrent's metadata is not handed out (libtorrent does the same): its peers
         # get it from the .torrent file, through the tracker that admits them.
-        answer = (metadata.refuse(msg) if self.info.private
+        answer = (ut_metadata.refuse(msg) if self.info.private
                   else self._metadata_server.answer(msg))
         if answer is not None:
             conn.send_extended(UT_METADATA, answer)
@@ -572,7 +572,7 @@ def peer_row(conn: Any, progress: float, snubbed: bool) -> Dict[str, Any]:
 
 
 _MESSAGES: Dict[type, Callable[[Torrent, Any, Any], None]] = {
-    wire.Bitfield: Torrent._on_bitfield,
+    wire.BitfieldMessage: Torrent._on_bitfield,
     wire.Have: Torrent._on_have,
     wire.Choke: Torrent._on_choke,
     # An unchoke needs no handler: the refill runs once the whole batch is handled.

@@ -25,22 +25,17 @@ import struct
 from itertools import starmap
 from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Tuple, Union
 
-from . import extension, ut_metadata
+from . import extension
 from .extension import ExtendedHandshake
-from .ut_metadata import (  # re-exported until every caller imports them from ut_metadata
-    MAX_METADATA_PIECES, MAX_METADATA_SIZE, METADATA_DATA, METADATA_PIECE_SIZE, METADATA_REJECT,
-    METADATA_REQUEST, MetadataMessage, metadata_data, metadata_reject, metadata_request,
-)
 
 __all__ = [
     "WireError", "MessageReader",
     "Handshake", "KeepAlive", "Choke", "Unchoke", "Interested", "NotInterested", "Have",
     "BitfieldMessage", "Request", "Piece", "Cancel", "Port", "Suggest", "HaveAll", "HaveNone",
-    "Reject", "AllowedFast", "ExtendedHandshake", "Extended", "MetadataMessage",
+    "Reject", "AllowedFast", "ExtendedHandshake", "Extended",
     "handshake", "keepalive", "choke", "unchoke", "interested", "not_interested", "have",
     "bitfield", "request", "requests", "piece_header", "piece", "cancel", "port", "suggest",
     "have_all", "have_none", "reject", "allowed_fast", "extended", "extended_handshake",
-    "metadata_request", "metadata_data", "metadata_reject", "decode_metadata",
 ]
 
 log = logging.getLogger(__name__)
@@ -127,7 +122,6 @@ Have = NamedTuple("Have", [("index", int)])
 # The raw payload: bitfield.Bitfield.from_bytes checks it against the torrent's piece count.
 # Named apart from bitfield.Bitfield, the piece set.
 BitfieldMessage = NamedTuple("BitfieldMessage", [("bits", bytes)])
-Bitfield = BitfieldMessage  # the former name, until every caller uses BitfieldMessage
 Request = NamedTuple("Request", [("index", int), ("begin", int), ("length", int)])
 Piece = NamedTuple("Piece", [("index", int), ("begin", int), ("block", bytes)])
 Cancel = NamedTuple("Cancel", [("index", int), ("begin", int), ("length", int)])
@@ -535,11 +529,3 @@ def _pack_header(msg_id: int, payload_length: int) -> bytes:
 
 
 # --- BEP 9 ut_metadata (the codec is sta.ut_metadata) ------------------------------------------
-
-
-def decode_metadata(payload: bytes) -> MetadataMessage:
-    """``ut_metadata.decode_metadata``, raising WireError as it did when it lived here."""
-    try:
-        return ut_metadata.decode_metadata(payload)
-    except ut_metadata.MetadataError as exc:
-        raise WireError(str(exc)) from None

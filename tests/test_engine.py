@@ -299,7 +299,7 @@ class ServingRulesTests(unittest.TestCase):
         self.addCleanup(peer.close)
         theirs = peer.handshake(self.meta.info_hash)
         self.assertEqual(theirs.info_hash, self.meta.info_hash)
-        bits = peer.read_until(lambda e: isinstance(e, wire.Bitfield))
+        bits = peer.read_until(lambda e: isinstance(e, wire.BitfieldMessage))
         peer.send(wire.interested())
         peer.read_until(lambda e: isinstance(e, wire.Unchoke))
         return peer, bits.bits

@@ -31,7 +31,7 @@ import zlib
 from typing import Any, Callable, List, Optional, Sequence, Tuple, Type, Union
 from urllib.parse import quote_from_bytes
 
-from sta import announce, bencode, magnet, maketorrent, metainfo, resume, wire
+from sta import announce, bencode, magnet, maketorrent, metainfo, resume, ut_metadata, wire
 from sta.bitfield import Bitfield
 from sta.tracker import Tracker, parse_query, query_dict
 from sta.tracker_db import TrackerStore
@@ -537,8 +537,8 @@ def _random_message(rng: random.Random) -> bytes:
         return wire.extended_handshake(m, **keep)
     if kind == 14:
         piece = rng.choice((0, 1, 2000))
-        payload = rng.choice((wire.metadata_request(piece), wire.metadata_reject(piece),
-                              wire.metadata_data(piece, rng.choice((1, 16384, 40000)),
+        payload = rng.choice((ut_metadata.metadata_request(piece), ut_metadata.metadata_reject(piece),
+                              ut_metadata.metadata_data(piece, rng.choice((1, 16384, 40000)),
                                                  bytes(rng.choice((1, 100, 16384))))))
         return wire.extended(rng.choice((1, 3)), payload)
     if kind == 15:
@@ -596,10 +596,10 @@ def _use_event(event: Any) -> None:
          event.yourip, event.upload_only)
     elif isinstance(event, wire.Extended):
         try:
-            wire.decode_metadata(event.payload)
-        except wire.WireError:
+            ut_metadata.decode_metadata(event.payload)
+        except ut_metadata.MetadataError:
             pass
-    elif isinstance(event, wire.Bitfield):
+    elif isinstance(event, wire.BitfieldMessage):
         for pieces in {len(event.bits) * 8, max(0, len(event.bits) * 8 - 3), 9}:
             try:
                 Bitfield.from_bytes(event.bits, pieces)

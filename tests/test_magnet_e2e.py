@@ -25,7 +25,7 @@ from typing import Any, Sequence, Tuple
 from unittest import mock
 
 from sta import magnet as magnet_mod
-from sta import metainfo, wire
+from sta import metainfo, ut_metadata, wire
 from tests import enginekit as kit
 
 # The torrents here: 1-2 MiB of random bytes, in 64 KiB pieces, so a transfer has a few dozen
@@ -229,8 +229,8 @@ class CorruptMetadataPeer(kit.LoopbackServer):
         super().__init__(test, host=kit.liar_host(test))
 
     def _wrong_piece(self, index: int) -> bytes:
-        piece = self.info_raw[index * wire.METADATA_PIECE_SIZE:
-                              (index + 1) * wire.METADATA_PIECE_SIZE]
+        piece = self.info_raw[index * ut_metadata.METADATA_PIECE_SIZE:
+                              (index + 1) * ut_metadata.METADATA_PIECE_SIZE]
         return bytes(b ^ 0x5A for b in piece)
 
     def _serve(self, conn: socket.socket) -> None:
@@ -256,9 +256,9 @@ class CorruptMetadataPeer(kit.LoopbackServer):
                     elif isinstance(event, wire.ExtendedHandshake):
                         their_id = event.m.get("ut_metadata", 0)
                     elif isinstance(event, wire.Extended) and event.ext_id == 3 and their_id:
-                        msg = wire.decode_metadata(event.payload)
-                        if msg.msg_type == wire.METADATA_REQUEST:
-                            out.append(wire.extended(their_id, wire.metadata_data(
+                        msg = ut_metadata.decode_metadata(event.payload)
+                        if msg.msg_type == ut_metadata.METADATA_REQUEST:
+                            out.append(wire.extended(their_id, ut_metadata.metadata_data(
                                 msg.piece, len(self.info_raw), self._wrong_piece(msg.piece))))
                             self.pieces_sent += 1
                             lied_here = True

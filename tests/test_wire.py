@@ -397,20 +397,8 @@ class ExtensionTest(unittest.TestCase):
             wire.extended(256, b"")
 
 
-class MetadataReexportTest(unittest.TestCase):
-    """The ut_metadata codec lives in sta.ut_metadata; wire still offers it to older callers."""
-
-    def test_wire_decode_metadata_raises_wire_error_with_the_codec_message(self):
-        with self.assertRaisesRegex(WireError, "^ut_metadata piece -1 is not an index"):
-            wire.decode_metadata(b"d8:msg_typei0e5:piecei-1ee")
-
-    def test_wire_names_are_the_codec_names(self):
-        self.assertIs(wire.MetadataMessage, ut_metadata.MetadataMessage)
-        self.assertEqual(wire.decode_metadata(wire.metadata_request(3)),
-                         ut_metadata.MetadataMessage(wire.METADATA_REQUEST, 3, None, b""))
-
-    def test_former_bitfield_event_name_is_the_message_event(self):
-        self.assertIs(wire.Bitfield, BitfieldMessage)
+class MetadataInExtendedTest(unittest.TestCase):
+    """BEP 9 payloads (sta.ut_metadata) ride inside BEP 10 extended messages."""
 
     def test_metadata_payload_rides_in_an_extended_message(self):
         data = wire.extended(2, ut_metadata.metadata_data(0, 5, b"d1:ae"))
