@@ -372,7 +372,7 @@ class FileStorage(PieceMap):
 
     def delete_files(self) -> List[str]:
         """Close, then delete exactly this torrent's files and the folders they leave empty, and
-        forget its resume state; returns the paths deleted.
+        forget its resume state; returns the paths deleted (spelled as file_paths() does).
 
         Every path is checked first: if any part of one below the output folder is a link,
         nothing is deleted (StorageError), since deleting through it could remove files outside.
@@ -389,7 +389,7 @@ class FileStorage(PieceMap):
             parts = self._parts[fi]
             try:
                 if remove_below(self.root, parts):
-                    removed.append(self._paths[fi])
+                    removed.append(os.path.join(self._real_root, *parts))
             except LinkError as exc:  # put in place since the check: skip it, delete the rest
                 log.warning("%s: not deleted: %s", self.info.name, exc)
             except OSError as exc:
