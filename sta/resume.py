@@ -326,8 +326,8 @@ class ResumeStore:
         the file) when it cannot be trusted."""
         newest: Optional[Tuple[int, str]] = None
         for path in self.paths:
-            if self._safe_to_write(path):
-                remove_stale_temporaries(path)
+            if path == self.path and self._safe_to_write(path):
+                remove_stale_temporaries(path)  # only where we write: a seed leaves its data be
             try:
                 mtime = os.stat(path).st_mtime_ns
             except OSError:
