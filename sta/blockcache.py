@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
+
+if TYPE_CHECKING:
+    from sta.storage import Storage
 
 # Memory for pieces being assembled. A loopback pipeline of 500 blocks spans about 8 MiB, so
 # 32 MiB holds every piece in flight for one fast peer with room for a few more, and keeps a
@@ -86,7 +89,7 @@ def block_digests(data: Any, block_size: int) -> List[bytes]:
             for begin in range(0, len(view), block_size)]
 
 
-def verify_and_write(storage: Any, index: int, expected: bytes, data: bytearray,
+def verify_and_write(storage: Storage, index: int, expected: bytes, data: bytearray,
                      block_size: int, want_digests: bool) -> Tuple[bool, Optional[List[bytes]]]:
     """Worker-thread half of a buffered piece: hash it, and only if it matches, write it.
 
@@ -99,7 +102,7 @@ def verify_and_write(storage: Any, index: int, expected: bytes, data: bytearray,
     return ok, digests
 
 
-def verify_stored(storage: Any, index: int, size: int, block_size: int,
+def verify_stored(storage: Storage, index: int, size: int, block_size: int,
                   want_digests: bool) -> Tuple[bool, Optional[List[bytes]]]:
     """The same for a piece written block by block: hash it by reading it back."""
     ok = storage.verify_piece(index)

@@ -10,6 +10,7 @@ data through the implementation's ``verify_piece``.
 
 from __future__ import annotations
 
+import errno
 import threading
 from array import array
 from typing import TYPE_CHECKING, Any, Iterable, List, Optional, Tuple, Union
@@ -20,13 +21,45 @@ from sta.resume import Progress, hash_pieces
 if TYPE_CHECKING:  # only for annotations: any object with Info's fields works (tests use one)
     from sta.metainfo import Info
 
-__all__ = ["StorageError", "PieceMap", "Data"]
+__all__ = ["StorageError", "PieceMap", "Data", "os_error"]
 
 Data = Union[bytes, bytearray, memoryview]
 
 
 class StorageError(Exception):
     """A read or write failed; the message says which file and what to do."""
+
+
+# What a user can do about each failure; anything else gets "cannot write <path>: <reason>".
+_NO_SPACE = ("no space left on device writing {path}: free some space and run the same command "
+             "again")
+_NO_ACCESS = ("permission denied to {verb} {path}: choose another output folder or fix the "
+              "permissions of this one")
+_ERROR_MESSAGES = {
+    errno.ENOSPC: _NO_SPACE,
+    getattr(errno, "EDQUOT", errno.ENOSPC): _NO_SPACE,
+    errno.EACCES: _NO_ACCESS,
+    errno.EPERM: _NO_ACCESS,
+    errno.EROFS: "cannot write {path}: the file system is read-only; choose another output folder",
+    errno.ENOTDIR: ("cannot create {path}: part of its folder path is a file, not a folder; move "
+                    "that file away or choose another output folder"),
+    errno.EISDIR: "cannot use {path}: a folder has that name; move it away or choose another "
+                  "output folder",
+    errno.EMFILE: "too many open files opening {path}: raise the open-file limit (ulimit -n) or "
+                  "run fewer torrents at once",
+}
+
+
+def os_error(path: str, exc: OSError, writing: bool) -> StorageError:
+    """The StorageError telling a user what to do about ``exc`` on ``path``."""
+    template = _ERROR_MESSAGES.get(exc.errno or 0)
+    if exc.errno == errno.ENOENT and not writing:
+        template = ("{path} is missing: it was moved or deleted outside sta; check the data "
+                    "again")
+    if template is None:
+        template = "cannot {verb} {path}: {reason}"
+    return StorageError(template.format(path=path, verb="write" if writing else "read",
+                                        reason=exc.strerror or exc))
 
 
 class PieceMap:

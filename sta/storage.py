@@ -14,7 +14,13 @@ Safety rules (a crash, ``kill -9`` or power cut must never cost verified data):
 - ``save`` fsyncs the data files before it records their verified pieces in the resume file, so the
   resume file never claims data that is not on disk yet (see ``sta.resume`` for the atomic write).
 
-``sta.memstorage.MemoryStorage`` has the same interface over a bytearray, for engine tests.
+Links: every file is opened, created and deleted through ``sta.safepath``, which refuses a
+link (or junction) on any part of the path below the output folder, so a link left in a shared
+download folder cannot make a torrent write or delete files outside it. A torrent whose name is
+the state folder's (``.sta``) is stored under ``_.sta``, so no torrent reaches the resume files.
+
+``Storage`` is the interface the engine uses; ``FileStorage`` implements it over files and
+``sta.memstorage.MemoryStorage`` over a bytearray (for engine tests).
 """
 
 from __future__ import annotations
@@ -25,19 +31,78 @@ import logging
 import os
 import threading
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Iterable, Optional
+from typing import TYPE_CHECKING, Iterable, List, Optional, Protocol, Sequence, Tuple, \
+    runtime_checkable
 
 from sta.bitfield import Bitfield
-from sta.piecemap import Data, PieceMap, StorageError
+from sta.piecemap import Data, PieceMap, StorageError, os_error
 from sta.resume import (MISSING, STATE_DIR_NAME, Progress, ResumeError, ResumeState,
-                        plan_restore, remove_stale_temporaries, resume_path, stat_file)
+                        ResumeStore, default_home, plan_restore, stat_file)
+from sta.safepath import (LinkError, check_below, open_below, overlapping_paths, remove_below,
+                          remove_empty_folders)
 
 if TYPE_CHECKING:  # only for annotations: any object with Info's fields works (tests use one)
     from sta.metainfo import Info
 
-__all__ = ["StorageError", "FileStorage", "MAX_OPEN_FILES", "Progress"]
+__all__ = ["Storage", "StorageError", "FileStorage", "MAX_OPEN_FILES", "Progress",
+           "overlapping_paths", "storage_parts"]
 
 log = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class Storage(Protocol):
+    """What the engine needs from a torrent's storage (FileStorage, MemoryStorage).
+
+    Blocking calls (restore, verify_piece, save, delete_files) belong in a worker thread;
+    read_block, write_block and mark_verified are cheap enough for the event loop. Every failure
+    is a StorageError whose message says what to do.
+    """
+
+    @property
+    def readonly(self) -> bool:
+        """Seeding complete data: write_block refuses, nothing is created or written."""
+
+    @property
+    def dirty(self) -> bool:
+        """The verified record changed since the last save."""
+
+    @property
+    def state_path(self) -> Optional[str]:
+        """Where save() writes the resume state next (None: nothing is kept)."""
+
+    def restore(self, recheck: bool = False, progress: Optional[Progress] = None,
+                workers: Optional[int] = None) -> Bitfield:
+        """Load the saved state, hash what it cannot vouch for; the verified pieces."""
+
+    def read_block(self, index: int, begin: int, length: int) -> bytes:
+        """The stored bytes of a block (zeros for padding)."""
+
+    def write_block(self, index: int, begin: int, data: Data) -> None:
+        """Store a block, or a whole piece at begin 0; refuses verified pieces."""
+
+    def verify_piece(self, index: int) -> bool:
+        """Hash the stored piece against the torrent."""
+
+    def mark_verified(self, index: int) -> None:
+        """Record a piece as verified (write_block refuses it from then on)."""
+
+    def save(self) -> None:
+        """Record the verified pieces durably."""
+
+    def close(self) -> None:
+        """Release files; call save() first to keep the progress."""
+
+    def delete_files(self) -> List[str]:
+        """Close, delete exactly the torrent's files and the folders left empty, forget the
+        state; the paths deleted. Never deletes through a link: StorageError, nothing deleted."""
+
+    def forget_state(self) -> None:
+        """Remove the saved resume state (and its folder when left empty)."""
+
+    def file_paths(self) -> List[str]:
+        """Absolute, normalised paths of the torrent's files, padding files left out."""
+
 
 # Open file descriptors kept per torrent. A torrent can have tens of thousands of files, the
 # default soft limit is 1024 on Linux and 256 on macOS, and the same process also needs sockets for
@@ -51,28 +116,31 @@ MAX_OPEN_FILES = 32
 # (measured: 1 MiB and 4 MiB reads hash at the same speed).
 HASH_CHUNK = 4 * 1024 * 1024
 
+# Prefix given to a top-level name that is the state folder's, as metainfo (after libtorrent)
+# prefixes Windows device names: the data stays downloadable under a visible, predictable name.
+RESERVED_NAME_PREFIX = "_"
+
 # Positional I/O lets concurrent readers and the writer share one descriptor without a lock.
 _HAVE_PIO = hasattr(os, "pwrite") and hasattr(os, "pread")
 _O_BINARY = getattr(os, "O_BINARY", 0)  # Windows: no newline translation
 
-# What a user can do about each failure; anything else gets "cannot write <path>: <reason>".
-_NO_SPACE = ("no space left on device writing {path}: free some space and run the same command "
-             "again")
-_NO_ACCESS = ("permission denied to {verb} {path}: choose another output folder or fix the "
-              "permissions of this one")
-_ERROR_MESSAGES = {
-    errno.ENOSPC: _NO_SPACE,
-    getattr(errno, "EDQUOT", errno.ENOSPC): _NO_SPACE,
-    errno.EACCES: _NO_ACCESS,
-    errno.EPERM: _NO_ACCESS,
-    errno.EROFS: "cannot write {path}: the file system is read-only; choose another output folder",
-    errno.ENOTDIR: ("cannot create {path}: part of its folder path is a file, not a folder; move "
-                    "that file away or choose another output folder"),
-    errno.EISDIR: "cannot use {path}: a folder has that name; move it away or choose another "
-                  "output folder",
-    errno.EMFILE: "too many open files opening {path}: raise the open-file limit (ulimit -n) or "
-                  "run fewer torrents at once",
-}
+
+def storage_parts(path: Sequence[str]) -> Tuple[str, ...]:
+    """The parts of a file's path below the output folder, as stored.
+
+    The first part (the torrent's name, or a single file's name) is prefixed with ``_`` when it
+    names the state folder, compared the way case-insensitive file systems and Windows (which
+    drops trailing dots and spaces) would. A part that could leave the folder is refused.
+    """
+    for part in path:
+        if part in ("", ".", "..") or "\0" in part or os.sep in part or (
+                os.altsep and os.altsep in part):
+            raise StorageError(f"refusing file path {'/'.join(path)!r}: it leaves the output "
+                               "folder")
+    parts = tuple(path)
+    if parts and parts[0].rstrip(" .").casefold() == STATE_DIR_NAME.casefold():
+        parts = (RESERVED_NAME_PREFIX + parts[0],) + parts[1:]
+    return parts
 
 
 class _Handle:
@@ -90,27 +158,37 @@ class FileStorage(PieceMap):
     """A torrent's pieces stored in its files under ``root`` (``root/<FileEntry.path...>``).
 
     ``readonly=True`` is for seeding complete data: files are opened read-only and never created,
-    extended or written. Otherwise files are opened read-only until the first write to them.
-    ``state_dir`` holds the resume file (default ``root/.sta``).
+    extended or written, and the resume state goes under ``home`` rather than into ``root``.
+    Otherwise files are opened read-only until the first write to them. ``home`` (default
+    $STA_HOME or ~/.sta) holds the key that authenticates resume files; ``state_dir`` overrides
+    where the resume file goes (see ``sta.resume.ResumeStore`` for the default places).
 
     Thread safety: write_block and read_block may run on the event loop while verify_piece, check
     and save run in worker threads. close() must be called when no other call is running.
     """
 
     def __init__(self, info: Info, root: str, *, readonly: bool = False,
-                 state_dir: Optional[str] = None, max_open_files: int = MAX_OPEN_FILES) -> None:
+                 state_dir: Optional[str] = None, home: Optional[str] = None,
+                 max_open_files: int = MAX_OPEN_FILES) -> None:
         super().__init__(info)
         self.root = root
         self.readonly = readonly
-        self.state_dir = state_dir if state_dir is not None else os.path.join(root, STATE_DIR_NAME)
-        self.state_path = resume_path(self.state_dir, info.info_hash)
-        self._paths = [os.path.join(root, *f.path) for f in info.files]
+        self._store = ResumeStore(info.info_hash, root, home or default_home(),
+                                  readonly=readonly, state_dir=state_dir)
+        self._parts = [storage_parts(f.path) for f in info.files]
+        if self._parts and self._parts[0][:1] != tuple(info.files[0].path[:1]):
+            log.info("%s: stored as %s: %s is the name of STA's state folder", info.name,
+                     self._parts[0][0], STATE_DIR_NAME)
+        self._paths = [os.path.join(root, *parts) for parts in self._parts]
+        self._real_root = os.path.realpath(root)
         self._max_open = max(1, max_open_files)
         self._handles: "OrderedDict[int, _Handle]" = OrderedDict()
         self._cache_lock = threading.Lock()
         self._unsynced: set = set()  # files written since the last save
         self._created_empty = False
         self._closed = False
+        self._save_failed = False  # a read-only seed's failure to save was logged once
+        self._unreadable: set = set()  # files whose link refusal was logged
         self._pio = _HAVE_PIO
         # Single-file torrents skip the cache and segment lookup: write_block goes straight to
         # os.pwrite at index * piece_length + begin once the file is open for writing.
@@ -119,8 +197,18 @@ class FileStorage(PieceMap):
 
     # -- public I/O ---------------------------------------------------------------------------
 
+    @property
+    def state_path(self) -> str:
+        """Where save() writes the resume state next (it may move to STA_HOME: see ResumeStore)."""
+        return self._store.path
+
     def file_path(self, file_index: int) -> str:
         return self._paths[file_index]
+
+    def file_paths(self) -> List[str]:
+        """Absolute paths of the non-padding files, under the output folder's real path."""
+        return [os.path.join(self._real_root, *parts)
+                for parts, pad in zip(self._parts, self._f_pad) if not pad]
 
     @property
     def open_files(self) -> int:
@@ -195,6 +283,9 @@ class FileStorage(PieceMap):
                 try:
                     data = self._read_at(fi, want, foff + pos)
                 except OSError as exc:
+                    if isinstance(exc, LinkError) and fi not in self._unreadable:
+                        self._unreadable.add(fi)  # said once per file, not once per piece
+                        log.warning("%s: %s", self.info.name, exc)
                     log.debug("piece %d: cannot read %s: %s", index, self._paths[fi], exc)
                     return False
                 if len(data) < want:
@@ -209,20 +300,18 @@ class FileStorage(PieceMap):
                 workers: Optional[int] = None) -> Bitfield:
         """Load the resume file and re-hash only what it cannot vouch for; returns the record.
 
-        Pieces touching a file whose size or mtime differs from the recorded one (changed,
-        truncated, missing, or written after the last save) are hashed again; the others are
-        trusted. No resume file, an unusable one, or ``recheck=True`` -> full check of the data
-        that exists (so data already in place, e.g. the original files of a seed, is found).
+        Pieces touching a file whose size, mtime, inode or ctime differs from the recorded one
+        (changed, replaced, truncated, missing, or written after the last save) are hashed again;
+        the others are trusted. No resume file, one that fails authentication or does not fit, or
+        ``recheck=True`` -> full check of the data that exists (so data already in place, e.g. the
+        original files of a seed, is found, and nothing a forged file claims is believed).
         """
-        remove_stale_temporaries(self.state_path)
         state = None
         if not recheck:
             try:
-                state = ResumeState.load(self.state_path, self.info.info_hash, self._piece_length,
-                                         self._num_pieces, len(self._paths))
+                state = self._store.load(self._piece_length, self._num_pieces, len(self._paths))
             except ResumeError as exc:
-                log.warning("%s: ignoring %s: %s; checking all data", self.info.name,
-                            self.state_path, exc)
+                log.warning("%s: ignoring %s; checking all data", self.info.name, exc)
         if state is None:
             return self.check(progress, workers)
         stats = [MISSING if pad else stat_file(p) for p, pad in zip(self._paths, self._f_pad)]
@@ -248,11 +337,12 @@ class FileStorage(PieceMap):
         """Record the verified pieces in the resume file (blocking: fsyncs; run it off the loop).
 
         Order matters for crash safety: first snapshot the verified pieces, then fsync every file
-        written since the last save, then take each file's size and mtime, then replace the resume
-        file atomically. A piece in the snapshot had all its blocks written before it was verified,
+        written since the last save, then take each file's stats, then replace the resume file
+        atomically. A piece in the snapshot had all its blocks written before it was verified,
         so the fsync covers it: the resume file never records a piece whose data could still be
-        lost by ``kill -9`` or a power cut, and the recorded mtime is the one after our writes.
-        In read-only mode a failure to write the file is only logged (seeding works without it).
+        lost by ``kill -9`` or a power cut, and the recorded stats are the ones after our writes.
+        A read-only seed that cannot write its state logs it once and carries on: seeding works
+        without it, and the data is checked again on the next start.
         """
         with self._lock:
             snapshot = self._verified.copy()
@@ -267,18 +357,53 @@ class FileStorage(PieceMap):
             self._state_stale = self._state_stale or was_stale
             raise
         stats = [MISSING if self._f_pad[fi] else stat_file(p) for fi, p in enumerate(self._paths)]
-        state = ResumeState(self.info.info_hash, self._piece_length, snapshot, stats)
         try:
-            state.save(self.state_path)
+            self._store.save(ResumeState(self.info.info_hash, self._piece_length, snapshot, stats))
         except ResumeError as exc:
-            self._state_stale = self._state_stale or was_stale
-            if self.readonly:
-                log.warning("%s: %s; the data will be checked again on the next start",
-                            self.info.name, exc)
-                return
-            raise StorageError(str(exc)) from None
+            if not self.readonly:
+                self._state_stale = self._state_stale or was_stale
+                raise StorageError(str(exc)) from None
+            log.log(logging.DEBUG if self._save_failed else logging.WARNING,
+                    "%s: %s; the data will be checked again on the next start", self.info.name,
+                    exc)
+            self._save_failed = True
         with self._lock:
             self._unsaved -= marks
+
+    def delete_files(self) -> List[str]:
+        """Close, then delete exactly this torrent's files and the folders they leave empty, and
+        forget its resume state; returns the paths deleted (spelled as file_paths() does).
+
+        Every path is checked first: if any part of one below the output folder is a link,
+        nothing is deleted (StorageError), since deleting through it could remove files outside.
+        """
+        self.close()
+        mine = [fi for fi in range(len(self._parts)) if not self._f_pad[fi]]
+        try:
+            for fi in mine:
+                check_below(self.root, self._parts[fi])
+        except LinkError as exc:
+            raise StorageError(f"nothing deleted: {exc}") from None
+        removed, folders = [], set()
+        for fi in mine:
+            parts = self._parts[fi]
+            try:
+                if remove_below(self.root, parts):
+                    removed.append(os.path.join(self._real_root, *parts))
+            except LinkError as exc:  # put in place since the check: skip it, delete the rest
+                log.warning("%s: not deleted: %s", self.info.name, exc)
+            except OSError as exc:
+                log.warning("%s: cannot delete %s: %s", self.info.name, self._paths[fi],
+                            exc.strerror or exc)
+            folders.update(parts[:depth] for depth in range(1, len(parts)))
+        remove_empty_folders(self.root, folders)
+        self.forget_state()
+        return removed
+
+    def forget_state(self) -> None:
+        """Remove this torrent's resume files (every place they may be) and the state folders
+        left empty."""
+        self._store.forget()
 
     def close(self) -> None:
         """Close every file (does not save: call save() first to keep the progress)."""
@@ -355,16 +480,12 @@ class FileStorage(PieceMap):
             pass
 
     def _open(self, fi: int, write: bool) -> int:
-        path = self._paths[fi]
+        # Through safepath: a link on the path below root raises LinkError (an OSError).
         if not write:
-            return os.open(path, os.O_RDONLY | _O_BINARY)
+            return open_below(self.root, self._parts[fi], os.O_RDONLY | _O_BINARY)
         # Never O_TRUNC: the file may hold verified pieces from an earlier run.
-        flags = os.O_RDWR | os.O_CREAT | _O_BINARY
-        try:
-            fd = os.open(path, flags, 0o666)
-        except FileNotFoundError:  # its folder does not exist yet (checked only then: cheaper)
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            fd = os.open(path, flags, 0o666)
+        fd = open_below(self.root, self._parts[fi], os.O_RDWR | os.O_CREAT | _O_BINARY,
+                        make_dirs=True)
         try:
             if os.fstat(fd).st_size < self._f_len[fi]:
                 # Extending with ftruncate makes a sparse file on Linux/macOS file systems: the
@@ -378,13 +499,11 @@ class FileStorage(PieceMap):
     def _create_empty_files(self) -> None:
         # Zero-length files hold no piece, so no block ever creates them; make them with the
         # first write so a finished download has the torrent's whole file tree.
-        for fi, path in enumerate(self._paths):
-            if self._f_len[fi] == 0 and not self._f_pad[fi] and not os.path.exists(path):
-                try:
-                    folder = os.path.dirname(path)
-                    if folder:
-                        os.makedirs(folder, exist_ok=True)
-                    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | _O_BINARY, 0o666))
+        for fi, parts in enumerate(self._parts):
+            if self._f_len[fi] == 0 and not self._f_pad[fi]:
+                try:  # O_CREAT without O_TRUNC: an existing file is left as it is
+                    os.close(open_below(self.root, parts, os.O_WRONLY | os.O_CREAT | _O_BINARY,
+                                        make_dirs=True))
                 except OSError as exc:
                     raise self._error(fi, exc, writing=True) from None
         self._created_empty = True
@@ -456,7 +575,7 @@ class FileStorage(PieceMap):
                 # behind our back must stay missing (its stat then shows it, and restore re-checks
                 # its pieces) rather than come back as an empty sparse file that looks unchanged.
                 try:
-                    fd = os.open(self._paths[fi], os.O_RDWR | _O_BINARY)
+                    fd = open_below(self.root, self._parts[fi], os.O_RDWR | _O_BINARY)
                 except FileNotFoundError:
                     continue
                 try:
@@ -470,12 +589,6 @@ class FileStorage(PieceMap):
                     self._release(h)
 
     def _error(self, fi: int, exc: OSError, writing: bool) -> StorageError:
-        path = self._paths[fi]
-        template = _ERROR_MESSAGES.get(exc.errno or 0)
-        if exc.errno == errno.ENOENT and not writing:
-            template = ("{path} is missing: it was moved or deleted outside sta; check the data "
-                        "again")
-        if template is None:
-            template = "cannot {verb} {path}: {reason}"
-        return StorageError(template.format(path=path, verb="write" if writing else "read",
-                                            reason=exc.strerror or exc))
+        if isinstance(exc, LinkError):
+            return StorageError(str(exc))
+        return os_error(self._paths[fi], exc, writing)

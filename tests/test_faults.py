@@ -74,7 +74,8 @@ def _recorded_pieces(meta: Any, out: str) -> Optional[int]:
         state = resume.ResumeState.load(resume.resume_path(os.path.join(out, ".sta"),
                                                            meta.info_hash),
                                         meta.info_hash, meta.info.piece_length,
-                                        meta.info.num_pieces, len(meta.info.files))
+                                        meta.info.num_pieces, len(meta.info.files),
+                                        resume.resume_key(resume.default_home()))
     except resume.ResumeError:
         return None
     return None if state is None else state.verified.count

@@ -959,9 +959,11 @@ class FuzzTests(unittest.TestCase):
         bits = Bitfield(13)
         for i in (0, 3, 12):
             bits.set(i)
-        good = resume.ResumeState(info_hash, 16384, bits, [(100, 5), (-1, -1), (0, 1)]).encode()
+        key = b"k" * resume.RESUME_KEY_BYTES
+        good = resume.ResumeState(info_hash, 16384, bits, [(100, 5, 7, 9), resume.MISSING,
+                                                           (0, 1, 8, 2)]).encode(key)
         seeds = [good, bencode.encode(random_value(rng0))]
-        resume.ResumeState.decode(good, info_hash, 16384, 13, 3)
+        resume.ResumeState.decode(good, info_hash, 16384, 13, 3, key)
 
         def generate(rng: random.Random) -> bytes:
             if rng.random() < 0.5:
@@ -969,7 +971,7 @@ class FuzzTests(unittest.TestCase):
             return mutate_bytes(rng, rng.choice(seeds), seeds)
 
         def check(data: bytes) -> None:
-            state = resume.ResumeState.decode(data, info_hash, 16384, 13, 3)
+            state = resume.ResumeState.decode(data, info_hash, 16384, 13, 3, key)
             if len(state.verified) != 13 or len(state.files) != 3:
                 raise AssertionError("decoded state does not fit the torrent")
 

@@ -1,21 +1,28 @@
-"""Tests for sta.resume and the resume behaviour of FileStorage (restore / save)."""
+"""Tests for sta.resume and the resume behaviour of FileStorage (restore / save): the format, its
+authentication, the file identity it records, where it lives, and the atomic write."""
 
 from __future__ import annotations
 
 import errno
 import logging
 import os
+import shutil
+import stat
 import subprocess
 import sys
+import tempfile
 import textwrap
+import time
 import unittest
 from unittest import mock
 
 from sta import bencode, resume
 from sta.bitfield import Bitfield
-from sta.resume import MISSING, ResumeError, ResumeState, hash_pieces, plan_restore
+from sta.resume import (MISSING, ResumeError, ResumeState, hash_pieces, plan_restore,
+                        resume_key, stat_file)
 from sta.storage import FileStorage, StorageError
-from tests.test_storage import PL, SPAN_FILES, TempDirTest, Torrent, make_torrent, write_all
+from tests.test_storage import (CAN_SYMLINK, PL, SPAN_FILES, TempDirTest, Torrent, make_torrent,
+                                temp_dir, write_all)
 
 ROOT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -23,9 +30,23 @@ ROOT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FOUR_FILES = [("a", 3 * PL), ("b", 2 * PL + 100), ("c", PL), ("d", 2 * PL)]
 
 
-def state_args(t: Torrent):
+KEY = b"k" * resume.RESUME_KEY_BYTES
+# Bound on waiting for the file system's clock to tick (timestamps are taken from a coarse clock,
+# a few milliseconds on Linux): far above any real tick.
+CLOCK_TICK_DEADLINE = 10.0
+
+
+def state_args(t: Torrent, key: bytes = KEY):
     info = t.info
-    return (info.info_hash, info.piece_length, info.num_pieces, len(info.files))
+    return (info.info_hash, info.piece_length, info.num_pieces, len(info.files), key)
+
+
+def until_ctime_differs(path: str, recorded: int, redo) -> None:
+    """Call ``redo`` until ``path``'s ctime differs from ``recorded``: a change made within one
+    tick of the file system's clock keeps the old ctime, which no real edit that late hits."""
+    deadline = time.monotonic() + CLOCK_TICK_DEADLINE
+    while os.stat(path).st_ctime_ns == recorded and time.monotonic() < deadline:
+        redo()
 
 
 def keep_stat(path: str):
@@ -60,28 +81,51 @@ class ResumeStateTest(unittest.TestCase):
         self.t = make_torrent(FOUR_FILES)
         self.bf = Bitfield.from_indices(self.t.info.num_pieces, [0, 3, 8])
         self.state = ResumeState(self.t.info.info_hash, PL, self.bf,
-                                 [(3 * PL, 1), (2 * PL + 100, 2), MISSING, (2 * PL, 4)])
+                                 [(3 * PL, 1, 11, 21), (2 * PL + 100, 2, 12, 22), MISSING,
+                                  (2 * PL, 4, 14, 24)])
 
     def test_encode_decode_round_trip(self) -> None:
-        back = ResumeState.decode(self.state.encode(), *state_args(self.t))
+        back = ResumeState.decode(self.state.encode(KEY), *state_args(self.t))
         self.assertEqual(back.verified, self.bf)
         self.assertEqual(back.files, self.state.files)
 
+    def test_decode_refuses_what_was_not_written_with_the_key(self) -> None:
+        good = bencode.decode(self.state.encode(KEY))
+        v1 = {k: v for k, v in good.items() if k != b"mac"}
+        v1.update({b"version": 1, b"files": [f[:2] for f in good[b"files"]]})
+        bad_cases = {
+            "version 1 (no mac)": (bencode.encode(v1), KEY),
+            "another key": (self.state.encode(b"x" * 32), KEY),
+            "no mac": (bencode.encode({k: v for k, v in good.items() if k != b"mac"}), KEY),
+            "mac of other content": (bencode.encode({**good, b"verified": b"\xff\x80"}), KEY),
+            "no key here": (self.state.encode(KEY), None),
+        }
+        for what, (data, key) in bad_cases.items():
+            with self.assertRaises(ResumeError, msg=what):
+                ResumeState.decode(data, *state_args(self.t, key))
+
     def test_decode_rejects_anything_that_does_not_fit_the_torrent(self) -> None:
-        good = bencode.decode(self.state.encode())
+        good = bencode.decode(self.state.encode(KEY))
+        del good[b"mac"]
+
+        def signed(d: dict) -> bytes:
+            return bencode.encode({**d, b"mac": resume._mac(KEY, d)})
+
         bad_cases = {
             "garbage": b"not bencode",
             "list": bencode.encode([1, 2]),
-            "version": bencode.encode({**good, b"version": 2}),
-            "info hash": bencode.encode({**good, b"info-hash": b"x" * 20}),
-            "piece length": bencode.encode({**good, b"piece-length": 2 * PL}),
-            "piece count": bencode.encode({**good, b"num-pieces": 10}),
-            "bitfield size": bencode.encode({**good, b"verified": b"\xff"}),
-            "spare bits": bencode.encode({**good, b"verified": b"\x00\x7f"}),
-            "file count": bencode.encode({**good, b"files": good[b"files"][:3]}),
-            "file entry": bencode.encode({**good, b"files": [[1], [2, 3], [4, 5], [6, 7]]}),
-            "missing field": bencode.encode({k: v for k, v in good.items() if k != b"files"}),
+            "version": signed({**good, b"version": 3}),
+            "info hash": signed({**good, b"info-hash": b"x" * 20}),
+            "piece length": signed({**good, b"piece-length": 2 * PL}),
+            "piece count": signed({**good, b"num-pieces": 10}),
+            "bitfield size": signed({**good, b"verified": b"\xff"}),
+            "spare bits": signed({**good, b"verified": b"\x00\x7f"}),
+            "file count": signed({**good, b"files": good[b"files"][:3]}),
+            "file entry": signed({**good, b"files": [[1, 2, 3], [2, 3, 4, 5], [4, 5, 6, 7],
+                                                     [6, 7, 8, 9]]}),
+            "missing field": signed({k: v for k, v in good.items() if k != b"files"}),
         }
+        self.assertIsNotNone(ResumeState.decode(signed(good), *state_args(self.t)))
         for what, data in bad_cases.items():
             with self.assertRaises(ResumeError, msg=what):
                 ResumeState.decode(data, *state_args(self.t))
@@ -89,7 +133,7 @@ class ResumeStateTest(unittest.TestCase):
     def test_plan_trusts_unchanged_files_and_rechecks_every_piece_of_changed_ones(self) -> None:
         files = self.t.info.files
         now = list(self.state.files)
-        now[1] = (2 * PL + 100, 99)  # b changed: pieces 3, 4, 5
+        now[1] = (2 * PL + 100, 2, 12, 99)  # b's ctime moved (same size and mtime): 3, 4, 5
         trusted, to_check, changed = plan_restore(self.state, now, files, PL)
         self.assertEqual(set(trusted.iter_set()), {0, 8})
         self.assertEqual(changed, [1])
@@ -111,11 +155,11 @@ class AtomicSaveTest(TempDirTest):
         t = make_torrent(FOUR_FILES)
         path = os.path.join(self.root, "x.resume")
         old = ResumeState(t.info.info_hash, PL, Bitfield.from_indices(9, [1]), [MISSING] * 4)
-        old.save(path)
+        old.save(path, KEY)
         new = ResumeState(t.info.info_hash, PL, Bitfield.from_indices(9, [1, 2]), [MISSING] * 4)
         with mock.patch("os.replace", side_effect=OSError(errno.EIO, "I/O error")):
             with self.assertRaises(ResumeError):
-                new.save(path)
+                new.save(path, KEY)
         loaded = ResumeState.load(path, *state_args(t))
         self.assertEqual(set(loaded.verified.iter_set()), {1})
         self.assertEqual(os.listdir(self.root), ["x.resume"])
@@ -132,14 +176,14 @@ class AtomicSaveTest(TempDirTest):
             state = ResumeState(b"h" * 20, 16384, Bitfield.from_indices(9, bits), [])
             if sys.argv[4] == "die":
                 os.replace = lambda *a: os._exit(9)
-            state.save(path)
+            state.save(path, b"k" * 32)
         """)
         run = [sys.executable, "-c", script, path, ROOT_DIR]
         subprocess.run(run + ["1", "ok"], check=True, timeout=60)
         proc = subprocess.run(run + ["1,2", "die"], timeout=60)
         self.assertEqual(proc.returncode, 9)
         self.assertEqual(len(os.listdir(self.root)), 2)  # the old file and an orphan temp file
-        loaded = ResumeState.load(path, b"h" * 20, 16384, 9, 0)
+        loaded = ResumeState.load(path, b"h" * 20, 16384, 9, 0, KEY)
         self.assertEqual(set(loaded.verified.iter_set()), {1})
         resume.remove_stale_temporaries(path)
         self.assertEqual(os.listdir(self.root), ["x.resume"])
@@ -162,7 +206,9 @@ class AtomicSaveTest(TempDirTest):
         self.assertTrue(self.storage(t.info).restore().complete)
 
 
-class RestoreTest(TempDirTest):
+class ResumeTestCase(TempDirTest):
+    """Helpers: a download that saves, and a restore that records which pieces it hashed."""
+
     def download(self, t: Torrent, pieces=None) -> FileStorage:
         """Write, verify and record ``pieces`` (default all), save, close."""
         st = FileStorage(t.info, self.root)
@@ -176,12 +222,14 @@ class RestoreTest(TempDirTest):
         st.close()
         return st
 
-    def restored(self, t: Torrent, **kw):
-        st = self.storage(t.info)
+    def restored(self, t: Torrent, readonly: bool = False, **kw):
+        st = self.storage(t.info, readonly=readonly)
         with mock.patch.object(st, "verify_piece", wraps=st.verify_piece) as verify:
             bf = st.restore(workers=2, **kw)
         return st, set(bf.iter_set()), sorted(c.args[0] for c in verify.call_args_list)
 
+
+class RestoreTest(ResumeTestCase):
     def test_no_resume_file_checks_whatever_exists(self) -> None:
         t = make_torrent(FOUR_FILES)
         t.write_files(self.root, skip=[3])
@@ -199,20 +247,23 @@ class RestoreTest(TempDirTest):
         self.assertEqual(hashed, [])
         self.assertFalse(st.dirty or st.unsaved)
 
-    def test_file_changed_behind_our_back_is_rechecked(self) -> None:
+    def test_file_changed_behind_our_back_is_rechecked_even_with_its_mtime_put_back(self):
         t = make_torrent(FOUR_FILES)
         self.download(t)
         corrupt(t.file_path(self.root, 1), 10)  # b: piece 3, mtime changes
         bump_mtime(t.file_path(self.root, 1))
-        with keep_stat(t.file_path(self.root, 0)):
-            corrupt(t.file_path(self.root, 0), 10)  # a: invisible to the record: trusted
+        a = t.file_path(self.root, 0)
+        recorded = os.stat(a)
+        with keep_stat(a):
+            corrupt(a, 10)  # a: piece 0; same size and mtime, but the ctime moves
+        until_ctime_differs(a, recorded.st_ctime_ns,
+                            lambda: os.utime(a, ns=(recorded.st_atime_ns, recorded.st_mtime_ns)))
+        self.assertEqual(os.stat(a).st_mtime_ns, recorded.st_mtime_ns)
         with self.assertLogs("sta.storage", logging.WARNING):
             st, have, hashed = self.restored(t)
-        self.assertEqual(hashed, [3, 4, 5])
-        self.assertEqual(have, set(range(9)) - {3})
-        self.assertTrue(st.dirty)
-        _, have, _ = self.restored(t, recheck=True)
+        self.assertEqual(hashed, [0, 1, 2, 3, 4, 5])
         self.assertEqual(have, set(range(9)) - {0, 3})
+        self.assertTrue(st.dirty)
 
     def test_size_change_alone_is_noticed(self) -> None:
         t = make_torrent(FOUR_FILES)
@@ -256,7 +307,9 @@ class RestoreTest(TempDirTest):
         st.save()
         self.assertFalse(os.path.exists(t.file_path(self.root, 0)))
         st.close()
-        _, have, _ = self.restored(t)
+        with self.assertLogs("sta.storage", logging.WARNING) as logs:
+            _, have, _ = self.restored(t)
+        self.assertIn("3 pieces recorded as verified failed the check", logs.output[0])
         self.assertEqual(have, set(range(3, 9)))
 
     def test_corrupt_resume_file_means_full_check(self) -> None:
@@ -275,7 +328,8 @@ class RestoreTest(TempDirTest):
         t = make_torrent(FOUR_FILES)
         st = self.download(t)
         other = make_torrent(FOUR_FILES, seed=2)
-        ResumeState(other.info.info_hash, PL, Bitfield(9), [MISSING] * 4).save(st.state_path)
+        ResumeState(other.info.info_hash, PL, Bitfield(9), [MISSING] * 4).save(
+            st.state_path, resume_key(self.home))
         with self.assertLogs("sta.storage", logging.WARNING) as logs:
             _, have, hashed = self.restored(t)
         self.assertIn("another torrent", logs.output[0])
@@ -284,6 +338,7 @@ class RestoreTest(TempDirTest):
 
     def test_save_flushes_data_files_before_recording_them(self) -> None:
         t = make_torrent(SPAN_FILES)
+        resume_key(self.home)  # made on first use: not part of what this test watches
         st = self.storage(t.info)
         st.restore()
         events = []
@@ -324,18 +379,6 @@ class RestoreTest(TempDirTest):
         self.assertEqual((st.dirty, st.unsaved), (True, 1))
         st.save()
         self.assertEqual((st.dirty, st.unsaved), (False, 0))
-
-    def test_read_only_seed_that_cannot_save_only_logs(self) -> None:
-        t = make_torrent(FOUR_FILES)
-        t.write_files(self.root)
-        blocker = os.path.join(self.root, "blocker")
-        open(blocker, "w").close()
-        st = FileStorage(t.info, self.root, readonly=True, state_dir=os.path.join(blocker, "s"))
-        self.addCleanup(st.close)
-        self.assertTrue(st.restore().complete)
-        with self.assertLogs("sta.storage", logging.WARNING):
-            st.save()
-        self.assertEqual(sorted(os.listdir(self.root)), ["blocker", "t"])
 
     def test_kill_during_download_keeps_saved_pieces_and_finds_later_ones(self) -> None:
         # A child downloads pieces 0-3 and saves, then completes 4-5 and half of 6 without saving,
@@ -383,9 +426,235 @@ class RestoreTest(TempDirTest):
         self.assertNotEqual(proc.returncode, 0)
         st = FileStorage(t.info, out)
         self.addCleanup(st.close)
-        state = ResumeState.load(st.state_path, *state_args(t))
+        state = ResumeState.load(st.state_path, *state_args(t, resume_key(self.home)))
         self.assertEqual(set(state.verified.iter_set()), {0, 1, 2, 3})
         self.assertEqual(set(st.restore().iter_set()), {0, 1, 2, 3, 4, 5})
+
+
+class AuthenticationTest(ResumeTestCase):
+    """Nothing a resume file claims is believed unless STA wrote it, for files that are still
+    the ones it wrote."""
+
+    def forge(self, t: Torrent, key: bytes) -> str:
+        """A zero-filled file of the right size, and a resume file claiming every piece of it
+        with the file's true stats (what an attacker who can stat the file would write)."""
+        path = t.file_path(self.root, 0)
+        with open(path, "wb") as f:
+            f.truncate(t.info.length)
+        state = ResumeState(t.info.info_hash, PL, Bitfield.full(t.info.num_pieces),
+                            [stat_file(path)])
+        state_path = resume.resume_path(os.path.join(self.root, resume.STATE_DIR_NAME),
+                                        t.info.info_hash)
+        state.save(state_path, key)
+        return state_path
+
+    def test_forged_resume_file_over_a_zero_file_is_not_trusted(self) -> None:
+        t = make_torrent([("only", 4 * PL)], single=True)
+        self.forge(t, os.urandom(resume.RESUME_KEY_BYTES))  # signed, but not with our key
+        with self.assertLogs("sta.storage", logging.WARNING) as logs:
+            st, have, hashed = self.restored(t)
+        self.assertIn("authentication code does not match", logs.output[0])
+        self.assertEqual((have, hashed), (set(), [0, 1, 2, 3]))
+        self.assertFalse(st.complete)
+
+    def test_resume_file_without_mac_from_an_older_version_is_checked_again(self) -> None:
+        t = make_torrent([("only", 4 * PL)], single=True)
+        state_path = self.forge(t, KEY)
+        path = t.file_path(self.root, 0)
+        size, mtime = stat_file(path)[:2]
+        resume.write_atomically(state_path, bencode.encode({
+            "version": 1, "info-hash": t.info.info_hash, "piece-length": PL, "num-pieces": 4,
+            "verified": b"\xf0", "files": [[size, mtime]]}))
+        with self.assertLogs("sta.storage", logging.WARNING) as logs:
+            _, have, hashed = self.restored(t)
+        self.assertIn("older version of STA", logs.output[0])
+        self.assertEqual((have, hashed), (set(), [0, 1, 2, 3]))
+
+    def test_tampered_mac_means_a_full_check(self) -> None:
+        t = make_torrent(FOUR_FILES)
+        st = self.download(t, pieces=[0, 1, 2])
+        with open(st.state_path, "rb") as f:
+            data = bytearray(f.read())
+        at = data.index(b"3:mac32:") + 8
+        data[at] ^= 1
+        resume.write_atomically(st.state_path, bytes(data))
+        with self.assertLogs("sta.storage", logging.WARNING):
+            _, have, hashed = self.restored(t)
+        self.assertEqual(have, {0, 1, 2})
+        self.assertEqual(hashed, [0, 1, 2])  # a exists: all of it hashed; b, c, d are missing
+
+    def test_copy_that_keeps_size_and_mtime_is_checked_again(self) -> None:
+        # cp -p over the file: same inode, content rewritten, mtime put back
+        t = make_torrent(FOUR_FILES)
+        self.download(t)
+        path = t.file_path(self.root, 3)
+        before = os.stat(path)
+        other = os.path.join(temp_dir(self), "other")
+        with open(other, "wb") as f:
+            f.write(bytes(before.st_size))
+        os.utime(other, ns=(before.st_atime_ns, before.st_mtime_ns))
+        shutil.copy2(other, path)
+        until_ctime_differs(path, before.st_ctime_ns, lambda: shutil.copystat(other, path))
+        self.assertEqual(stat_file(path)[:3], (before.st_size, before.st_mtime_ns, before.st_ino))
+        with self.assertLogs("sta.storage", logging.WARNING):
+            _, have, hashed = self.restored(t)
+        self.assertEqual(hashed, [6, 7, 8])
+        self.assertEqual(have, set(range(6)))
+
+    def test_replacement_renamed_over_the_file_is_checked_again(self) -> None:
+        # rsync -a: a new file with the old mtime renamed over the name (a new inode)
+        t = make_torrent(FOUR_FILES)
+        self.download(t)
+        path = t.file_path(self.root, 0)
+        before = os.stat(path)
+        tmp = path + ".rsync-tmp"
+        with open(tmp, "wb") as f:
+            f.write(bytes(before.st_size))
+        os.utime(tmp, ns=(before.st_atime_ns, before.st_mtime_ns))
+        os.replace(tmp, path)
+        with self.assertLogs("sta.storage", logging.WARNING):
+            _, have, hashed = self.restored(t)
+        self.assertEqual(hashed, [0, 1, 2])
+        self.assertEqual(have, set(range(3, 9)))
+
+    def test_stat_records_inode_and_ctime(self) -> None:
+        path = os.path.join(self.root, "f")
+        with open(path, "wb") as f:
+            f.write(b"abc")
+        st = os.stat(path)
+        self.assertEqual(stat_file(path), (3, st.st_mtime_ns, st.st_ino, st.st_ctime_ns))
+        self.assertEqual(stat_file(self.root), MISSING)  # a folder is not the file
+
+
+class ResumeKeyTest(TempDirTest):
+    def test_key_is_made_once_and_kept_owner_only(self) -> None:
+        home = os.path.join(self.home, "new")
+        key = resume_key(home)
+        self.assertEqual(len(key), resume.RESUME_KEY_BYTES)
+        self.assertEqual(resume_key(home), key)
+        path = os.path.join(home, resume.RESUME_KEY_FILE)
+        self.assertEqual(os.listdir(home), [resume.RESUME_KEY_FILE])
+        if os.name == "posix":
+            self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
+            self.assertEqual(stat.S_IMODE(os.stat(home).st_mode), 0o700)
+            os.chmod(path, 0o644)
+            with self.assertLogs("sta.resume", logging.WARNING):
+                self.assertEqual(resume_key(home), key)
+            self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
+
+    def test_damaged_key_is_reported_with_what_to_do(self) -> None:
+        path = os.path.join(self.home, resume.RESUME_KEY_FILE)
+        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600), "wb") as f:
+            f.write(b"short")
+        with self.assertRaises(ResumeError) as cm:
+            resume_key(self.home)
+        self.assertIn("delete it and a new one will be made", str(cm.exception))
+
+    def test_without_a_key_nothing_is_trusted_or_saved_and_it_is_said_once(self) -> None:
+        t = make_torrent(FOUR_FILES)
+        t.write_files(self.root)
+        blocker = os.path.join(self.home, "file")
+        open(blocker, "w").close()
+        st = self.storage(t.info, home=os.path.join(blocker, "home"))
+        with self.assertLogs("sta.resume", logging.WARNING) as logs:
+            self.assertTrue(st.restore().complete)
+            for _ in range(3):
+                st.save()
+                st.check()
+        self.assertEqual(len(logs.output), 1)
+        self.assertIn("cannot set up the resume key", logs.output[0])
+        self.assertFalse(os.path.exists(os.path.join(self.root, ".sta")))
+
+
+class StateLocationTest(ResumeTestCase):
+    """Seeds keep their state under STA_HOME; a folder that refuses it sends it there too."""
+
+    def test_seed_keeps_its_state_under_sta_home_and_writes_nothing_into_its_data(self) -> None:
+        t = make_torrent(FOUR_FILES)
+        t.write_files(self.root)
+        st = self.storage(t.info, readonly=True)
+        self.assertTrue(st.restore().complete)
+        st.save()
+        self.assertEqual(os.path.dirname(st.state_path),
+                         os.path.join(self.home, resume.HOME_STATE_DIR))
+        self.assertTrue(os.path.exists(st.state_path))
+        if os.name == "posix":
+            self.assertEqual(stat.S_IMODE(os.stat(os.path.dirname(st.state_path)).st_mode), 0o700)
+        self.assertEqual(os.listdir(self.root), ["t"])
+        _, have, hashed = self.restored(t, readonly=True)
+        self.assertEqual((len(have), hashed), (9, []))
+        other_folder = FileStorage(t.info, temp_dir(self), readonly=True)
+        self.addCleanup(other_folder.close)
+        self.assertNotEqual(other_folder.state_path, st.state_path)
+
+    def test_seed_trusts_the_state_its_download_saved(self) -> None:
+        t = make_torrent(FOUR_FILES)
+        self.download(t)
+        _, have, hashed = self.restored(t, readonly=True)
+        self.assertEqual((len(have), hashed), (9, []))
+
+    def test_unwritable_folder_state_moves_to_sta_home_once(self) -> None:
+        t = make_torrent(FOUR_FILES)
+        in_root = os.path.join(self.root, resume.STATE_DIR_NAME)
+        real_mkstemp = tempfile.mkstemp
+
+        def mkstemp(*args, **kw):
+            if kw.get("dir") == in_root:
+                raise PermissionError(errno.EACCES, "Permission denied")
+            return real_mkstemp(*args, **kw)
+
+        with mock.patch("tempfile.mkstemp", mkstemp):
+            with self.assertLogs("sta.resume", logging.INFO) as logs:
+                self.download(t, pieces=[0, 1])
+                st = self.download(t, pieces=[2])
+        self.assertEqual(len(logs.output), 1)
+        self.assertIn("keeping the resume state in " + st.state_path, logs.output[0])
+        self.assertTrue(st.state_path.startswith(self.home))
+        _, have, hashed = self.restored(t)
+        self.assertEqual((have, hashed), ({0, 1, 2}, []))
+
+    @unittest.skipUnless(CAN_SYMLINK, "symbolic links cannot be made here")
+    def test_state_folder_that_is_a_link_is_not_written_through(self) -> None:
+        t = make_torrent(FOUR_FILES)
+        outside = temp_dir(self)
+        os.symlink(outside, os.path.join(self.root, resume.STATE_DIR_NAME))
+        with self.assertLogs("sta.resume", logging.WARNING) as logs:
+            st = self.download(t, pieces=[0])
+        self.assertIn("is a symbolic link", logs.output[0])
+        self.assertEqual(os.listdir(outside), [])
+        self.assertTrue(st.state_path.startswith(self.home))
+        st.forget_state()
+        self.assertTrue(os.path.islink(os.path.join(self.root, resume.STATE_DIR_NAME)))
+
+    def test_seed_that_cannot_save_says_so_once_and_stops_asking(self) -> None:
+        t = make_torrent(FOUR_FILES)
+        t.write_files(self.root)
+        resume_key(self.home)
+        open(os.path.join(self.home, resume.HOME_STATE_DIR), "w").close()  # blocks the folder
+        st = self.storage(t.info, readonly=True)
+        with self.assertLogs("sta.storage", logging.DEBUG) as logs:
+            self.assertTrue(st.restore().complete)
+            for _ in range(3):
+                self.assertTrue(st.dirty)
+                st.save()
+                self.assertFalse(st.dirty)  # nothing changed since: no retry every few seconds
+                st.check()
+        warnings = [line for line in logs.output if line.startswith("WARNING")]
+        self.assertEqual(len(warnings), 1)
+        self.assertIn("checked again on the next start", warnings[0])
+        self.assertEqual(os.listdir(self.root), ["t"])
+
+    def test_forget_state_removes_every_copy_and_the_emptied_folders(self) -> None:
+        t = make_torrent(FOUR_FILES)
+        self.download(t)
+        seed = self.storage(t.info, readonly=True)
+        seed.restore()
+        seed._state_stale = True
+        seed.save()
+        self.assertTrue(os.path.exists(seed.state_path))
+        seed.forget_state()
+        self.assertEqual(os.listdir(self.root), ["t"])
+        self.assertEqual(os.listdir(self.home), [resume.RESUME_KEY_FILE])
 
 
 if __name__ == "__main__":

@@ -1,10 +1,12 @@
-"""Tests for sta.storage, sta.piecemap and sta.memstorage: piece <-> file mapping, block I/O,
-verification, checks, safety."""
+"""Tests for sta.storage: block I/O over files, verification, checks, safety, links, deleting,
+and the Storage interface (a contract run here on FileStorage and in test_memstorage on
+MemoryStorage)."""
 
 from __future__ import annotations
 
 import errno
 import hashlib
+import inspect
 import os
 import random
 import sys
@@ -12,13 +14,13 @@ import tempfile
 import threading
 import unittest
 from concurrent.futures import ThreadPoolExecutor
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 from unittest import mock
 
-from sta import bencode, storage
+from sta import bencode, safepath, storage
+from sta.blockcache import verify_and_write
 from sta.metainfo import Info, parse_info
-from sta.memstorage import MemoryStorage
-from sta.storage import FileStorage, StorageError
+from sta.storage import FileStorage, Storage, StorageError
 
 PL = 16384  # the smallest piece length metainfo accepts; keeps test data small
 
@@ -99,28 +101,29 @@ SPAN_FILES = [("a", 20000), ("e0", 0), ("sub/b", 5000), ("sub/c", 30000), ("e1",
               ("d", 10000)]
 
 
-class TempDirTest(unittest.TestCase):
-    def setUp(self) -> None:
-        tmp = tempfile.TemporaryDirectory()
-        self.addCleanup(tmp.cleanup)
-        self.root = tmp.name
+def temp_dir(test: unittest.TestCase) -> str:
+    tmp = tempfile.TemporaryDirectory()
+    test.addCleanup(tmp.cleanup)
+    return tmp.name
 
-    def storage(self, info: Info, **kw) -> FileStorage:
-        st = FileStorage(info, self.root, **kw)
+
+class TempDirTest(unittest.TestCase):
+    """A fresh output folder (``root``) and STA_HOME (``home``, where the resume key lives)."""
+
+    def setUp(self) -> None:
+        self.root = temp_dir(self)
+        self.home = temp_dir(self)
+        patcher = mock.patch.dict(os.environ, {"STA_HOME": self.home})
+        patcher.start()
+        self.addCleanup(patcher.stop)
+
+    def storage(self, info: Info, root: Optional[str] = None, **kw) -> FileStorage:
+        st = FileStorage(info, self.root if root is None else root, **kw)
         self.addCleanup(st.close)
         return st
 
 
 class MappingTest(TempDirTest):
-    def test_piece_spanning_three_files_and_zero_length_files_maps_to_each_range(self) -> None:
-        t = make_torrent(SPAN_FILES)
-        st = self.storage(t.info)
-        self.assertEqual(st._piece_segments(1),
-                         [(0, 16384, 0, 3616), (2, 0, 3616, 5000), (3, 0, 8616, 7768)])
-        self.assertEqual(st._piece_segments(3), [(3, 24152, 0, 5848), (5, 0, 5848, 10000)])
-        # block inside piece 1 crossing b -> c
-        self.assertEqual(st._segments(1, 8000, 1000), [(2, 4384, 0, 616), (3, 0, 616, 384)])
-
     def test_write_read_round_trip_across_file_boundaries(self) -> None:
         t = make_torrent(SPAN_FILES)
         st = self.storage(t.info)
@@ -391,45 +394,96 @@ class SafetyTest(TempDirTest):
                       str(cm.exception))
 
 
-class MemoryStorageTest(unittest.TestCase):
-    def test_round_trip_verify_and_check(self) -> None:
+def can_symlink() -> bool:
+    """Symbolic links can be made here (Windows needs a privilege or developer mode)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            os.symlink(tmp, os.path.join(tmp, "link"))
+        except (OSError, NotImplementedError, AttributeError):
+            return False
+    return True
+
+
+CAN_SYMLINK = can_symlink()
+
+
+class StorageContract:
+    """What the engine relies on from any Storage. A TestCase mixing this in provides
+    ``make(t, data=None, readonly=False)``: a storage of torrent ``t``, holding ``data`` (the
+    whole payload) when given."""
+
+    def make(self, t: Torrent, data: Optional[bytes] = None, readonly: bool = False) -> Storage:
+        raise NotImplementedError
+
+    def test_has_every_member_of_the_protocol_with_the_same_parameters(self) -> None:
+        st = self.make(make_torrent(SPAN_FILES))
+        self.assertIsInstance(st, Storage)
+        for name, member in vars(Storage).items():
+            if name.startswith("_"):
+                continue
+            if isinstance(member, property):
+                getattr(st, name)  # readable
+                continue
+            want = [(p.name, p.default) for p in inspect.signature(member).parameters.values()]
+            got = [(p.name, p.default)
+                   for p in inspect.signature(getattr(type(st), name)).parameters.values()]
+            self.assertEqual(got, want, name)
+
+    def test_blocks_written_verify_and_read_back_across_files(self) -> None:
         t = make_torrent(SPAN_FILES)
-        st = MemoryStorage(t.info)
-        self.assertEqual(st.check().count, 0)
+        st = self.make(t)
         write_all(st, t, block=7000)
         self.assertTrue(all(st.verify_piece(i) for i in range(t.info.num_pieces)))
         self.assertEqual(st.read_block(1, 100, 9000), t.piece(1)[100:9100])
-        self.assertTrue(st.check(workers=2).complete)
 
-    def test_seed_from_data_and_refuse_overwrite(self) -> None:
+    def test_a_whole_piece_is_written_at_begin_zero_from_a_bytearray(self) -> None:
         t = make_torrent(SPAN_FILES)
-        st = MemoryStorage(t.info, t.payload, readonly=True)
-        self.assertTrue(st.restore().complete)
+        st = self.make(t)
+        ok, _ = verify_and_write(st, 1, t.info.piece_hash(1), bytearray(t.piece(1)), 16384, False)
+        self.assertTrue(ok)
+        self.assertTrue(st.verify_piece(1))
+
+    def test_verified_pieces_and_read_only_storage_refuse_writes(self) -> None:
+        t = make_torrent(SPAN_FILES)
+        st = self.make(t)
+        st.write_block(0, 0, t.piece(0))
+        st.mark_verified(0)
         with self.assertRaises(StorageError):
             st.write_block(0, 0, b"x")
-        st2 = MemoryStorage(t.info)
-        st2.write_block(0, 0, t.piece(0))
-        st2.mark_verified(0)
-        self.assertTrue(st2.dirty)
+        seed = self.make(t, data=t.payload, readonly=True)
+        self.assertTrue(seed.readonly)
+        self.assertTrue(seed.restore().complete)
         with self.assertRaises(StorageError):
-            st2.write_block(0, 0, b"x")
-        st2.save()
-        self.assertFalse(st2.dirty)
+            seed.write_block(1, 0, b"x")
 
-    def test_padding_writes_dropped(self) -> None:
+    def test_dirty_follows_marks_and_saves(self) -> None:
+        t = make_torrent(SPAN_FILES)
+        st = self.make(t)
+        st.restore()
+        st.save()
+        self.assertFalse(st.dirty)
+        st.write_block(2, 0, t.piece(2))
+        st.mark_verified(2)
+        self.assertTrue(st.dirty)
+        st.save()
+        self.assertFalse(st.dirty)
+
+    def test_padding_is_never_stored(self) -> None:
         t = make_torrent([("a", 5000), (".pad/11384", PL - 5000, "pad"), ("b", PL)])
-        st = MemoryStorage(t.info)
+        st = self.make(t)
         st.write_block(0, 0, t.piece(0)[:5000] + b"\xee" * (PL - 5000))
+        self.assertEqual(st.read_block(0, 5000, 10), bytes(10))
         self.assertTrue(st.verify_piece(0))
+        self.assertFalse(any(".pad" in p for p in st.file_paths()))
 
-    def test_concurrent_verify_and_write(self) -> None:
+    def test_hashing_in_a_thread_while_blocks_are_written(self) -> None:
         t = make_torrent([("a", 8 * PL)])
-        st = MemoryStorage(t.info)
+        st = self.make(t)
         write_all(st, t)
         stop = threading.Event()
 
         def verify_loop() -> List[bool]:
-            out = []
+            out: List[bool] = []
             while not stop.is_set() and len(out) < 1000:
                 out.append(st.verify_piece(0))
             return out
@@ -441,6 +495,167 @@ class MemoryStorageTest(unittest.TestCase):
             stop.set()
             self.assertTrue(all(fut.result()))
 
+    def test_delete_files_leaves_nothing_and_forget_state_twice_is_harmless(self) -> None:
+        t = make_torrent(SPAN_FILES)
+        st = self.make(t)
+        write_all(st, t)
+        st.mark_verified(0)
+        st.save()
+        paths = st.file_paths()
+        deleted = st.delete_files()
+        self.assertEqual(sorted(deleted), sorted(paths))
+        self.assertFalse(any(os.path.exists(p) for p in paths))
+        st.forget_state()
+        st.forget_state()
+
+    def test_closed_storage_refuses_io(self) -> None:
+        t = make_torrent(SPAN_FILES)
+        st = self.make(t)
+        st.close()
+        with self.assertRaises(StorageError):
+            st.write_block(0, 0, t.piece(0))
+        with self.assertRaises(StorageError):
+            st.read_block(0, 0, 10)
+
+
+class FileStorageContractTest(StorageContract, TempDirTest):
+    def make(self, t: Torrent, data: Optional[bytes] = None, readonly: bool = False) -> Storage:
+        root = temp_dir(self)
+        if data is not None:
+            t.write_files(root)
+        return self.storage(t.info, root=root, readonly=readonly)
+
+
+@unittest.skipUnless(CAN_SYMLINK, "symbolic links cannot be made here")
+class LinkTest(TempDirTest):
+    """A link left in the output folder never lets a torrent reach files outside it."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.outside = temp_dir(self)
+
+    def assert_link_refused(self, cm: "unittest.case._AssertRaisesContext", link: str) -> None:
+        msg = str(cm.exception)
+        self.assertIn(link + " is a symbolic link", msg)
+        self.assertIn("replace it with the real folder or file", msg)
+        self.assertNotIn("\n", msg)
+
+    def check_write_through_folder_link_refused(self) -> None:
+        t = make_torrent([("a", PL), ("sub/b", PL)])
+        os.symlink(self.outside, os.path.join(self.root, "t"))
+        st = self.storage(t.info)
+        with self.assertRaises(StorageError) as cm:
+            st.write_block(0, 0, t.piece(0))
+        self.assert_link_refused(cm, os.path.join(self.root, "t"))
+        self.assertEqual(os.listdir(self.outside), [])
+
+    def check_dangling_link_as_the_file_is_not_followed(self) -> None:
+        t = make_torrent([("only", PL)], single=True)
+        target = os.path.join(self.outside, "x")
+        os.symlink(target, os.path.join(self.root, "t"))
+        st = self.storage(t.info)
+        with self.assertRaises(StorageError) as cm:
+            st.write_block(0, 0, t.piece(0))
+        self.assert_link_refused(cm, os.path.join(self.root, "t"))
+        self.assertFalse(os.path.lexists(target))
+
+    def test_write_through_a_folder_link_is_refused(self) -> None:
+        self.check_write_through_folder_link_refused()
+
+    def test_dangling_link_as_the_file_is_not_followed_on_create(self) -> None:
+        self.check_dangling_link_as_the_file_is_not_followed()
+
+    def test_links_are_refused_without_descriptor_relative_calls_too(self) -> None:
+        with mock.patch.object(safepath, "USE_DIR_FD", False):
+            self.check_write_through_folder_link_refused()
+            os.unlink(os.path.join(self.root, "t"))
+            self.check_dangling_link_as_the_file_is_not_followed()
+
+    def test_seed_does_not_read_data_behind_a_link(self) -> None:
+        t = make_torrent([("a", PL), ("b", PL)])
+        t.write_files(self.outside)
+        os.symlink(os.path.join(self.outside, "t"), os.path.join(self.root, "t"))
+        st = self.storage(t.info, readonly=True)
+        with self.assertLogs("sta.storage", "WARNING") as logs:
+            self.assertEqual(st.restore().count, 0)
+        self.assertEqual(len(logs.output), 2)  # once per file, not once per piece
+        with self.assertRaises(StorageError) as cm:
+            st.read_block(0, 0, 10)
+        self.assert_link_refused(cm, os.path.join(self.root, "t"))
+
+    def test_delete_files_through_a_link_deletes_nothing(self) -> None:
+        t = make_torrent(SPAN_FILES)
+        write_all(self.storage(t.info), t)
+        theirs = os.path.join(self.outside, "b")
+        with open(theirs, "w") as f:
+            f.write("not the torrent's")
+        sub = os.path.join(self.root, "t", "sub")
+        for name in os.listdir(sub):
+            os.unlink(os.path.join(sub, name))
+        os.rmdir(sub)
+        os.symlink(self.outside, sub)
+        st = self.storage(t.info)
+        with self.assertRaises(StorageError) as cm:
+            st.delete_files()
+        self.assertTrue(str(cm.exception).startswith("nothing deleted: " + sub))
+        self.assertTrue(os.path.exists(theirs))
+        self.assertTrue(os.path.exists(t.file_path(self.root, 0)))
+
+
+class DeleteAndNamesTest(TempDirTest):
+    def test_delete_files_removes_exactly_the_torrent_files_and_the_folders_left_empty(self):
+        t = make_torrent(SPAN_FILES)
+        st = self.storage(t.info)
+        write_all(st, t)
+        st.mark_verified(0)
+        st.save()
+        keep = os.path.join(self.root, "t", "sub", "mine.txt")
+        with open(keep, "w") as f:
+            f.write("the user's own file")
+        other = os.path.join(self.root, "other")
+        os.mkdir(other)
+        deleted = st.delete_files()
+        real = os.path.realpath(self.root)
+        self.assertEqual(sorted(deleted), sorted(t.file_path(real, i) for i in range(6)))
+        self.assertEqual(sorted(os.listdir(self.root)), ["other", "t"])
+        self.assertEqual(os.listdir(os.path.join(self.root, "t")), ["sub"])
+        self.assertEqual(os.listdir(os.path.join(self.root, "t", "sub")), ["mine.txt"])
+        os.unlink(keep)
+        self.assertEqual(self.storage(t.info).delete_files(), [])
+        self.assertEqual(os.listdir(self.root), ["other"])  # t and .sta gone
+
+    def test_torrent_named_like_the_state_folder_is_stored_beside_it(self) -> None:
+        for name in (".sta", ".STA", ".sta. "):
+            t = make_torrent([("x.resume", PL)], name=name)
+            st = self.storage(t.info)
+            write_all(st, t)
+            st.mark_verified(0)
+            st.save()
+            self.assertEqual(st.file_path(0), os.path.join(self.root, "_" + name, "x.resume"))
+            self.assertEqual(os.listdir(os.path.join(self.root, ".sta")),
+                             [os.path.basename(st.state_path)])
+            st.delete_files()
+        single = make_torrent([(".sta", PL)], name=".sta", single=True)
+        self.assertEqual(self.storage(single.info).file_path(0), os.path.join(self.root, "_.sta"))
+        self.assertEqual(storage.storage_parts(("a", ".sta")), ("a", ".sta"))  # deeper: harmless
+
+    def test_paths_that_leave_the_folder_are_refused(self) -> None:
+        for parts in (("..", "x"), ("a", ""), ("a", "."), ("a", "b" + os.sep + "c"), ("a\0",)):
+            with self.assertRaises(StorageError, msg=parts):
+                storage.storage_parts(parts)
+
+    @unittest.skipUnless(CAN_SYMLINK, "symbolic links cannot be made here")
+    def test_file_paths_are_absolute_under_the_folder_real_path(self) -> None:
+        t = make_torrent([("a", PL), (".pad/1", PL, "pad"), ("b", PL)])
+        alias = os.path.join(temp_dir(self), "alias")
+        os.symlink(self.root, alias)
+        st = self.storage(t.info, root=alias)
+        real = os.path.realpath(self.root)
+        self.assertEqual(st.file_paths(), [os.path.join(real, "t", "a"),
+                                           os.path.join(real, "t", "b")])
+        other = self.storage(t.info)
+        self.assertEqual(storage.overlapping_paths(st.file_paths(), other.file_paths()),
+                         st.file_paths())
 
 if __name__ == "__main__":
     unittest.main()
