@@ -320,6 +320,9 @@ class MagnetTorrent:
     def delete_files(self) -> List[str]:
         return []
 
+    def file_paths(self) -> List[str]:
+        return []  # not known before the metadata arrives
+
     def status(self) -> Dict[str, Any]:
         return {
             "name": self.name, "info_hash": self.info_hash.hex(), "state": self.state,

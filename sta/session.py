@@ -23,6 +23,8 @@ from typing import Any, Awaitable, Dict, List, Optional, Protocol, Set, Tuple
 from . import __version__, peerlink, tls
 from .connlimits import ConnectionLimits
 from .peer import PeerConnection, PeerOwner
+from .resume import default_home
+from .safepath import overlapping_paths
 from .transport import TcpStream
 
 log = logging.getLogger(__name__)
@@ -36,8 +38,8 @@ PORT_RETRIES = 10
 
 
 def node_state_dir() -> str:
-    """Where a node keeps what outlives one command (its TLS key): $STA_HOME, else ~/.sta."""
-    return os.environ.get("STA_HOME") or os.path.join(os.path.expanduser("~"), ".sta")
+    """Where a node keeps what outlives one command (its keys, seeds' resume states)."""
+    return default_home()
 
 
 class SessionError(Exception):
@@ -68,6 +70,8 @@ class ManagedTorrent(PeerOwner, Protocol):
     def forget_resume_state(self) -> None: ...
 
     def delete_files(self) -> List[str]: ...
+
+    def file_paths(self) -> List[str]: ...
 
 
 def make_peer_id() -> bytes:
@@ -163,6 +167,7 @@ class Session:
         never hears of a peer that does not stay."""
         if torrent.info_hash in self.torrents:
             raise SessionError(f"{torrent.name} is already in this session")
+        self._check_overlap(torrent)
         self.torrents[torrent.info_hash] = torrent
         self._torrent_ids[peerlink.torrent_id(torrent.info_hash)] = torrent.info_hash
         try:
@@ -177,6 +182,18 @@ class Session:
             torrent.start_announcing()
         return torrent
 
+    def _check_overlap(self, torrent: Any) -> None:
+        """Two torrents must never write the same file (or one a file where the other needs
+        a folder): the second is refused."""
+        paths = torrent.file_paths()
+        if not paths:
+            return
+        for other in self.torrents.values():
+            clash = overlapping_paths(paths, other.file_paths())
+            if clash:
+                raise SessionError(f"{torrent.name} would use {clash[0]}, which {other.name} "
+                                   "already uses; give it another output folder")
+
     async def remove(self, torrent: Any, delete_files: bool = False) -> List[str]:
         """Stop a torrent and forget it (its resume state too); optionally delete its files."""
         self.torrents.pop(torrent.info_hash, None)
@@ -184,9 +201,9 @@ class Session:
         self._removed_downloaded += torrent.downloaded
         self._removed_uploaded += torrent.uploaded
         await torrent.shutdown()
-        torrent.forget_resume_state()
         if delete_files:
-            return torrent.delete_files()
+            return await self.loop.run_in_executor(None, torrent.delete_files)
+        torrent.forget_resume_state()
         return []
 
     def replace(self, old: Any, new: Any) -> None:

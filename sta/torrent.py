@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from functools import partial
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -223,37 +222,19 @@ class Torrent:
         self.storage.close()
 
     def delete_files(self) -> List[str]:
-        """Delete exactly this torrent's files, then its folders that are left empty."""
+        """Delete exactly this torrent's files (never through a link), then its folders left
+        empty, and its resume state."""
         self.storage.close()
-        removed = []
-        folders = set()
-        root = os.path.abspath(self.storage.root)
-        for index, entry in enumerate(self.info.files):
-            if entry.pad:
-                continue
-            path = self.storage.file_path(index)
-            if os.path.isfile(path) and not os.path.islink(path):
-                os.remove(path)
-                removed.append(path)
-            parent = os.path.dirname(os.path.abspath(path))
-            while parent.startswith(root + os.sep):
-                folders.add(parent)
-                parent = os.path.dirname(parent)
-        for folder in sorted(folders, key=len, reverse=True):
-            try:
-                os.rmdir(folder)  # fails, as it should, on a folder with other content
-            except OSError:
-                pass
-        self.forget_resume_state()
+        removed = self.storage.delete_files()
+        self.storage.forget_state()
         return removed
 
     def forget_resume_state(self) -> None:
-        """Remove the resume file, and the state folder when nothing else is left in it."""
-        for path in (self.storage.state_path, os.path.dirname(self.storage.state_path)):
-            try:
-                os.remove(path) if path == self.storage.state_path else os.rmdir(path)
-            except OSError:
-                pass
+        self.storage.forget_state()
+
+    def file_paths(self) -> List[str]:
+        """The files this torrent writes or reads, for the session's overlap check."""
+        return self.storage.file_paths()
 
     # -- the swarm -----------------------------------------------------------------------------
 

@@ -49,5 +49,27 @@ class SeedWithoutDataTests(unittest.TestCase):
         seed.stop()
 
 
+class OverlapTests(unittest.TestCase):
+
+    def test_two_torrents_claiming_the_same_file_are_refused_before_any_byte_is_written(self):
+        tmp = kit.temp_dir(self)
+        first, second = os.path.join(tmp, "a"), os.path.join(tmp, "b")
+        kit.make_tree(first, {"same.bin": 100000}, seed=41)
+        kit.make_tree(second, {"same.bin": 120000}, seed=42)
+        t1, t2 = os.path.join(tmp, "1.torrent"), os.path.join(tmp, "2.torrent")
+        kit.write_torrent(os.path.join(first, "same.bin"), t1, piece_length=32 * 1024)
+        kit.write_torrent(os.path.join(second, "same.bin"), t2, piece_length=32 * 1024)
+        out = os.path.join(tmp, "out")
+
+        down = kit.StaProcess(self, "download", t1, t2, "-o", out, "--port", "0",
+                              "--timeout", "5")
+        status = down.wait_exit(WAIT)
+
+        self.assertEqual(status, 1, down.describe())
+        self.assertRegex(down.output, r"sta: error: same\.bin would use .*same\.bin, which "
+                                      r"same\.bin already uses")
+        self.assertNotIn("Traceback", down.output)
+
+
 if __name__ == "__main__":
     unittest.main()
