@@ -254,9 +254,7 @@ class MagnetTorrent:
         self.successor = torrent
         self.host.replace(self, torrent)
         torrent.swarm.take_over(self.swarm)
-        connections = list(self.swarm.peers)
-        self.swarm.peers.clear()
-        for conn in connections:
+        for conn in self.swarm.hand_off():
             torrent.adopt(conn, self._raw_bits.pop(conn, None), self._haves.pop(conn, []))
         announcer, self._announcer = self._announcer, None
         torrent.start_announcing(announcer)

@@ -197,6 +197,12 @@ class Swarm:
             if conn.address[0] == host or (peer_id and conn.peer_id == peer_id):
                 conn.close(reason)
 
+    def hand_off(self) -> List[Any]:
+        """Give up every admitted connection (to a torrent that takes them over)."""
+        connections = list(self.peers)
+        self.peers.clear()
+        return connections
+
     def close_all(self, reason: str) -> None:
         for conn in list(self.peers):
             conn.close(reason)
