@@ -108,6 +108,7 @@ def _silence_stdout() -> None:
 def cmd_tracker(args: argparse.Namespace) -> int:
     from . import tracker  # SQLite and the HTTP server: only this command needs them
     preflight.check_bind_address(args.host, "--host")
+    preflight.check_files([("--certfile", args.certfile), ("--keyfile", args.keyfile)])
     _stop_on_sigterm()
     context = None
     if args.tls and not args.certfile:
@@ -162,6 +163,7 @@ def _say(line: str) -> None:
 
 def cmd_seed(args: argparse.Namespace) -> int:
     preflight.check_bind_address(args.bind)
+    preflight.check_data_folder(args.data)
     from . import transfer  # the engine: not loaded by commands that do not need it
     return transfer.run(transfer.TransferOptions(
         sources=args.torrents, folder=args.data, port=args.port, host=args.bind,

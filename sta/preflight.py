@@ -10,11 +10,12 @@ import errno
 import os
 import socket
 import tempfile
-from typing import List
+from typing import List, Optional, Sequence, Tuple
 
 from .errors import plain_reason
 
-__all__ = ["PreflightError", "check_download_folder", "check_bind_address", "WILDCARD_ADDRESSES"]
+__all__ = ["PreflightError", "check_download_folder", "check_data_folder", "check_files",
+           "check_bind_address", "WILDCARD_ADDRESSES"]
 
 # Addresses that mean "every address of this machine": nothing to check.
 WILDCARD_ADDRESSES = ("", "0.0.0.0", "::")
@@ -72,6 +73,24 @@ def _missing_folders(folder: str) -> List[str]:
         missing.append(path)
         path = os.path.dirname(path)
     return missing
+
+
+def check_data_folder(folder: str, option: str = "--data") -> None:
+    """Raise PreflightError unless ``folder`` (the files a seed shares) is a folder."""
+    if not os.path.isdir(folder):
+        what = "not a folder" if os.path.exists(folder) else "no such folder"
+        raise PreflightError(f"{option} {folder}: {what}; give the folder that holds the "
+                             f"files with {option} DIR")
+
+
+def check_files(paths_by_option: Sequence[Tuple[str, Optional[str]]]) -> None:
+    """Raise PreflightError for the first (option, path) whose path is given but is not a
+    readable file."""
+    for option, path in paths_by_option:
+        if path is not None and not os.path.isfile(path):
+            what = "it is a folder, not a file" if os.path.isdir(path) else \
+                "no such file"
+            raise PreflightError(f"{option} {path}: {what}")
 
 
 def check_bind_address(address: str, option: str = "--bind") -> None:

@@ -56,7 +56,9 @@ def report_start(out: TextIO, torrent: Any, *, seed_only: bool, folder: str) -> 
     have = torrent.picker.have.count if torrent.picker else 0
     total = torrent.info.num_pieces
     if seed_only:
-        if have < total:
+        if not have:
+            ui.write_line(out, f"{torrent.name}: none of its data is in {folder}")
+        elif have < total:
             ui.write_line(out, f"{torrent.name}: only {have} of {total} pieces found in "
                                f"{folder}; seeding those")
         else:

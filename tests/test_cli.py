@@ -537,6 +537,19 @@ class UserErrorTest(CliTestCase):
         self.assertFailsCleanly(run("tracker", "--host", "203.0.113.7", "--port", "0"), 1,
                                 "--host 203.0.113.7: not an address of this machine")
 
+    def test_seed_from_a_missing_folder_fails_before_listening(self) -> None:
+        torrent = self.torrent()
+        code, out, err = run("seed", torrent, "--data", os.path.join(self.dir, "gone"),
+                             "--port", "0")
+        self.assertFailsCleanly((code, out, err), 1, "gone: no such folder; give the folder "
+                                                     "that holds the files with --data DIR")
+        self.assertFalse(os.path.exists(os.path.join(self.dir, "gone")))
+
+    def test_tracker_certificate_that_is_missing_is_named(self) -> None:
+        self.assertFailsCleanly(run("tracker", "--certfile", "no-cert.pem", "--keyfile",
+                                    "no-key.pem", cwd=self.dir), 1,
+                                "--certfile no-cert.pem: no such file")
+
     def test_unwritable_log_file_is_one_line(self) -> None:
         self.assertFailsCleanly(run("info", "x.torrent", "--log-file",
                                     os.path.join(self.dir, "no", "x.log")), 1,

@@ -52,6 +52,26 @@ class DownloadFolderTest(unittest.TestCase):
             preflight.check_download_folder(self.dir)
 
 
+class DataFolderAndFilesTest(unittest.TestCase):
+    def test_data_folder_must_be_a_folder(self) -> None:
+        with tempfile.TemporaryDirectory() as d:
+            preflight.check_data_folder(d)
+            with self.assertRaisesRegex(preflight.PreflightError,
+                                        "^--data .*gone: no such folder; give the folder that "
+                                        "holds the files with --data DIR$"):
+                preflight.check_data_folder(os.path.join(d, "gone"))
+            self.assertFalse(os.path.exists(os.path.join(d, "gone")))
+            with self.assertRaisesRegex(preflight.PreflightError, ": not a folder;"):
+                preflight.check_data_folder(__file__)
+
+    def test_files_given_must_be_files(self) -> None:
+        preflight.check_files([("--certfile", __file__), ("--keyfile", None)])
+        with self.assertRaisesRegex(preflight.PreflightError, "^--keyfile .*: no such file$"):
+            preflight.check_files([("--certfile", __file__), ("--keyfile", __file__ + "x")])
+        with self.assertRaisesRegex(preflight.PreflightError, "it is a folder, not a file"):
+            preflight.check_files([("--certfile", os.path.dirname(__file__))])
+
+
 class BindAddressTest(unittest.TestCase):
     def test_wildcards_and_loopback_pass(self) -> None:
         for address in ("0.0.0.0", "", "::", "127.0.0.1", "localhost"):

@@ -10,6 +10,7 @@ import os
 import threading
 import time
 import unittest
+from types import SimpleNamespace
 from typing import Any, Dict, List, Optional
 from unittest import mock
 
@@ -139,6 +140,24 @@ class LinesTest(unittest.TestCase):
         out = io.StringIO()
         progress.summary(out, [t], clock=lambda: 125.0)
         self.assertEqual(out.getvalue(), "a.bin: downloaded 0 B, uploaded 5 MiB in 2m05s\n")
+
+    def test_opening_lines_say_what_was_found_on_disk(self) -> None:
+        def torrent(have: int) -> Any:
+            return SimpleNamespace(name="a.bin", picker=SimpleNamespace(
+                have=SimpleNamespace(count=have)), info=SimpleNamespace(num_pieces=4,
+                                                                         length=4 * MIB),
+                info_hash=b"\xab" * 20)
+        out = io.StringIO()
+        for have in (0, 2, 4):
+            progress.report_start(out, torrent(have), seed_only=True, folder="lab")
+        for have in (0, 2, 4):
+            progress.report_start(out, torrent(have), seed_only=False, folder="dl")
+        self.assertEqual(out.getvalue().splitlines(), [
+            "a.bin: none of its data is in lab",
+            "a.bin: only 2 of 4 pieces found in lab; seeding those",
+            "Seeding a.bin (4 MiB), info hash " + "ab" * 20,
+            "a.bin: resuming with 2 of 4 pieces verified",
+            "a.bin: already complete in dl"])
 
     def test_listening_names_the_address_only_when_bound_to_one(self) -> None:
         out = io.StringIO()
