@@ -153,13 +153,20 @@ def load(path: Union[str, os.PathLike]) -> Metainfo:
     """Read and parse a .torrent file."""
     with open(path, "rb") as f:
         data = f.read(MAX_TORRENT_SIZE + 1)
+    name = os.fspath(path)
     if len(data) > MAX_TORRENT_SIZE:
-        raise MetainfoError(f"{os.fspath(path)}: larger than {MAX_TORRENT_SIZE} bytes; "
-                            "not a torrent file")
+        raise MetainfoError(f"not a .torrent file: {name} (larger than {MAX_TORRENT_SIZE} "
+                            "bytes)")
     try:
         return parse(data)
     except MetainfoError as exc:
-        raise MetainfoError(f"{os.fspath(path)}: {exc}") from None
+        # The plain sentence first, the technical detail after: "not a .torrent file: x.pdf
+        # (bad bencoding at byte 0: ...)"; a torrent that parses but breaks a rule is "unusable".
+        text = str(exc)
+        if text.startswith("not a torrent file"):
+            detail = text[len("not a torrent file"):].strip()
+            raise MetainfoError(f"not a .torrent file: {name} {detail}".rstrip()) from None
+        raise MetainfoError(f"unusable .torrent file: {name} ({text})") from None
 
 
 def parse(data: bytes) -> Metainfo:

@@ -2,7 +2,7 @@
 
 ``sta shell [--port P] [-o DIR]`` starts one node (one session: one listen port, many torrents)
 whose event loop runs in a background thread (node.py), and reads commands in the main thread.
-``create``, ``seed``, ``download`` and ``info`` lines are parsed by cli.build_parser(), so their
+``create``, ``seed``, ``download`` and ``info`` lines are parsed by cliargs.build_parser(), so their
 grammar is exactly the subcommands'; ``status``, ``peers``, ``stats``, ``pause``, ``resume``,
 ``remove``, ``help`` and ``exit`` have parsers of their own built from the same
 StaArgumentParser, so a mistyped line gets a usage line and never ends the node.
@@ -22,7 +22,10 @@ import shlex
 import sys
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from . import cli, transfer, ui, views
+from . import cliargs, transfer, ui, views
+from .cliargs import PROG, ParserExit, StaArgumentParser, UsageError
+from .errors import describe_error, is_user_error
+from .torrent_commands import cmd_create, cmd_info
 from .console import (Completer, Console, Terminate, install_signal_handlers, route_logging,
                       save_history, setup_readline)
 from .node import Node, NodeError
@@ -149,15 +152,15 @@ def _subcommand_parsers(parser: argparse.ArgumentParser) -> Dict[str, argparse.A
 # ---------------------------------------------------------------------------------- shell
 
 class Shell:
-    def __init__(self, *, port: int = cli.DEFAULT_PEER_PORT,
-                 folder: str = cli.DEFAULT_DOWNLOAD_DIR, host: str = "0.0.0.0",
+    def __init__(self, *, port: int = cliargs.DEFAULT_PEER_PORT,
+                 folder: str = cliargs.DEFAULT_DOWNLOAD_DIR, host: str = cliargs.DEFAULT_BIND,
                  tracker_ssl_context: Any = None, encryption: str = "prefer", stdin: Any = None,
                  stdout: Any = None, stderr: Any = None) -> None:
         self.folder = folder
         self.console = Console(stdin or sys.stdin, stdout or sys.stdout, stderr or sys.stderr)
         self.node = Node(self.console, port=port, host=host, encryption=encryption,
                          tracker_ssl_context=tracker_ssl_context)
-        self.cli_parser = cli.build_parser()
+        self.cli_parser = cliargs.build_parser()
         self.cli_commands = _subcommand_parsers(self.cli_parser)
         # The shell has one port and its own download folder: a None default tells "given" apart.
         for name in ("seed", "download"):
@@ -167,11 +170,11 @@ class Shell:
 
     # -- parsers -----------------------------------------------------------------------------
 
-    def _shell_parsers(self) -> Dict[str, cli.StaArgumentParser]:
+    def _shell_parsers(self) -> Dict[str, StaArgumentParser]:
         parsers = {}
 
-        def add(name: str) -> cli.StaArgumentParser:
-            p = cli.StaArgumentParser(prog=name, description=SUMMARIES[name] + ".")
+        def add(name: str) -> StaArgumentParser:
+            p = StaArgumentParser(prog=name, description=SUMMARIES[name] + ".")
             parsers[name] = p
             return p
 
@@ -215,9 +218,9 @@ class Shell:
             self.start()
         except Exception as exc:
             self.stop()
-            if not cli.is_user_error(exc):
+            if not is_user_error(exc):
                 raise
-            sys.stderr.write(f"{cli.PROG}: error: {cli.describe_error(exc)}\n")
+            sys.stderr.write(f"{PROG}: error: {describe_error(exc)}\n")
             return 1
         restore_log = route_logging(self.console)
         restore_signals = install_signal_handlers()
@@ -259,10 +262,10 @@ class Shell:
                 getattr(self, "cmd_" + name)(self.parsers[name].parse_args(rest))
             else:
                 self._unknown(name)
-        except cli.UsageError as exc:
+        except UsageError as exc:
             command = exc.prog.split()[-1]  # "sta download" -> "download"
             self.console.error(f"{command}: {exc}; 'help {command}' shows its options")
-        except cli.ParserExit:
+        except ParserExit:
             pass
         except (KeyboardInterrupt, BrokenPipeError, Terminate):
             raise
@@ -283,11 +286,11 @@ class Shell:
 
     def cmd_create(self, args: argparse.Namespace) -> None:
         self._shell_wide_options(args)
-        cli.cmd_create(args)
+        cmd_create(args)
 
     def cmd_info(self, args: argparse.Namespace) -> None:
         self._shell_wide_options(args)
-        cli.cmd_info(args)
+        cmd_info(args)
 
     def cmd_seed(self, args: argparse.Namespace) -> None:
         if not os.path.isdir(args.data):
@@ -444,5 +447,5 @@ class Shell:
 
 def run(args: argparse.Namespace) -> int:
     """`sta shell`: run the node and its prompt until `exit`, Ctrl-D or SIGTERM."""
-    return Shell(port=args.port, folder=args.output, encryption=args.encryption,
-                 tracker_ssl_context=cli.tracker_trust(args)).run()
+    return Shell(port=args.port, folder=args.output, host=args.bind, encryption=args.encryption,
+                 tracker_ssl_context=cliargs.tracker_trust(args)).run()

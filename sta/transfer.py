@@ -12,22 +12,19 @@ import asyncio
 import logging
 import signal
 import sys
-import time
 from dataclasses import dataclass, field
 from typing import Any, List, Optional, Sequence, Tuple
 
 from . import magnet as magnet_mod
 from . import metainfo as metainfo_mod
+from .errors import describe_error
 from .magnet_torrent import MagnetTorrent, saved_metainfo
 from .session import Session
 from .storage import FileStorage
-from .torrent import DOWNLOADING, ERROR, SEEDING, Torrent
-from . import ui
+from .torrent import Torrent
+from . import progress, ui
 
 log = logging.getLogger(__name__)
-
-# Progress is refreshed this often; ui.StatusBlock decides how often it is actually drawn.
-PROGRESS_INTERVAL = 0.5
 
 
 class TransferError(Exception):
@@ -61,16 +58,13 @@ def load_sources(sources: Sequence[str]) -> List[Any]:
             try:
                 loaded.append(magnet_mod.parse(source))
             except magnet_mod.MagnetError as exc:
-                raise TransferError(f"{source[:60]}: {exc}") from None
+                shown = source if len(source) <= 60 else source[:57] + "..."
+                raise TransferError(f"bad magnet link {shown}: {exc}") from None
             continue
         try:
-            loaded.append(metainfo_mod.load(source))
-        except metainfo_mod.MetainfoError as exc:
-            text = str(exc)  # metainfo.load names the file already
-            raise TransferError(text if text.startswith(source) else f"{source}: {text}") \
-                from None
+            loaded.append(metainfo_mod.load(source))  # its errors name the file
         except OSError as exc:
-            raise TransferError(f"{source}: {exc.strerror or exc}") from None
+            raise TransferError(describe_error(exc)) from None
     return loaded
 
 
@@ -94,12 +88,11 @@ async def _transfer(options: TransferOptions, metainfos: List[Any]) -> int:
     _install_signal_handlers(stop)
     await session.start()
     torrents: List[Torrent] = []
-    started = time.monotonic()
     try:
-        ui.write_line(out, f"Listening for peers on port {session.listen_port}")
+        progress.listening(out, options.host, session.listen_port)
         for meta in metainfos:
             if options.seed_only and not isinstance(meta, magnet_mod.Magnet):
-                ui.write_line(out, f"Checking {meta.info.name} in {options.folder} ...")
+                progress.checking(out, meta.info.name, options.folder)
             # A seed is announced only once its data is found: a tracker must never list a
             # peer that is about to give up.
             torrent = await add_torrent(session, meta, options.folder, seed_only=options.seed_only,
@@ -107,18 +100,16 @@ async def _transfer(options: TransferOptions, metainfos: List[Any]) -> int:
                                         super_seed=options.super_seed,
                                         announce=not options.seed_only)
             torrents.append(torrent)
-            _report_start(out, torrent, options)
+            progress.report_start(out, torrent, seed_only=options.seed_only,
+                                  folder=options.folder)
         if options.seed_only:
-            if not any(isinstance(t, MagnetTorrent) or t.picker.have.count for t in torrents):
-                names = ", ".join(t.name for t in torrents)
-                raise TransferError(f"none of the data of {names} is in {options.folder}; "
-                                    "pass --data FOLDER, the folder that holds it")
-            for torrent in torrents:
-                torrent.start_announcing()
-        status = await _watch(session, torrents, options, stop, out)
+            _announce_seeds(out, torrents, options.folder)
+        status = await progress.watch(
+            torrents, out=out, stop=stop, timeout=options.timeout, resolve=current,
+            exit_when_complete=not options.seed_only and not options.keep_seeding)
     finally:
         await session.close()
-    _summary(out, torrents, time.monotonic() - started)
+    progress.summary(out, torrents)
     return status
 
 
@@ -148,95 +139,25 @@ async def add_torrent(session: Session, meta: Any, folder: str, *, seed_only: bo
     return torrent
 
 
+def _announce_seeds(out: Any, torrents: List[Any], folder: str) -> None:
+    """Announce the seeds whose data was found; one error when none was."""
+    empty = [t for t in torrents if not isinstance(t, MagnetTorrent) and not t.picker.have.count]
+    if len(empty) == len(torrents):
+        names = ", ".join(t.name for t in torrents)
+        raise TransferError(f"none of the data of {names} is in {folder}; "
+                            "pass --data FOLDER, the folder that holds it")
+    for torrent in torrents:
+        if torrent in empty:
+            ui.write_line(out, f"{torrent.name}: none of its data is in {folder}; not seeding it")
+        else:
+            torrent.start_announcing()
+
+
 def current(torrent: Any) -> Any:
     """A magnet's stand-in once its metadata arrived is the real torrent."""
     while getattr(torrent, "successor", None) is not None:
         torrent = torrent.successor
     return torrent
-
-
-def _report_start(out: Any, torrent: Torrent, options: TransferOptions) -> None:
-    if isinstance(torrent, MagnetTorrent):
-        ui.write_line(out, f"{torrent.name}: fetching the metadata from peers, trackers and "
-                           "sources")
-        return
-    have = torrent.picker.have.count if torrent.picker else 0
-    total = torrent.info.num_pieces
-    if options.seed_only:
-        if have == 0:
-            return  # nothing to seed: the error that follows says so once
-        if have < total:
-            ui.write_line(out, f"{torrent.name}: only {have} of {total} pieces found in "
-                               f"{options.folder}; seeding those")
-        else:
-            ui.write_line(out, f"Seeding {torrent.name} ({ui.human_size(torrent.info.length)}), "
-                               f"info hash {torrent.info_hash.hex()}")
-    elif have == total:
-        ui.write_line(out, f"{torrent.name}: already complete in {options.folder}")
-    elif have:
-        ui.write_line(out, f"{torrent.name}: resuming with {have} of {total} pieces verified")
-
-
-async def _watch(session: Session, torrents: List[Torrent], options: TransferOptions,
-                 stop: asyncio.Event, out: Any) -> int:
-    """Show progress until the command's end condition; returns the exit status."""
-    block = ui.StatusBlock(out)
-    deadline = None if options.timeout is None else time.monotonic() + options.timeout
-    downloading = not options.seed_only and not options.keep_seeding
-    status = 0
-    while True:
-        torrents[:] = [current(t) for t in torrents]
-        block.update([_line(t) for t in torrents])
-        failed = [t for t in torrents if t.state == ERROR]
-        if downloading and all(t.state in (SEEDING, ERROR) for t in torrents):
-            status = 1 if failed else 0
-            break
-        if stop.is_set():
-            # Ctrl-C ends a seed normally; a download stopped early can be resumed later.
-            status = 0 if not downloading or all(t.complete for t in torrents) else 130
-            break
-        if deadline is not None and time.monotonic() >= deadline:
-            if downloading or any(t.state == DOWNLOADING for t in torrents):
-                left = [t.name for t in torrents if not t.complete]
-                block.finish([_line(t) for t in torrents])
-                for t in torrents:
-                    if isinstance(t, MagnetTorrent):
-                        ui.write_line(out, f"{t.name}: no metadata within {options.timeout:g} s;"
-                                           f" tried {t.sources_tried()}")
-                ui.write_line(out, f"timed out after {options.timeout:g} s; incomplete: "
-                                   + ", ".join(left))
-                return 1
-            break
-        if failed and len(failed) == len(torrents):
-            status = 1
-            break
-        try:
-            await asyncio.wait_for(stop.wait(), PROGRESS_INTERVAL)
-        except asyncio.TimeoutError:
-            pass
-    block.finish([_line(t) for t in torrents])
-    for torrent in torrents:
-        if torrent.state == ERROR:
-            ui.write_line(out, f"{torrent.name}: stopped: {torrent.error}")
-    return status
-
-
-def _line(torrent: Torrent) -> str:
-    s = torrent.status()
-    return ui.torrent_line(s["name"], s["size"], s["progress"], s["down_rate"], s["up_rate"],
-                           s["peers"], s["eta"], state=s["state"])
-
-
-def _summary(out: Any, torrents: List[Torrent], elapsed: float) -> None:
-    for t in torrents:
-        end = t.completed_at if t.completed_at and t.downloaded else time.monotonic()
-        took = max(end - t.started_at, 1e-6)
-        ui.write_line(out, f"{t.name}: downloaded {ui.human_size(t.downloaded)}, uploaded "
-                           f"{ui.human_size(t.uploaded)} in {ui.human_eta(took)}"
-                           + (f", average {ui.human_rate(t.downloaded / took)}"
-                              if t.downloaded else ""))
-        for (host, port), amount in sorted(t.contributions.items(), key=lambda kv: -kv[1]):
-            ui.write_line(out, f"  from {host}:{port}: {ui.human_size(amount)}")
 
 
 def _install_signal_handlers(stop: asyncio.Event) -> None:

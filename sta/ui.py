@@ -5,6 +5,10 @@ Transmission; in a pipe or a log file a plain line is written every few seconds 
 file stays readable. Colour (ANSI escapes) is used only on a TTY and never when NO_COLOR is set
 (https://no-color.org) or TERM is "dumb".
 
+Every text that came from outside (a torrent's names and comment, a peer's client name, a
+tracker's message) reaches the terminal through ``printable``, which removes control characters
+and escape sequences: a hostile name cannot clear the screen, retitle the window or hide text.
+
 The shell's tables are here too, as plain functions from status dicts to lines of text:
 ``status_table`` (Torrent.status() rows), ``peers_table`` (Torrent.peer_statuses() rows) and
 ``stats_lines`` (the `stats --json` object).
@@ -12,14 +16,18 @@ The shell's tables are here too, as plain functions from status dicts to lines o
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import sys
+import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, TextIO, Tuple
 
 __all__ = [
-    "human_size", "human_rate", "human_eta", "progress_bar", "torrent_line", "use_color",
-    "ProgressLine", "StatusBlock", "write_line", "status_table", "peers_table", "stats_lines",
+    "printable", "human_size", "human_rate", "human_eta", "human_duration", "progress_bar",
+    "torrent_line", "use_color", "ProgressLine", "StatusBlock", "write_line",
+    "TerminalLogFormatter", "MessageHandler", "status_table", "peers_table", "stats_lines",
 ]
 
 # A non-TTY progress line every 5 s: often enough that a log shows movement, rarely enough that a
@@ -30,14 +38,39 @@ PLAIN_INTERVAL = 5.0
 TTY_INTERVAL = 0.1
 # Width used when the terminal does not say (pipes, some IDE consoles).
 DEFAULT_WIDTH = 80
+# Name column of a progress line: 24 characters, and on a narrow terminal no fewer than 8, so
+# that the rest (size, percent, rates, peers, ETA: about 70 columns) fits in 80.
+NAME_WIDTH = 24
+MIN_NAME_WIDTH = 8
 # Column widths that keep a status row within 120 columns with long names.
 TABLE_NAME_WIDTH = 30
 TABLE_CLIENT_WIDTH = 24
 TABLE_BAR_WIDTH = 20
 
+# Below this many seconds a duration is shown with a tenth ("0.4 s", "12.5 s"); above, as an ETA.
+PRECISE_DURATION = 60.0
+
 _UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
+# Escape sequences, removed whole: CSI (ESC [ ... final byte, or the 8-bit CSI 0x9b), OSC, DCS,
+# SOS, PM and APC strings up to their terminator (BEL or ST) or the end of the text, and any
+# other ESC with its intermediate and final bytes, or a lone ESC (ECMA-48, sections 5.3-5.6).
+_ESCAPES = re.compile(
+    r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]?"
+    r"|(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"
+    r"|\x1b[ -/]*[0-~]?")
+# What is left to neutralise: C0 and C1 controls, DEL, and the Unicode bidirectional overrides
+# and isolates that make a terminal show text in another order than it is.
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_WHITESPACE_CONTROLS = "\t\n\v\f\r"
 # ANSI colours of Torrent.state values in the status table.
 _STATE_COLORS = {"seeding": "32", "downloading": "36", "paused": "33", "error": "31"}
+
+
+def printable(text: Any) -> str:
+    """``text`` safe to write to a terminal, on one line: escape sequences removed, tabs and line
+    breaks turned into spaces, every other control character shown as "?"."""
+    text = _ESCAPES.sub("", str(text))
+    return _CONTROLS.sub(lambda m: " " if m.group() in _WHITESPACE_CONTROLS else "?", text)
 
 
 def human_size(n: float) -> str:
@@ -87,6 +120,13 @@ def human_eta(seconds: Optional[float]) -> str:
     return "--"
 
 
+def human_duration(seconds: float) -> str:
+    """How long something took: "0.4 s", "12.5 s", then "3m05s", "2h07m" as an ETA shows."""
+    if seconds < PRECISE_DURATION:
+        return "%.1f s" % max(0.0, seconds)
+    return human_eta(seconds)
+
+
 def progress_bar(fraction: float, width: int = 20) -> str:
     """A bar like "[######..............]" for 0.0 <= fraction <= 1.0."""
     fraction = min(1.0, max(0.0, fraction))
@@ -96,15 +136,20 @@ def progress_bar(fraction: float, width: int = 20) -> str:
 
 def torrent_line(name: str, size: int, fraction: float, down_rate: float = 0.0,
                  up_rate: float = 0.0, peers: int = 0, eta: Optional[float] = None,
-                 name_width: int = 24, state: Optional[str] = None) -> str:
-    """One status line per torrent: name, size, percent, rates, peers, ETA (or the state)."""
-    if len(name) > name_width:
-        name = name[:name_width - 1] + "~"
-    tail = human_eta(eta) if state in (None, "downloading") else state
-    return "%-*s %10s %6.1f%%  down %11s  up %11s  peers %3d  %s" % (
-        name_width, name, human_size(size), 100.0 * min(1.0, max(0.0, fraction)),
-        human_rate(down_rate), human_rate(up_rate), peers,
-        ("eta " + tail) if state in (None, "downloading") else tail)
+                 name_width: int = NAME_WIDTH, state: Optional[str] = None,
+                 width: Optional[int] = None) -> str:
+    """One status line per torrent: name, size, percent, rates, peers, ETA (or the state).
+
+    With ``width`` (a terminal's columns) the name column shrinks, down to MIN_NAME_WIDTH, so
+    that the line fits and its end (the ETA, or how a torrent was left) stays on the screen.
+    """
+    tail = "eta " + human_eta(eta) if state in (None, "downloading") else state
+    rest = "%8s %5.1f%%  down %9s  up %9s  peers %3d  %s" % (
+        human_size(size), 100.0 * min(1.0, max(0.0, fraction)), human_rate(down_rate),
+        human_rate(up_rate), peers, tail)
+    if width is not None:
+        name_width = max(MIN_NAME_WIDTH, min(name_width, width - 2 - len(rest)))
+    return "%-*s %s" % (name_width, _clip(printable(name), name_width), rest)
 
 
 def use_color(stream: TextIO) -> bool:
@@ -121,11 +166,28 @@ def _isatty(stream: TextIO) -> bool:
         return False
 
 
+class _Throttle:
+    """Lets a redraw through when ``interval`` has passed since the last one (or when forced)."""
+
+    def __init__(self, interval: float, clock: Callable[[], float]) -> None:
+        self.interval = interval
+        self._clock = clock
+        self._last: Optional[float] = None
+
+    def due(self, force: bool) -> bool:
+        now = self._clock()
+        if not force and self._last is not None and now - self._last < self.interval:
+            return False
+        self._last = now
+        return True
+
+
 class ProgressLine:
     """A status line: redrawn in place on a TTY, a plain line every few seconds elsewhere.
 
     ``update(text)`` may be called as often as the caller likes; it writes only when the last write
-    is older than the interval (or ``force`` is set). ``finish(text)`` ends the line.
+    is older than the interval (or ``force`` is set). ``message(text)`` prints a line above it
+    (and redraws it); ``finish(text)`` ends the line. Safe to call from several threads.
     """
 
     def __init__(self, stream: Optional[TextIO] = None, *, tty: Optional[bool] = None,
@@ -134,47 +196,66 @@ class ProgressLine:
         self.stream = stream if stream is not None else sys.stderr
         self.tty = _isatty(self.stream) if tty is None else tty
         self.color = self.tty and use_color(self.stream)
-        self.interval = interval if interval is not None else (
-            TTY_INTERVAL if self.tty else PLAIN_INTERVAL)
-        self._clock = clock
-        self._last: Optional[float] = None
+        self._throttle = _Throttle(interval if interval is not None else (
+            TTY_INTERVAL if self.tty else PLAIN_INTERVAL), clock)
+        self._lock = threading.RLock()
+        self._text = ""
         self._drawn = 0  # characters on the current TTY line
 
     def update(self, text: str, force: bool = False) -> bool:
         """Show ``text``; returns True when something was written."""
-        now = self._clock()
-        if not force and self._last is not None and now - self._last < self.interval:
-            return False
-        self._last = now
-        if self.tty:
-            width = _terminal_width(self.stream)
-            text = text[:width - 1]
-            if self.color:
-                self.stream.write("\r" + text + "\x1b[K")
+        with self._lock:
+            if not self._throttle.due(force):
+                return False
+            self._text = printable(text)
+            if self.tty:
+                self._draw()
             else:
-                # no ANSI: overwrite the rest of the previous text with spaces
-                self.stream.write("\r" + text + " " * max(0, self._drawn - len(text)))
-            self._drawn = len(text)
-        else:
-            self.stream.write(text + "\n")
-        self.stream.flush()
-        return True
+                self.stream.write(self._text + "\n")
+            self.stream.flush()
+            return True
+
+    def message(self, text: str) -> None:
+        """A line of its own above the status line, which is then drawn again below it."""
+        with self._lock:
+            drawn = self.tty and self._drawn > 0
+            if drawn:
+                self._erase()
+            self.stream.write(printable(text) + "\n")
+            if drawn:
+                self._draw()
+            self.stream.flush()
 
     def finish(self, text: Optional[str] = None) -> None:
         """Write the final ``text`` (if any) and end the line."""
-        if text is not None:
-            self.update(text, force=True)
-        if self.tty and self._drawn:
-            self.stream.write("\n")
-            self.stream.flush()
-        self._drawn = 0
-
-    def clear(self) -> None:
-        """Remove the current TTY line (before printing a message above it)."""
-        if self.tty and self._drawn:
-            self.stream.write("\r" + " " * self._drawn + "\r")
-            self.stream.flush()
+        with self._lock:
+            if text is not None:
+                self.update(text, force=True)
+            if self.tty and self._drawn:
+                self.stream.write("\n")
+                self.stream.flush()
             self._drawn = 0
+
+    @property
+    def drawn(self) -> bool:
+        """True while a TTY line is on the screen (a message must go above it)."""
+        return self.tty and self._drawn > 0
+
+    def _draw(self) -> None:
+        text = self._text[:_terminal_width(self.stream) - 1]
+        if self.color:
+            self.stream.write("\r" + text + "\x1b[K")
+        else:
+            # no ANSI: overwrite the rest of the previous text with spaces
+            self.stream.write("\r" + text + " " * max(0, self._drawn - len(text)))
+        self._drawn = len(text)
+
+    def _erase(self) -> None:
+        if self.color:
+            self.stream.write("\r\x1b[K")
+        else:
+            self.stream.write("\r" + " " * self._drawn + "\r")
+        self._drawn = 0
 
 
 def _terminal_width(stream: TextIO) -> int:
@@ -185,8 +266,8 @@ def _terminal_width(stream: TextIO) -> int:
 
 
 def write_line(stream: TextIO, text: str) -> None:
-    """One plain line of output (messages between progress updates)."""
-    stream.write(text + "\n")
+    """One plain line of output (messages between progress updates), made printable."""
+    stream.write(printable(text) + "\n")
     stream.flush()
 
 
@@ -194,9 +275,10 @@ class StatusBlock:
     """Several status lines (one per torrent) redrawn in place on a colour TTY.
 
     On a TTY with ANSI allowed the block moves the cursor up and redraws every line; on a TTY
-    without ANSI (NO_COLOR) it falls back to one line per torrent, each redrawn with a carriage
-    return when there is a single torrent and printed in turn otherwise; in a pipe it prints the
-    lines every few seconds.
+    without ANSI (NO_COLOR) it falls back to one line, the torrents' lines joined, redrawn with a
+    carriage return; in a pipe it prints the lines every few seconds. ``message(text)`` prints a
+    line above the block, which is then drawn again below it: a log line or a notice is never
+    glued onto a status line. Safe to call from several threads.
     """
 
     def __init__(self, stream: Optional[TextIO] = None, *, tty: Optional[bool] = None,
@@ -205,43 +287,91 @@ class StatusBlock:
         self.stream = stream if stream is not None else sys.stderr
         self.tty = _isatty(self.stream) if tty is None else tty
         self.ansi = self.tty and use_color(self.stream)
-        self.interval = interval if interval is not None else (
+        interval = interval if interval is not None else (
             TTY_INTERVAL if self.tty else PLAIN_INTERVAL)
-        self._clock = clock
-        self._last: Optional[float] = None
-        self._drawn = 0
-        self._single = ProgressLine(self.stream, tty=self.tty, interval=self.interval,
-                                    clock=clock)
+        self._throttle = _Throttle(interval, clock)
+        self._lock = threading.RLock()
+        self._lines: List[str] = []
+        self._drawn = 0  # lines of the block on the screen, the cursor below the last
+        self._single = ProgressLine(self.stream, tty=self.tty, interval=interval, clock=clock)
 
-    def update(self, lines: "list[str]", force: bool = False) -> bool:
-        if len(lines) == 1 or (self.tty and not self.ansi):
-            return self._single.update(" | ".join(lines), force=force)
-        now = self._clock()
-        if not force and self._last is not None and now - self._last < self.interval:
-            return False
-        self._last = now
-        if self.ansi:
-            width = _terminal_width(self.stream)
-            if self._drawn:
-                self.stream.write("\x1b[%dA" % self._drawn)
-            for line in lines:
-                self.stream.write("\r" + line[:width - 1] + "\x1b[K\n")
-            self._drawn = len(lines)
-        else:
-            for line in lines:
-                self.stream.write(line + "\n")
-        self.stream.flush()
-        return True
+    @property
+    def width(self) -> Optional[int]:
+        """The terminal's columns; None in a pipe, where lines are not cut."""
+        return _terminal_width(self.stream) if self.tty else None
 
-    def finish(self, lines: "list[str]") -> None:
-        self.update(lines, force=True)
-        if len(lines) == 1 or (self.tty and not self.ansi):
-            self._single.finish()
-        self._drawn = 0
+    def update(self, lines: Sequence[str], force: bool = False) -> bool:
+        with self._lock:
+            if len(lines) == 1 or (self.tty and not self.ansi):
+                return self._single.update(" | ".join(lines), force=force)
+            if not self._throttle.due(force):
+                return False
+            self._lines = [printable(line) for line in lines]
+            if self.ansi:
+                self._draw()
+            else:
+                for line in self._lines:
+                    self.stream.write(line + "\n")
+            self.stream.flush()
+            return True
+
+    def message(self, text: str) -> None:
+        """A line of its own above the status lines."""
+        with self._lock:
+            if self._single.drawn or not self._drawn:
+                self._single.message(text)
+                return
+            self.stream.write("\x1b[%dA\r\x1b[J" % self._drawn)  # up, then erase below
+            self.stream.write(printable(text) + "\n")
+            self._drawn = 0
+            self._draw()
+            self.stream.flush()
+
+    def finish(self, lines: Sequence[str]) -> None:
+        with self._lock:
+            self.update(lines, force=True)
+            if len(lines) == 1 or (self.tty and not self.ansi):
+                self._single.finish()
+            self._drawn = 0
+
+    def _draw(self) -> None:
+        width = _terminal_width(self.stream)
+        if self._drawn:
+            self.stream.write("\x1b[%dA" % self._drawn)
+        for line in self._lines:
+            self.stream.write("\r" + line[:width - 1] + "\x1b[K\n")
+        self._drawn = len(self._lines)
+
+
+class TerminalLogFormatter(logging.Formatter):
+    """A log record as a person reads it on a terminal: the message alone, on one line, without
+    the time, level and module that a --log-file keeps, and with control characters removed."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = record.getMessage()
+        if record.exc_info and record.exc_info[1] is not None:
+            error = record.exc_info[1]
+            text += f" ({type(error).__name__}: {error})"
+        return printable(text)
+
+
+class MessageHandler(logging.Handler):
+    """Log records as ``block.message`` lines: above the live status, never glued onto it."""
+
+    def __init__(self, block: Any, level: int = logging.NOTSET) -> None:
+        super().__init__(level)
+        self.block = block
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.block.message(self.format(record))
+        except Exception:  # noqa: BLE001 - logging must never raise into the caller
+            self.handleError(record)
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[int],
            colors: Optional[Dict[Tuple[int, int], str]] = None) -> List[str]:
+    rows = [[printable(text) for text in row] for row in rows]
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
 
     def cell(i: int, text: str, row: int) -> str:
@@ -274,7 +404,8 @@ def status_table(rows: Sequence[Dict[str, Any]], color: bool = False) -> List[st
         if color and s["state"] in _STATE_COLORS:
             colors[(n, 2)] = _STATE_COLORS[s["state"]]
     lines = _table(headers, cells, right=(0, 3, 5, 6, 7), colors=colors)
-    lines += [f"{s['number']}: {s['name']}: {s['error']}" for s in rows if s.get("error")]
+    lines += [printable(f"{s['number']}: {s['name']}: {s['error']}")
+              for s in rows if s.get("error")]
     return lines
 
 
@@ -306,4 +437,4 @@ def stats_lines(stats: Dict[str, Any]) -> List[str]:
         ("ratio", "%.2f" % stats["ratio"]),
         ("peer id", stats["peer_id"]),
     ]
-    return [f"{label + ':':<14}{value}" for label, value in fields]
+    return [f"{label + ':':<14}{printable(value)}" for label, value in fields]

@@ -7,6 +7,7 @@ cli.py and the shell write them out. Labels are padded so the values line up in 
 from __future__ import annotations
 
 import json
+import re
 import time
 from typing import Any, Dict, List
 
@@ -19,6 +20,8 @@ __all__ = ["torrent_json", "magnet_json", "json_text", "field", "torrent_lines",
 INFO_LABEL_WIDTH = 12
 # Label column of `create`: fits its longest label, "info hash:".
 CREATE_LABEL_WIDTH = 10
+# Characters json.dumps(ensure_ascii=False) writes raw that a terminal would act on.
+_UNSAFE_IN_JSON = re.compile("[\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
 def torrent_json(meta: metainfo.Metainfo) -> Dict[str, Any]:
@@ -45,12 +48,17 @@ def magnet_json(m: magnet.Magnet) -> Dict[str, Any]:
 
 
 def json_text(value: Any) -> str:
-    """What --json prints: indented, non-ASCII names left readable."""
-    return json.dumps(value, indent=2, ensure_ascii=False)
+    """What --json prints: indented, non-ASCII names left readable, but C1 controls and
+    bidirectional overrides escaped as JSON escapes them (json escapes C0 controls itself), so
+    the text is safe on a terminal and means the same to a JSON reader."""
+    return _UNSAFE_IN_JSON.sub(lambda m: "\\u%04x" % ord(m.group()),
+                               json.dumps(value, indent=2, ensure_ascii=False))
 
 
 def field(label: str, value: Any, width: int = INFO_LABEL_WIDTH) -> str:
-    return f"{label + ':':<{width}} {value}"
+    """A "label:  value" line; the value made printable (names and comments come from
+    whoever made the torrent)."""
+    return f"{label + ':':<{width}} {ui.printable(value)}"
 
 
 def torrent_lines(meta: metainfo.Metainfo) -> List[str]:
@@ -79,7 +87,8 @@ def torrent_lines(meta: metainfo.Metainfo) -> List[str]:
     lines.append(field("magnet", meta.magnet_link()))
     real = [f for f in info.files if not f.pad]
     lines.append(f"files ({len(real)}):")
-    lines += [f"  {ui.human_size(f.length):>10}  {'/'.join(f.path)}" for f in real]
+    lines += [f"  {ui.human_size(f.length):>10}  {ui.printable('/'.join(f.path))}"
+              for f in real]
     return lines
 
 
@@ -107,7 +116,7 @@ def created_lines(path: str, info: metainfo.Info, elapsed: float) -> List[str]:
     return [
         field("torrent", path, CREATE_LABEL_WIDTH),
         field("name", f"{info.name} ({ui.human_size(info.length)}, {info.num_pieces} pieces of "
-                      f"{ui.human_size(info.piece_length)}, hashed in {elapsed:.1f} s)",
-              CREATE_LABEL_WIDTH),
+                      f"{ui.human_size(info.piece_length)}, hashed in "
+                      f"{ui.human_duration(elapsed)})", CREATE_LABEL_WIDTH),
         field("info hash", info.info_hash.hex(), CREATE_LABEL_WIDTH),
     ]

@@ -10,17 +10,20 @@ import hashlib
 import http.server
 import io
 import json
+import logging
 import os
+import re
+import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import unittest
-from contextlib import redirect_stderr, redirect_stdout
+from contextlib import redirect_stderr
 from typing import List, Tuple
-from unittest import mock
 
-from sta import bencode, cli, magnet, metainfo, ui
+from sta import bencode, cli, magnet, metainfo
+from tests import enginekit, termkit
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STA = os.path.join(ROOT, "sta.py")
@@ -71,6 +74,13 @@ class GeneralTest(CliTestCase):
         self.assertEqual(code, 0)
         for command in cli.COMMANDS:
             self.assertIn(command, out)
+
+    def test_seed_help_says_magnet_links_are_accepted(self) -> None:
+        code, out, _ = run("seed", "--help")
+        self.assertEqual(code, 0)
+        self.assertIn("TORRENT_OR_MAGNET", out)
+        self.assertIn("magnet links", out)
+        self.assertIn("--bind ADDRESS", out)
 
     def test_subcommand_help_exits_zero(self) -> None:
         for command in cli.COMMANDS:
@@ -141,6 +151,37 @@ class CreateTest(CliTestCase):
         self.assertEqual(self.field(out, "torrent"), "pair.torrent")
         meta = metainfo.load(os.path.join(self.dir, "pair.torrent"))
         self.assertEqual(meta.announce, "http://t.example/announce")
+
+    def test_create_takes_options_between_paths(self) -> None:
+        self.file("a.bin", b"a" * 3000)
+        self.file("b.bin", b"b" * 5000)
+        code, out, err = run("create", "192.168.88.114", "-o", "x.torrent", "a.bin", "b.bin",
+                             "--name", "pair", cwd=self.dir)
+        self.assertEqual(code, 0, err)
+        meta = metainfo.load(os.path.join(self.dir, "x.torrent"))
+        self.assertEqual(meta.announce, "http://192.168.88.114:4000/announce")
+        self.assertEqual([f.path for f in meta.info.files], [("pair", "a.bin"),
+                                                             ("pair", "b.bin")])
+
+    def test_create_in_the_shell_takes_options_between_paths(self) -> None:
+        self.file("a.bin", b"a" * 3000)
+        self.file("b.bin", b"b" * 5000)
+        done = subprocess.run(
+            [sys.executable, STA, "shell", "--port", "0", "--bind", "127.0.0.1"], cwd=self.dir,
+            input=b"create 192.168.88.114 -o x.torrent a.bin b.bin --name pair\nexit\n",
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=RUN_TIMEOUT,
+            env=dict(os.environ, PYTHONPATH=ROOT, NO_COLOR="1"))
+        self.assertEqual(done.returncode, 0, done.stderr)
+        self.assertIn(b"Listening for peers on 127.0.0.1:", done.stderr)
+        meta = metainfo.load(os.path.join(self.dir, "x.torrent"))
+        self.assertEqual((meta.announce, len(meta.info.files)),
+                         ("http://192.168.88.114:4000/announce", 2))
+
+    def test_create_upload_without_tracker_is_a_usage_error(self) -> None:
+        self.file("a.bin", b"a")
+        self.assertFailsCleanly(run("create", "a.bin", "--upload", cwd=self.dir), 2,
+                                "--upload needs a tracker")
+        self.assertFalse(os.path.exists(os.path.join(self.dir, "a.torrent")))
 
     def test_create_each_tracker_is_its_own_tier(self) -> None:
         f = self.file("a.bin", b"a" * 100)
@@ -222,7 +263,8 @@ class CreateTest(CliTestCase):
         self.file("a", b"a")
         self.assertFailsCleanly(run("create", "-t", "h", "a", "-o",
                                     os.path.join(self.dir, "no", "such", "dir", "a.torrent"),
-                                    cwd=self.dir), 1, "No such file or directory")
+                                    cwd=self.dir), 1, "dir does not exist (create it, or give "
+                                                      "another place with -o)")
 
 
 class UploadHandler(http.server.BaseHTTPRequestHandler):
@@ -345,7 +387,8 @@ class InfoTest(CliTestCase):
 
     def test_info_corrupt_torrent_fails_cleanly(self) -> None:
         path = self.file("bad.torrent", b"d8:announce")
-        self.assertFailsCleanly(run("info", path), 1, "not a torrent file")
+        self.assertFailsCleanly(run("info", path), 1, f"not a .torrent file: {path} (bad "
+                                                      "bencoding at byte 11")
 
     def test_info_invalid_torrent_fails_cleanly(self) -> None:
         info = {b"name": b"..", b"piece length": 16384, b"pieces": b"", b"length": 0}
@@ -354,10 +397,26 @@ class InfoTest(CliTestCase):
 
     def test_info_missing_file_fails_cleanly(self) -> None:
         self.assertFailsCleanly(run("info", os.path.join(self.dir, "nope.torrent")), 1,
-                                "No such file or directory")
+                                "nope.torrent: no such file or folder")
 
     def test_info_folder_fails_cleanly(self) -> None:
-        self.assertFailsCleanly(run("info", self.dir), 1, "sta: error:")
+        self.assertFailsCleanly(run("info", self.dir), 1, "it is a folder, not a file")
+
+    def test_info_of_a_hostile_torrent_writes_no_control_character(self) -> None:
+        info = {b"name": b"evil\x1b]0;owned\x07.bin", b"piece length": 16384,
+                b"pieces": b"\0" * 20, b"length": 5}
+        path = self.file("evil.torrent", bencode.encode({
+            b"info": info, b"comment": "hi\x1b[2J\x1b[31mthere\x9b1m".encode(),
+            b"created by": b"\x07x", b"announce": b"http://t/announce\r\nfake: line"}))
+        code, out, err = run("info", path)
+        self.assertEqual(code, 0, err)
+        self.assertIsNone(re.search(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]", out), repr(out))
+        self.assertEqual(self.field(out, "comment"), "hithere")
+        self.assertEqual(self.field(out, "created by"), "?x")
+        code, out, err = run("info", path, "--json")
+        self.assertEqual(json.loads(out)["comment"], "hi\x1b[2J\x1b[31mthere\x9b1m")
+        self.assertNotIn("\x1b", out)
+        self.assertNotIn("\x9b", out)
 
     def test_info_fetch_without_any_source_fails_in_one_line(self) -> None:
         self.assertFailsCleanly(
@@ -369,58 +428,16 @@ class InfoTest(CliTestCase):
                                 "--fetch is for magnet links")
 
 
-class ParserTest(unittest.TestCase):
-    """In-process: the shell reuses build_parser, so parsing must raise, never exit."""
+class MainTest(unittest.TestCase):
+    """In-process: main returns the status instead of exiting, and each handler is its cmd_."""
 
-    def parse(self, *args: str):
-        return cli.build_parser().parse_args(list(args))
-
-    def test_defaults_of_every_command(self) -> None:
-        a = self.parse("tracker")
-        self.assertEqual((a.host, a.port, a.db, a.interval, a.tls, a.certfile, a.keyfile),
-                         ("0.0.0.0", 4000, "tracker.db", 1800, False, None, None))
-        a = self.parse("seed", "a.torrent", "b.torrent")
-        self.assertEqual((a.torrents, a.data, a.port, a.encryption, a.timeout),
-                         (["a.torrent", "b.torrent"], ".", 6881, "prefer", None))
-        a = self.parse("download", "a.torrent", "--peer", "h:1", "--peer", "[::1]:2",
-                       "--timeout", "2.5")
-        self.assertEqual((a.output, a.port, a.peer, a.seed, a.recheck, a.timeout, a.encryption),
-                         (cli.DEFAULT_DOWNLOAD_DIR, 6881, [("h", 1), ("::1", 2)], False, False, 2.5,
-                          "prefer"))
-        a = self.parse("shell")
-        self.assertEqual((a.port, a.output), (6881, cli.DEFAULT_DOWNLOAD_DIR))
-        a = self.parse("info", "x.torrent")
-        self.assertEqual((a.target, a.fetch, a.peer, a.output, a.json),
-                         ("x.torrent", False, [], None, False))
-        a = self.parse("create", "f")
-        self.assertEqual((a.paths, a.tracker, a.output, a.piece_length, a.private),
-                         (["f"], [], None, None, False))
-
-    def test_every_command_has_log_options_and_a_handler(self) -> None:
+    def test_every_command_runs_its_handler(self) -> None:
+        parser = cli.build_parser()
         for command, extra in (("tracker", []), ("create", ["f"]), ("seed", ["t"]),
                                ("download", ["t"]), ("shell", []), ("info", ["t"])):
-            a = self.parse(command, *extra, "--log-level", "debug", "--log-file", "x.log")
-            self.assertEqual((a.log_level, a.log_file), ("debug", "x.log"))
-            self.assertIs(a.handler, getattr(cli, "cmd_" + command))
-            self.assertEqual(self.parse(command, *extra).log_level, "warning")
-
-    def test_parse_error_raises_usage_error(self) -> None:
-        with self.assertRaises(cli.UsageError) as caught:
-            self.parse("seed")
-        self.assertIn("usage: sta seed", caught.exception.usage)
-        with self.assertRaises(cli.UsageError):
-            self.parse("download", "t", "--peer", "nope")
-        with self.assertRaises(cli.UsageError):
-            self.parse("seed", "t", "--encryption", "maybe")
-        with self.assertRaises(cli.UsageError):
-            self.parse("download", "t", "--timeout", "-1")
-
-    def test_help_raises_parser_exit(self) -> None:
-        with redirect_stdout(io.StringIO()) as out:
-            with self.assertRaises(cli.ParserExit) as caught:
-                self.parse("info", "--help")
-        self.assertEqual(caught.exception.status, 0)
-        self.assertIn("TORRENT_OR_MAGNET", out.getvalue())
+            with self.subTest(command=command):
+                args = parser.parse_args([command] + extra)
+                self.assertIs(args.handler, getattr(cli, "cmd_" + command))
 
     def test_main_returns_status_instead_of_exiting(self) -> None:
         err = io.StringIO()
@@ -430,130 +447,191 @@ class ParserTest(unittest.TestCase):
         lines = err.getvalue().splitlines()
         self.assertTrue(lines[-1].startswith("sta: error: bad magnet link"))
 
-    def test_tracker_url(self) -> None:
-        cases = {
-            "192.168.88.114": "http://192.168.88.114:4000/announce",
-            "tracker.lan:8000": "http://tracker.lan:8000/announce",
-            "[::1]:9000": "http://[::1]:9000/announce",
-            "[::1]": "http://[::1]:4000/announce",
-            "fe80::1": "http://[fe80::1]:4000/announce",
-            "http://h:4000": "http://h:4000/announce",
-            "http://h:4000/": "http://h:4000/announce",
-            "https://h/custom/announce": "https://h/custom/announce",
-            "udp://h:1337": "udp://h:1337",
-        }
-        for text, url in cases.items():
-            with self.subTest(text=text):
-                self.assertEqual(cli.tracker_url(text), url)
-        for bad in ("", "h:0", "h:99999", "ftp://h/", "http://", "a b", "-h", "[::1"):
-            with self.subTest(bad=bad):
-                with self.assertRaises(cli.UsageError):
-                    cli.tracker_url(bad)
+    def test_error_lines_are_made_printable(self) -> None:
+        err = io.StringIO()
+        with redirect_stderr(err):
+            self.assertEqual(cli.main(["info", "no\x1b]0;owned\x07such\x1b[2J.torrent"]), 1)
+            self.assertEqual(cli.main(["seed", "t", "--encryption", "\x1b[31mred"]), 2)
+        self.assertNotIn("\x1b", err.getvalue())
+        self.assertIn("sta: error: nosuch.torrent: no such file or folder", err.getvalue())
 
-    def test_parse_size(self) -> None:
-        self.assertEqual(cli.parse_size("262144"), 262144)
-        self.assertEqual(cli.parse_size("256K"), 262144)
-        self.assertEqual(cli.parse_size("256KiB"), 262144)
-        self.assertEqual(cli.parse_size("4m"), 4 << 20)
-        self.assertEqual(cli.parse_size("1G"), 1 << 30)
-        with self.assertRaises(ValueError):
-            cli.parse_size("4 parsecs")
-
-    def test_user_errors_are_recognised(self) -> None:
-        self.assertTrue(cli.is_user_error(metainfo.MetainfoError("x")))
-        self.assertTrue(cli.is_user_error(magnet.MagnetError("x")))
-        self.assertTrue(cli.is_user_error(bencode.BencodeError("x", 0)))
-        self.assertTrue(cli.is_user_error(FileNotFoundError(2, "No such file", "f")))
-        self.assertFalse(cli.is_user_error(ValueError("bug")))
-        self.assertFalse(cli.is_user_error(KeyError("bug")))
-
-
-class FakeTty(io.StringIO):
-    def isatty(self) -> bool:
-        return True
-
-
-class UiTest(unittest.TestCase):
-    """ui.py is the CLI's presentation layer; its behaviour is part of what a user sees."""
-
-    def test_human_units(self) -> None:
-        self.assertEqual([ui.human_size(n) for n in (0, 1023, 1024, 1536, 10 ** 9, 1 << 30)],
-                         ["0 B", "1023 B", "1 KiB", "1.50 KiB", "954 MiB", "1 GiB"])
-        self.assertEqual(ui.human_size(1048575), "1.00 MiB")
-        self.assertEqual(ui.human_rate(2.5 * 1024 * 1024), "2.50 MiB/s")
-        self.assertEqual([ui.human_eta(s) for s in (None, float("inf"), -1, 5, 185, 7300, 90000)],
-                         ["--", "--", "--", "5s", "3m05s", "2h01m", "1d01h"])
-
-    def test_progress_bar_and_torrent_line(self) -> None:
-        self.assertEqual(ui.progress_bar(0.5, 10), "[#####.....]")
-        self.assertEqual(ui.progress_bar(7, 4), "[####]")
-        line = ui.torrent_line("a" * 40, 1 << 30, 0.456, 1024, 0, 3, 65, name_width=10)
-        self.assertTrue(line.startswith("aaaaaaaaa~ "))
-        for part in ("1 GiB", "45.6%", "1 KiB/s", "peers   3", "eta 1m05s"):
-            self.assertIn(part, line)
-
-    def test_progress_line_in_a_pipe_prints_plain_lines_every_interval(self) -> None:
-        now = [0.0]
-        out = io.StringIO()
-        line = ui.ProgressLine(out, clock=lambda: now[0])
-        self.assertFalse(line.tty)
-        self.assertTrue(line.update("one"))
-        now[0] = ui.PLAIN_INTERVAL / 2
-        self.assertFalse(line.update("skipped"))
-        now[0] = ui.PLAIN_INTERVAL + 0.1
-        self.assertTrue(line.update("two"))
-        line.finish("done")
-        self.assertEqual(out.getvalue(), "one\ntwo\ndone\n")
-
-    def test_progress_line_on_a_tty_redraws_in_place(self) -> None:
-        out = FakeTty()
-        env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "TERM")}
-        with mock.patch.dict(os.environ, env, clear=True):
-            line = ui.ProgressLine(out, interval=0)
-            line.update("long text")
-            line.update("short")
-            line.finish()
-        self.assertEqual(out.getvalue(), "\rlong text\x1b[K\rshort\x1b[K\n")
-
-    def test_no_color_means_no_ansi(self) -> None:
-        out = FakeTty()
-        with mock.patch.dict(os.environ, {"NO_COLOR": "1"}):
-            self.assertFalse(ui.use_color(out))
-            line = ui.ProgressLine(out, interval=0)
-            line.update("long text")
-            line.update("short")
-        self.assertNotIn("\x1b", out.getvalue())
-        self.assertEqual(out.getvalue(), "\rlong text\rshort    ")
-
-    @unittest.skipUnless(hasattr(os, "openpty") and sys.platform != "win32", "needs a pty")
-    def test_create_shows_progress_on_a_terminal(self) -> None:
+    def test_terminal_log_lines_are_plain_and_the_log_file_keeps_everything(self) -> None:
+        root = logging.getLogger()
+        saved = (root.handlers[:], root.level)
+        self.addCleanup(lambda: (setattr(root, "handlers", saved[0]), root.setLevel(saved[1])))
+        err = io.StringIO()
+        with redirect_stderr(err):
+            cli.configure_logging("warning")
+            logging.getLogger("sta.announce").warning("a.bin: tracker %s: %s", "t\x1b[2J",
+                                                      "connection refused")
+        self.assertEqual(err.getvalue(), "a.bin: tracker t: connection refused\n")
         with tempfile.TemporaryDirectory() as d:
-            with open(os.path.join(d, "f"), "wb") as f:
-                f.write(b"x" * 100000)
-            master, slave = os.openpty()
-            try:
-                done = subprocess.run([sys.executable, STA, "create", "-t", "h", "f"], cwd=d,
-                                      stdout=subprocess.PIPE, stderr=slave, timeout=RUN_TIMEOUT,
-                                      env=dict(os.environ, PYTHONPATH=ROOT))
-                os.close(slave)
-                slave = -1
-                shown = b""
-                while True:
-                    try:
-                        chunk = os.read(master, 65536)
-                    except OSError:  # EIO once the child's end is closed
-                        break
-                    if not chunk:
-                        break
-                    shown += chunk
-            finally:
-                os.close(master)
-                if slave >= 0:
-                    os.close(slave)
-        self.assertEqual(done.returncode, 0)
-        self.assertIn(b"\rhashing [", shown)
-        self.assertIn(b"100.0%", shown)
+            path = os.path.join(d, "sta.log")
+            cli.configure_logging("info", path)
+            logging.getLogger("sta.announce").info("in the file")
+            logging.shutdown()
+            for handler in logging.getLogger().handlers:
+                handler.close()
+            with open(path, encoding="utf-8") as f:
+                self.assertRegex(f.read(), r"^\S+ \S+ INFO sta.announce: in the file\n$")
 
+
+class UserErrorTest(CliTestCase):
+    """What the README promises: one line saying what and what to do, exit status 1."""
+
+    def test_missing_torrent_is_named(self) -> None:
+        for command in ("info", "seed", "download"):
+            with self.subTest(command=command):
+                self.assertFailsCleanly(run(command, "ass1.torrnt", cwd=self.dir), 1,
+                                        "sta: error: ass1.torrnt: no such file or folder")
+        self.assertFalse(os.path.exists(os.path.join(self.dir, "downloads")),
+                         "a failed download left its folder behind")
+
+    def test_a_file_that_is_not_a_torrent_says_so_first(self) -> None:
+        self.file("ass1.pdf", b"%PDF-1.4 not bencoded")
+        for command in ("info", "seed", "download"):
+            with self.subTest(command=command):
+                code, _, err = run(command, "ass1.pdf", cwd=self.dir)
+                self.assertFailsCleanly((code, "", err), 1, "bad bencoding")
+                self.assertTrue(err.startswith("sta: error: not a .torrent file: ass1.pdf ("),
+                                err)
+
+    def test_tracker_port_in_use_suggests_port(self) -> None:
+        with socket.socket() as busy:
+            busy.bind(("127.0.0.1", 0))
+            busy.listen(1)
+            port = busy.getsockname()[1]
+            result = run("tracker", "--host", "127.0.0.1", "--port", str(port),
+                         "--db", os.path.join(self.dir, "t.db"))
+        self.assertFailsCleanly(result, 1, f"cannot listen on port {port}: another program "
+                                           "uses it")
+        self.assertIn("--port", result[2])
+
+    def test_unwritable_download_folder_fails_before_any_transfer(self) -> None:
+        torrent = self.torrent()
+        self.file("afile", b"x")
+        out = os.path.join(self.dir, "afile", "downloads")
+        code, stdout, err = run("download", torrent, "-o", out, "--port", "0")
+        self.assertFailsCleanly((code, stdout, err), 1, "cannot create the download folder")
+        self.assertIn("choose another folder with -o DIR", err)
+        self.assertNotIn("Listening", stdout + err)
+
+    @unittest.skipIf(os.name == "nt" or os.geteuid() == 0,
+                     "permissions do not stop root, and Windows has no chmod 555")
+    def test_read_only_download_folder_fails_before_any_transfer(self) -> None:
+        torrent = self.torrent()
+        out = os.path.join(self.dir, "locked")
+        os.makedirs(out)
+        os.chmod(out, 0o555)
+        self.addCleanup(os.chmod, out, 0o755)
+        self.assertFailsCleanly(run("download", torrent, "-o", out, "--port", "0"), 1,
+                                "cannot write in the download folder")
+
+    def test_bind_to_another_machines_address_is_refused(self) -> None:
+        torrent = self.torrent()
+        for command in (("download", torrent), ("seed", torrent), ("shell",)):
+            with self.subTest(command=command[0]):
+                self.assertFailsCleanly(run(*command, "--bind", "203.0.113.7", "--port", "0",
+                                            cwd=self.dir), 1,
+                                        "--bind 203.0.113.7: not an address of this machine")
+        self.assertFailsCleanly(run("tracker", "--host", "203.0.113.7", "--port", "0"), 1,
+                                "--host 203.0.113.7: not an address of this machine")
+
+    def test_seed_from_a_missing_folder_fails_before_listening(self) -> None:
+        torrent = self.torrent()
+        code, out, err = run("seed", torrent, "--data", os.path.join(self.dir, "gone"),
+                             "--port", "0")
+        self.assertFailsCleanly((code, out, err), 1, "gone: no such folder; give the folder "
+                                                     "that holds the files with --data DIR")
+        self.assertFalse(os.path.exists(os.path.join(self.dir, "gone")))
+
+    def test_tracker_certificate_that_is_missing_is_named(self) -> None:
+        self.assertFailsCleanly(run("tracker", "--certfile", "no-cert.pem", "--keyfile",
+                                    "no-key.pem", cwd=self.dir), 1,
+                                "--certfile no-cert.pem: no such file")
+
+    def test_unwritable_log_file_is_one_line(self) -> None:
+        self.assertFailsCleanly(run("info", "x.torrent", "--log-file",
+                                    os.path.join(self.dir, "no", "x.log")), 1,
+                                "cannot write the log file")
+
+    def torrent(self) -> str:
+        self.file("data/a.bin", os.urandom(40000))
+        path = os.path.join(self.dir, "a.torrent")
+        code, _, err = run("create", os.path.join(self.dir, "data", "a.bin"), "-o", path)
+        self.assertEqual(code, 0, err)
+        return path
+
+
+class TransferOutputTest(CliTestCase):
+    """A real seed and a real download on 127.0.0.1: what the download prints at the end."""
+
+    def start_seed(self) -> int:
+        """Seed a 293 KiB file on 127.0.0.1 only; its port."""
+        data = self.file("share/a.bin", os.urandom(300000))
+        self.torrent_path = os.path.join(self.dir, "a.torrent")
+        code, _, err = run("create", data, "-o", self.torrent_path)
+        self.assertEqual(code, 0, err)
+        seed = enginekit.StaProcess(self, "seed", self.torrent_path, "--data",
+                                    os.path.join(self.dir, "share"), "--port", "0",
+                                    "--bind", "127.0.0.1")
+        port = int(seed.wait_for(r"Listening for peers on 127\.0\.0\.1:(\d+)").group(1))
+        seed.wait_for(r"^Seeding a\.bin")
+        return port
+
+    def test_download_ends_with_complete_and_a_precise_time(self) -> None:
+        port = self.start_seed()
+        code, out, err = run("download", self.torrent_path, "-o", os.path.join(self.dir, "dl"),
+                             "--peer", f"127.0.0.1:{port}", "--port", "0", "--bind", "127.0.0.1")
+        self.assertEqual(code, 0, err)
+        progress = [line for line in err.splitlines() if line.startswith("a.bin ")]
+        self.assertTrue(progress[-1].endswith("complete"), err)
+        self.assertNotIn("seeding", progress[-1])
+        self.assertRegex(err, r"a\.bin: downloaded 293 KiB, uploaded 0 B in \d+\.\d s, average")
+        self.assertRegex(err, rf"  from 127\.0\.0\.1:{port}: 293 KiB")
+
+    @termkit.needs_pty
+    def test_download_on_a_terminal_ends_with_complete(self) -> None:
+        port = self.start_seed()
+        code, shown = termkit.run_on_terminal(
+            ["download", self.torrent_path, "-o", os.path.join(self.dir, "dl"), "--peer",
+             f"127.0.0.1:{port}", "--port", "0"], cwd=self.dir)
+        lines = termkit.screen(shown)
+        self.assertEqual(code, 0, shown)
+        [last] = [line for line in lines if line.startswith("a.bin ")]
+        self.assertTrue(last.endswith("complete"), lines)
+        self.assertLessEqual(max(len(line) for line in lines[:3]), termkit.COLUMNS)
+        self.assertRegex(lines[-2], r"in \d+\.\d s")
+
+
+class TerminalTest(CliTestCase):
+    @termkit.needs_pty
+    def test_create_shows_progress_on_a_terminal(self) -> None:
+        self.file("f", b"x" * 100000)
+        code, shown = termkit.run_on_terminal(["create", "-t", "h", "f"], cwd=self.dir)
+        self.assertEqual(code, 0, shown)
+        self.assertIn("\rhashing [", shown)
+        self.assertIn("100.0%", shown)
+
+    @termkit.needs_pty
+    def test_log_lines_are_never_glued_onto_the_progress_line(self) -> None:
+        with socket.socket() as closed:
+            closed.bind(("127.0.0.1", 0))
+            dead = closed.getsockname()[1]  # nothing listens there once closed
+        self.file("data/a.bin", os.urandom(40000))
+        code, _, err = run("create", "-t", f"127.0.0.1:{dead}", "data/a.bin", "-o", "a.torrent",
+                           cwd=self.dir)
+        self.assertEqual(code, 0, err)
+        code, shown = termkit.run_on_terminal(
+            ["download", "a.torrent", "--port", "0", "--timeout", "2"], cwd=self.dir)
+        lines = termkit.screen(shown)
+        self.assertEqual(code, 1, shown)
+        warnings = [line for line in lines if "connection refused" in line]
+        self.assertTrue(warnings, lines)
+        for line in warnings:
+            self.assertNotIn("peers", line, lines)
+            self.assertTrue(line.startswith("a.bin: tracker "), lines)
+        self.assertIn("incomplete", [line for line in lines if line.startswith("a.bin  ")][-1])
 
 if __name__ == "__main__":
     unittest.main()

@@ -529,9 +529,9 @@ class HttpsTrackerTests(ProcessTestCase):
         wrong_pin = self.download("--tracker-pin", wrong, "--timeout", str(REFUSED_TIMEOUT),
                                   out=out_wrong)
 
-        no_pin.wait_for(r"WARNING .*tracker https://127\.0\.0\.1:\d+/announce.*"
+        no_pin.wait_for(r"tracker https://127\.0\.0\.1:\d+/announce.*"
                         r"certificate not trusted")
-        wrong_pin.wait_for(r"WARNING .*tracker https://127\.0\.0\.1:\d+/announce.*"
+        wrong_pin.wait_for(r"tracker https://127\.0\.0\.1:\d+/announce.*"
                            r"certificate fingerprint [0-9a-f]{64} does not match the pinned %s"
                            % wrong)
         for proc in (no_pin, wrong_pin):
