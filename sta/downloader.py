@@ -129,7 +129,7 @@ class Downloader:
         if (fetch is None or bits is None or conn.peer_choking or not conn.am_interested
                 or conn.closed or not self.active):
             return
-        target = 1 if fetch.snubbed else fetch.target
+        target = 1 if fetch.snubbed else min(fetch.target, self._limit(conn))
         picker = self.picker
         if picker.endgame:
             # Every missing block is already asked of someone: a peer takes a duplicate only
@@ -259,12 +259,19 @@ class Downloader:
         if fetch.slow_start and conn.downloaded and rate < fetch.last_rate * SLOW_START_GROWTH:
             fetch.slow_start = False
         fetch.last_rate = rate
-        # Size the request pipeline for REQUEST_QUEUE_SECONDS at the current rate.
+        # Size the request pipeline for REQUEST_QUEUE_SECONDS at the current rate, never past
+        # what the peer said it queues (its `reqq`).
         wanted = int(rate * REQUEST_QUEUE_SECONDS / BLOCK_SIZE)
-        fetch.target = max(MIN_OUTSTANDING_REQUESTS,
-                           min(self._limit(conn), max(wanted, fetch.target)))
-        if fetch.outstanding:
-            if now - fetch.last_block > SNUB_TIMEOUT and not fetch.snubbed:
+        fetch.target = min(self._limit(conn),
+                           max(MIN_OUTSTANDING_REQUESTS, wanted, fetch.target))
+        outstanding = fetch.outstanding
+        if outstanding:
+            # Silent since its last block and since our oldest request went out: time spent
+            # choked, with nothing asked, is not the peer's fault (libtorrent also times the
+            # last request).
+            oldest_request = next(iter(outstanding.values()))
+            silent_since = max(fetch.last_block, oldest_request)
+            if now - silent_since > SNUB_TIMEOUT and not fetch.snubbed:
                 fetch.snubbed = True
                 log.info("%s: %r snubbed: no data for %.0f s", self.name, conn, SNUB_TIMEOUT)
                 self.picker.requests_dropped(conn)

@@ -177,6 +177,9 @@ class PeerConnection:
     # -- StreamHandler: what the transport reports ----------------------------------------------
 
     def stream_opened(self, transport: Transport) -> None:
+        # The handshake deadline and the idle clock start at the connect, not when the
+        # connection object was made (a dial may wait for its TCP connect).
+        self.connected_at = self.last_received = self.last_sent = time.monotonic()
         self.transport = transport
         self.address = transport.address
         if not self.host.connection_opened(self):

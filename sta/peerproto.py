@@ -71,7 +71,8 @@ class PeerExtensions:
         size = event.metadata_size
         if size is not None:
             self.metadata_size = size
-        self.upload_only = event.upload_only
+        if b"upload_only" in event.payload:
+            self.upload_only = event.upload_only
 
 
 class PeerProtocol:
@@ -128,6 +129,8 @@ class PeerProtocol:
     def _on_handshake(self, event: wire.Handshake) -> None:
         if self.info_hash is not None and event.info_hash != self.info_hash:
             raise PeerProtocolError("handshake with the wrong info hash")
+        # An incoming conversation is about the torrent the peer named; our answer must be too.
+        self.info_hash = event.info_hash
         self.handshake_received = True
         self.peer_id = event.peer_id
         self.reserved = event.reserved

@@ -291,10 +291,11 @@ class Session:
             await asyncio.wait_for(self.loop.create_connection(
                 lambda: TcpStream(conn, address, link=link), host, port), CONNECT_TIMEOUT)
             log.debug("%s: connected to %s:%d", owner.name, host, port)
-        except (OSError, asyncio.TimeoutError) as exc:
+        except (OSError, asyncio.TimeoutError, tls.TlsError) as exc:
             self._dial_modes.pop(conn, None)
-            log.info("%s: cannot connect to %s:%d: %s", owner.name, host, port,
-                     exc.strerror if isinstance(exc, OSError) and exc.strerror else "timed out")
+            reason = (exc.strerror if isinstance(exc, OSError) and exc.strerror else
+                      str(exc) if isinstance(exc, tls.TlsError) else "timed out")
+            log.info("%s: cannot connect to %s:%d: %s", owner.name, host, port, reason)
             owner.dial_failed(address)
 
     def spawn(self, coro: Awaitable[Any]) -> "asyncio.Task[Any]":

@@ -122,7 +122,9 @@ class Torrent:
         have = await self.host.loop.run_in_executor(
             None, partial(self.storage.restore, recheck=recheck))
         info = self.info
-        self.picker = PiecePicker(info.num_pieces, info.piece_length, info.length, have)
+        # The picker gets its own copy: the storage's record must see each new piece as new,
+        # or the resume state is never due for a save.
+        self.picker = PiecePicker(info.num_pieces, info.piece_length, info.length, have.copy())
         self.downloader = Downloader(
             self.name, info, self.storage, self.picker, run_in_pool=self._run_in_pool,
             on_verified=self._piece_verified, on_error=self.storage_failed,
@@ -258,8 +260,7 @@ class Torrent:
 
     def _strike(self, address: Address, reason: str) -> None:
         """One proven bad piece from ``address``; ban it after MAX_HASH_FAILURES."""
-        record = self.swarm.record(address)
-        if record.banned:
+        if address[0] in self.swarm.banned_hosts:
             return
         strikes = self.strikes(address)
         log.warning("%s: peer %s:%s %s (%d of %d before a ban)", self.name, address[0],
@@ -365,9 +366,10 @@ class Torrent:
         self._bits[conn] = bits
         self.picker.peer_added(bits)
         if self.super_seeder is not None:
-            self.super_seeder.peer_left(conn)
-            for piece in self.super_seeder.peer_joined(conn, set(bits.iter_set())):
-                conn.send_have(piece)
+            # What was revealed at the join stands; the bitfield only adds what the peer has.
+            for index in bits.iter_set():
+                for piece in self.super_seeder.peer_has(conn, index):
+                    conn.send_have(piece)
         self._bits_changed(conn)
 
     def _on_bitfield(self, conn: Any, event: Any) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from typing import Any, Callable, List, Optional, Protocol, Tuple
 
 from . import tls
@@ -29,6 +30,11 @@ Address = Tuple[str, int]
 # holding much data that a peer which disappears would never receive.
 WRITE_BUFFER_HIGH = 1024 * 1024
 WRITE_BUFFER_LOW = 256 * 1024
+# CPython 3.12.0-3.12.7 and 3.13.0 have a writelines() that never calls pause_writing
+# (gh-127655): there a full buffer would grow without bound, so those versions join the chunks
+# and write once (what writelines itself did before 3.12).
+_WRITELINES_PAUSES = not ((3, 12, 0) <= sys.version_info[:3] <= (3, 12, 7)
+                          or sys.version_info[:3] == (3, 13, 0))
 
 
 class Transport(Protocol):
@@ -100,7 +106,10 @@ class TcpStream(asyncio.Protocol):
         if raw is None or self._closed or not self._ready:
             return
         if self._link is None:
-            raw.writelines(chunks)
+            if _WRITELINES_PAUSES:
+                raw.writelines(chunks)
+            else:
+                raw.write(b"".join(chunks))
         else:
             raw.write(self._link.send_many(chunks))
 
@@ -152,11 +161,16 @@ class TcpStream(asyncio.Protocol):
                 return
             if self._link is None:
                 self._become_ready()
-        if self._link is not None:
-            data = self._receive_tls(data)
-            if not data or self._closed:
-                return
-        self.handler.stream_received(data)
+        link = self._link
+        if link is None:
+            self.handler.stream_received(data)
+            return
+        data = self._receive_tls(data)
+        if data and not self._closed:
+            self.handler.stream_received(data)
+        if link.closed and not self._closed:
+            # What came with the peer's close_notify was delivered first.
+            self._fail("peer closed the TLS session", None)
 
     def connection_lost(self, exc: Optional[Exception]) -> None:
         link = self._link
@@ -209,9 +223,6 @@ class TcpStream(asyncio.Protocol):
             self.encrypted = True
             self.bound_info_hash = link.info_hash
             self._become_ready()
-        if link.closed:
-            self._fail("peer closed the TLS session", None)
-            return b""
         return plain
 
     def _fail(self, reason: str, error: Optional[BaseException]) -> None:

@@ -18,7 +18,7 @@ import random
 import unittest
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from sta import bencode, metainfo, wire
+from sta import bencode, metainfo, ut_metadata, wire
 from sta.peerproto import DEFAULT_PEER_REQQ, EXTENSION_IDS, PeerExtensions
 
 Address = Tuple[str, int]
@@ -243,11 +243,11 @@ class FakeConnection:
     def hand_over(self, owner: Any) -> None:
         self.owner = owner
 
-    def ut_metadata_message(self, event: wire.Extended) -> Optional[wire.MetadataMessage]:
+    def ut_metadata_message(self, event: wire.Extended) -> Optional[ut_metadata.MetadataMessage]:
         if event.ext_id != EXTENSION_IDS["ut_metadata"]:
             return None
         try:
-            return wire.decode_metadata(event.payload)
+            return ut_metadata.decode_metadata(event.payload)
         except wire.WireError as exc:
             self.close(f"bad ut_metadata message: {exc}")
             return None

@@ -68,7 +68,8 @@ class ErrorTest(unittest.TestCase):
     def test_user_error_is_its_message_alone(self) -> None:
         term = make_console()
         term.report(FileNotFoundError(2, "No such file or directory", "x.torrent"))
-        self.assertEqual(term.stderr.getvalue(), "x.torrent: No such file or directory\n")
+        # errors.describe_error words it plainly ("no such file or folder").
+        self.assertEqual(term.stderr.getvalue(), "x.torrent: no such file or folder\n")
 
     def test_bug_shows_its_traceback(self) -> None:
         term = make_console()

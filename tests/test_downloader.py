@@ -125,7 +125,6 @@ class PipelineTests(Kit):
     # A peer whose `reqq` is below MIN_OUTSTANDING_REQUESTS still gets 16 requests: _Fetch
     # starts at MIN_OUTSTANDING_REQUESTS whatever the peer said, and tick() applies
     # max(MIN_OUTSTANDING_REQUESTS, min(limit, ...)), so the minimum wins over the peer's limit.
-    @unittest.expectedFailure
     def test_a_peer_with_a_small_reqq_gets_no_more_requests_than_it_accepts(self):
         conn = self.peer(reqq=4)
         self.fill(conn)
@@ -199,7 +198,6 @@ class TimerTests(Kit):
     # for longer than SNUB_TIMEOUT is snubbed one tick after it unchokes us and gets its first
     # requests. libtorrent requires both the last piece and the last request to be older than
     # the timeout.
-    @unittest.expectedFailure
     def test_a_peer_is_not_snubbed_for_the_time_it_kept_us_choked(self):
         conn = self.peer(now=0.0)
         conn.peer_choking = True

@@ -5,7 +5,7 @@ import tempfile
 import unittest
 from unittest import mock
 
-from sta import wire
+from sta import ut_metadata, wire
 from sta.announce import AnnounceResponse
 from sta.bitfield import Bitfield
 from sta.magnet import Magnet
@@ -70,7 +70,7 @@ class Kit(unittest.TestCase):
 
     def answer(self, conn, data=None):
         data = self.raw if data is None else data
-        receive(conn, wire.Extended(OUR_UT_METADATA, wire.metadata_data(0, len(data), data)))
+        receive(conn, wire.Extended(OUR_UT_METADATA, ut_metadata.metadata_data(0, len(data), data)))
 
 
 class FetchTests(Kit):
@@ -88,14 +88,14 @@ class FetchTests(Kit):
         join(stand_in, plain)
         receive(plain, wire.ExtendedHandshake({b"m": {b"ut_pex": 1}}))
         stand_in.tick(1.0)
-        self.assertEqual(asked.of("extended"), [(UT_METADATA, wire.metadata_request(0))])
+        self.assertEqual(asked.of("extended"), [(UT_METADATA, ut_metadata.metadata_request(0))])
         self.assertEqual(plain.of("extended"), [])
 
     def test_a_metadata_request_from_a_peer_is_rejected(self):
         stand_in = self.magnet()
         conn = self.metadata_peer(stand_in, 1)
-        receive(conn, wire.Extended(OUR_UT_METADATA, wire.metadata_request(0)))
-        self.assertEqual(conn.of("extended")[-1], (UT_METADATA, wire.metadata_reject(0)))
+        receive(conn, wire.Extended(OUR_UT_METADATA, ut_metadata.metadata_request(0)))
+        self.assertEqual(conn.of("extended")[-1], (UT_METADATA, ut_metadata.metadata_reject(0)))
 
     def test_a_peer_whose_whole_copy_fails_the_hash_is_banned(self):
         stand_in = self.magnet()
@@ -132,7 +132,7 @@ class HandOverTests(Kit):
         self.host.wait_until(lambda: addr(99) in stand_in.swarm.known)
         partial = FakeConnection(addr(1))
         self.assertTrue(join(stand_in, partial))
-        receive(partial, wire.Bitfield(Bitfield.from_indices(PIECES, [1, 2]).to_bytes()),
+        receive(partial, wire.BitfieldMessage(Bitfield.from_indices(PIECES, [1, 2]).to_bytes()),
                 wire.Have(5))
         sender = self.metadata_peer(stand_in, 2)
         self.answer(sender)

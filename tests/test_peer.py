@@ -265,7 +265,7 @@ class HandshakeTests(PeerTestCase):
         conn, host, stream, _ = self.outgoing(owner)
         conn.stream_received(peer_handshake())
         kinds = [type(e) for e in stream.sent_events()]
-        self.assertEqual(kinds, [wire.Handshake, wire.Bitfield, wire.ExtendedHandshake])
+        self.assertEqual(kinds, [wire.Handshake, wire.BitfieldMessage, wire.ExtendedHandshake])
         fields = stream.sent_events()[2].payload
         self.assertEqual(fields, {
             b"m": {name.encode(): ext_id for name, ext_id in EXTENSION_IDS.items()},
@@ -415,7 +415,6 @@ class TimerTests(PeerTestCase):
     # connection before create_connection starts, so a TCP connect that takes most of
     # CONNECT_TIMEOUT leaves almost no time for the handshake, against HANDSHAKE_TIMEOUT's
     # comment ("within this many seconds of the TCP connect").
-    @unittest.expectedFailure
     def test_handshake_timeout_counts_from_the_tcp_connect(self):
         owner = FakeOwner()
         host = FakeHost((owner,))

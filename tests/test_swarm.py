@@ -2,8 +2,8 @@
 
 import unittest
 
-from sta.swarm import (CONNECTS_PER_TICK, MAX_PEERS_PER_TORRENT, RECONNECT_BASE, RECONNECT_MAX,
-                       Swarm)
+from sta.swarm import (CONNECTS_PER_TICK, MAX_KNOWN_PEERS, MAX_PEERS_PER_TORRENT, RECONNECT_BASE,
+                       RECONNECT_MAX, Swarm)
 from tests.fakes import OUR_PEER_ID, FakeConnection, peer_id_for
 
 
@@ -212,6 +212,17 @@ class BanTests(Kit):
         self.assertEqual(self.dialled, [addr(2)])
         self.assertFalse(self.swarm.anyone_to_dial(1000.0))
 
+    def test_a_ban_holds_for_the_host_whatever_port_it_comes_back_from(self):
+        host = addr(5)[0]
+        self.swarm.add_peers([(host, 7000), (host, 7001), addr(6)], "tracker")
+        self.swarm.ban((host, 7000), None, "liar")
+        self.assertEqual(self.swarm.admit(FakeConnection((host, 51000), incoming=True,
+                                                         peer_id=peer_id_for(9))),
+                         "banned peer")
+        self.assertEqual(self.swarm.add_peers([(host, 7002)], "pex"), 0)
+        self.swarm.connect_more(0.0)
+        self.assertEqual(self.dialled, [addr(6)])
+
     def test_ban_by_peer_id_closes_its_other_connections(self):
         pid = peer_id_for(5)
         first = FakeConnection(addr(5), peer_id=pid)
@@ -229,6 +240,15 @@ class BanTests(Kit):
         self.swarm.close_all("stopping")
         self.assertTrue(all(c.closed and c.close_reason == "stopping" for c in conns))
         self.assertEqual(self.swarm.peers, set())
+
+
+class BoundTests(Kit):
+    def test_known_addresses_stop_at_the_bound_from_every_source(self):
+        first = [("10.%d.%d.1" % divmod(n, 250), 6881) for n in range(MAX_KNOWN_PEERS - 10)]
+        self.assertEqual(self.swarm.add_peers(first, "tracker"), MAX_KNOWN_PEERS - 10)
+        more = [("11.%d.%d.1" % divmod(n, 250), 6881) for n in range(50)]
+        self.assertEqual(self.swarm.add_peers(more, "pex"), 10)
+        self.assertEqual(len(self.swarm.known), MAX_KNOWN_PEERS)
 
 
 class TakeOverTests(Kit):

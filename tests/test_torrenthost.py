@@ -69,7 +69,7 @@ class RunTests(unittest.TestCase):
 
         seed = FakeConnection(address)
         self.assertTrue(join(torrent, seed))
-        receive(seed, wire.Bitfield(Bitfield.full(PIECES).to_bytes()), wire.Unchoke())
+        receive(seed, wire.BitfieldMessage(Bitfield.full(PIECES).to_bytes()), wire.Unchoke())
         answered = 0
         for _ in range(PIECES * PIECE // 16384 + 1):  # at most one round per block
             asked = seed.requested()

@@ -22,13 +22,6 @@ TIMEOUT = 10.0
 # in one send (a few MiB at most), so the stream's own buffer passes WRITE_BUFFER_HIGH.
 FLOOD = 16 * 1024 * 1024 + WRITE_BUFFER_HIGH
 
-# CPython gh-127655: from 3.12.0 to 3.12.7 and in 3.13.0 the selector transport's writelines()
-# (which TcpStream.write uses for plain streams) never calls pause_writing, however full its
-# buffer gets. On those versions a plain stream never reports writing_paused, and a peer that
-# asks for blocks without reading them makes the node buffer without limit.
-WRITELINES_NEVER_PAUSES = ((3, 12) <= sys.version_info[:3] < (3, 12, 8)
-                           or sys.version_info[:3] == (3, 13, 0))
-
 _state: Optional[tempfile.TemporaryDirectory] = None
 PEER_TLS: Any = None  # one node identity, used by both ends (made once: key generation is slow)
 
@@ -331,10 +324,6 @@ class PlainTests(TransportTestCase):
                                      lambda: len(sink.data))
         self.run_async(main())
 
-    if WRITELINES_NEVER_PAUSES:
-        test_pause_and_resume_writing_reach_the_handler = unittest.expectedFailure(
-            test_pause_and_resume_writing_reach_the_handler)
-
 
 class TlsTests(TransportTestCase):
     def test_tls_streams_are_ready_only_after_the_proofs(self):
@@ -386,7 +375,6 @@ class TlsTests(TransportTestCase):
     # TcpStream._receive_tls (transport.py) returns b"" as soon as link.closed is set, dropping
     # the plaintext that the same receive() call decrypted before the peer's close_notify: a
     # peer's last messages sent with its TLS close never reach the handler.
-    @unittest.expectedFailure
     def test_data_before_the_peer_close_notify_is_delivered(self):
         link = PEER_TLS.accept(lookup)
 
