@@ -289,7 +289,8 @@ class Session:
             link = self.peer_tls.connect(owner.info_hash) if mode == "tls" else None
             self._dial_modes[conn] = mode
             await asyncio.wait_for(self.loop.create_connection(
-                lambda: TcpStream(conn, address, link=link), host, port), CONNECT_TIMEOUT)
+                lambda: TcpStream(conn, address, link=link), host, port,
+                local_addr=self._local_address(host)), CONNECT_TIMEOUT)
             log.debug("%s: connected to %s:%d", owner.name, host, port)
         except (OSError, asyncio.TimeoutError, tls.TlsError) as exc:
             self._dial_modes.pop(conn, None)
@@ -297,6 +298,15 @@ class Session:
                       str(exc) if isinstance(exc, tls.TlsError) else "timed out")
             log.info("%s: cannot connect to %s:%d: %s", owner.name, host, port, reason)
             owner.dial_failed(address)
+
+    def _local_address(self, remote_host: str) -> Optional[Tuple[str, int]]:
+        """With --bind, outgoing connections leave from that address too (when the peer is of
+        the same address family); otherwise the system picks."""
+        if self.host in ("", "0.0.0.0", "::"):
+            return None
+        if (":" in self.host) != (":" in remote_host):
+            return None
+        return (self.host, 0)
 
     def spawn(self, coro: Awaitable[Any]) -> "asyncio.Task[Any]":
         """Run a background task that the session cancels on close."""

@@ -17,6 +17,7 @@ from sta import bencode, connlimits, metainfo, peerlink, session as session_modu
 from sta.memstorage import MemoryStorage
 from sta.session import Session
 from sta.torrent import Torrent
+from tests import enginekit as kit
 from tests.enginekit import LogCapture
 
 HOST = "127.0.0.1"
@@ -288,6 +289,24 @@ class LimitTests(SessionTestCase):
 
 
 class DialTests(SessionTestCase):
+    def test_a_bound_node_dials_from_its_own_address(self):
+        source = kit.liar_host(self)  # a second loopback address (skips where there is none)
+
+        async def main() -> None:
+            node = Session(port=0, host=source, encryption="off", state_dir=_state.name)
+            await node.start()
+            self.addCleanup(lambda: self.run_async(node.close()))
+            seen: List[str] = []
+
+            async def note(reader: Any, writer: Any) -> None:
+                seen.append(writer.get_extra_info("peername")[0])
+
+            port = await self.server(note)
+            node.dial(FakeOwner(bytes(20)), (HOST, port))
+            await until(lambda: bool(seen))
+            self.assertEqual(seen, [source])
+        self.run_async(main())
+
     def test_refused_connect_comes_back_as_dial_failed(self):
         async def main() -> None:
             node = await self.session("off")
