@@ -152,7 +152,8 @@ class Console:
             self.stdout.flush()
 
     def _err(self, text: str) -> None:
-        self.stderr.write(text + "\n")
+        # Names, comments and peers' words reach notices and errors: no terminal escapes.
+        self.stderr.write(ui.printable(text) + "\n")
         self.stderr.flush()
 
     def _flush_deferred(self) -> None:

@@ -22,7 +22,7 @@ import shlex
 import sys
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from . import cliargs, transfer, ui, views
+from . import cliargs, preflight, transfer, ui, views
 from .cliargs import PROG, ParserExit, StaArgumentParser, UsageError
 from .errors import describe_error, is_user_error
 from .torrent_commands import cmd_create, cmd_info
@@ -299,7 +299,9 @@ class Shell:
         self._add(args, args.data, seed_only=True, peers=())
 
     def cmd_download(self, args: argparse.Namespace) -> None:
-        self._add(args, args.output or self.folder, seed_only=False, peers=args.peer)
+        folder = args.output or self.folder
+        preflight.check_download_folder(folder)  # before any byte is fetched
+        self._add(args, folder, seed_only=False, peers=args.peer)
 
     def _shell_wide_options(self, args: argparse.Namespace) -> None:
         """Logging, and the tracker trust of torrents added to the one session, belong to the
@@ -320,6 +322,9 @@ class Shell:
         if args.port is not None and args.port != port:
             self.console.notice(f"note: the shell serves every torrent on its one port "
                                 f"({port}); --port is ignored")
+        if getattr(args, "bind", None):
+            self.console.notice("note: the shell listens on the address it was started with "
+                                "(sta shell --bind ADDRESS); --bind is ignored here")
         metas = transfer.load_sources(args.torrents)
         for meta in metas:
             try:

@@ -71,6 +71,16 @@ class ErrorTest(unittest.TestCase):
         # errors.describe_error words it plainly ("no such file or folder").
         self.assertEqual(term.stderr.getvalue(), "x.torrent: no such file or folder\n")
 
+    def test_notices_and_errors_carry_no_terminal_escapes(self) -> None:
+        term = make_console()
+        term.notice("evil\x1b[2J\x1b]0;title\x07name\x9b31m done")
+        term.error("bad\x1b[31m name\rhere")
+        text = term.stderr.getvalue()
+        self.assertNotIn("\x1b", text)
+        self.assertNotIn("\x9b", text)
+        self.assertNotIn("\r", text)
+        self.assertEqual(text.count("\n"), 2)
+
     def test_bug_shows_its_traceback(self) -> None:
         term = make_console()
         try:

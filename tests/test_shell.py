@@ -338,6 +338,18 @@ class RestartTest(unittest.TestCase):
     def shell(self) -> PipeShell:
         return PipeShell(self, self.dir, home=self.home)
 
+    def test_download_into_a_folder_that_cannot_exist_is_refused_before_starting(self) -> None:
+        node = self.shell()
+        write_file(self.path("blocker"), b"a file, not a folder")
+        node.send("download notes.bin.torrent -o blocker/inside")
+        node.err.expect(r"blocker.*-o")
+        node.send("seed notes.bin.torrent --data notes.bin-data --bind 127.0.0.1")
+        node.err.expect(r"--bind is ignored here")
+        wait_status(node, "notes.bin", lambda r: r["state"] == "seeding")
+        rows = node.json("status --json")
+        self.assertEqual([r["name"] for r in rows], ["notes.bin"])  # the download never began
+        self.assertEqual(node.exit(), 0)
+
     def test_torrents_come_back_paused_or_not_and_a_missing_folder_as_an_error_row(self) -> None:
         first = self.shell()
         for name in ("notes.bin", "other.bin", "third.bin"):
