@@ -15,7 +15,7 @@ from functools import partial
 from typing import Any, Callable, List, NamedTuple, Optional, Sequence, Tuple
 
 from . import announce
-from .announce import TrackerError
+from .trackerproto import TrackerError, display_url
 from .torrenthost import TorrentHost
 from .trackers import AnnounceJob, TrackerList
 
@@ -41,7 +41,7 @@ def private_urls(urls: Sequence[str], encryption: str, what: str, name: str) -> 
     for url in urls:
         if url not in kept:
             log.warning("%s: not using %s %s: encryption is required and it is not https",
-                        name, what, announce.display_url(url))
+                        name, what, display_url(url))
     return kept
 
 
@@ -122,7 +122,7 @@ class Announcer:
         else:
             self.trackers.succeeded(job, response, time.monotonic())
             log.info("%s: tracker %s gave %d peers", self.name,
-                     announce.display_url(job.url), len(response.peers))
+                     display_url(job.url), len(response.peers))
             self._on_peers(response.peers)
         finally:
             self._poke()

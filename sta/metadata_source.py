@@ -20,10 +20,10 @@ import time
 from typing import Optional
 
 from . import __version__, httpget, metainfo
-from .announce import display_url
 from .magnet import Magnet
 from .ut_metadata import MetadataError
 from .resume import ResumeError, write_atomically
+from .trackerproto import display_url
 
 __all__ = ["fetch_from_source", "fetch_torrent_from_source", "save_torrent",
            "saved_torrent_path", "upload_torrent"]
