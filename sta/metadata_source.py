@@ -1,8 +1,8 @@
 """Metadata for magnet links from a URL (``xs=``), and keeping fetched metadata as a .torrent.
 
-``fetch_from_source`` is blocking I/O (run it in a thread): GET an ``xs=`` URL (a tracker hosting
-the .torrent) through ``sta.httpget`` and return the info dictionary once its SHA-1 is the
-magnet's info hash, the same check ``sta.metadata`` makes of a dictionary fetched from peers.
+``fetch_torrent_from_source`` is blocking I/O (run it in a thread): GET an ``xs=`` URL (a tracker
+hosting the .torrent) through ``sta.httpget`` and return the torrent once its info hash is the
+magnet's, the same check ``sta.metadata`` makes of a dictionary fetched from peers.
 ``save_torrent`` writes a fetched dictionary as a normal .torrent, so a restart does not fetch it
 again. ``upload_torrent`` is the other direction: `create --upload` posts a new .torrent to the
 tracker, which then hosts it for magnets that carry ``xs=``. Errors are
@@ -25,8 +25,7 @@ from .ut_metadata import MetadataError
 from .resume import ResumeError, write_atomically
 from .trackerproto import display_url
 
-__all__ = ["fetch_from_source", "fetch_torrent_from_source", "save_torrent",
-           "saved_torrent_path", "upload_torrent"]
+__all__ = ["fetch_torrent_from_source", "save_torrent", "saved_torrent_path", "upload_torrent"]
 
 # A hosted .torrent is read whole: the same bound metainfo.py puts on a .torrent file.
 MAX_SOURCE_SIZE = metainfo.MAX_TORRENT_SIZE
@@ -38,19 +37,13 @@ DEFAULT_SOURCE_TIMEOUT = 30.0
 MAX_QUOTED_BODY = 120
 
 
-def fetch_from_source(url: str, info_hash: bytes, timeout: float = DEFAULT_SOURCE_TIMEOUT,
-                      ssl_context: Optional[ssl.SSLContext] = None) -> bytes:
-    """GET the .torrent at an ``xs=`` URL and return its info dictionary's exact bytes, once its
-    info hash is the magnet's. Blocking: run it in a thread. Raises MetadataError naming the URL
-    (without its query, which may hold a passkey)."""
-    return fetch_torrent_from_source(url, info_hash, timeout, ssl_context).info.raw
-
-
 def fetch_torrent_from_source(url: str, info_hash: bytes,
                               timeout: float = DEFAULT_SOURCE_TIMEOUT,
                               ssl_context: Optional[ssl.SSLContext] = None) -> metainfo.Metainfo:
-    """The same, returning the whole .torrent: its trackers find peers for a magnet that names
-    none itself."""
+    """GET the .torrent at an ``xs=`` URL and return it, once its info hash is the magnet's: its
+    info dictionary completes the magnet, and its trackers find peers for a magnet that names
+    none itself. Blocking: run it in a thread. Raises MetadataError naming the URL (without its
+    query, which may hold a passkey)."""
     shown = display_url(url)
     try:
         body = httpget.get(url, timeout=timeout, max_size=MAX_SOURCE_SIZE,

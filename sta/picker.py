@@ -140,13 +140,6 @@ class PiecePicker:
         self._check_index(index)
         return self._last_size if index == self._n - 1 else self._plen
 
-    def block_length(self, index: int, begin: int) -> int:
-        """Length of the block at ``begin`` (0 if ``begin`` is not a block start of the piece)."""
-        size = self.piece_size(index)
-        if begin < 0 or begin % self._bs or begin >= size:
-            return 0
-        return min(self._bs, size - begin)
-
     # -- what peers have ------------------------------------------------------------------
 
     def peer_added(self, bits: Bitfield) -> None:
