@@ -4,7 +4,8 @@ import random
 import unittest
 
 from sta.bitfield import Bitfield
-from sta.picker import BLOCK_SIZE, ENDGAME_MAX_PEERS_PER_BLOCK, PickerError, PiecePicker
+from sta.picker import ENDGAME_MAX_PEERS_PER_BLOCK, PickerError, PiecePicker
+from sta.wire import BLOCK_SIZE
 
 KIB = 1024
 
