@@ -33,10 +33,6 @@ DEFAULT_TIMEOUT = 15.0
 # the bound stops a hostile or broken one from filling our memory.
 MAX_RESPONSE_SIZE = 1 << 20
 
-# Redirects followed for one request: room for http -> https plus a load balancer hop or two
-# (libtorrent's HTTP client also stops after 5), and a redirect loop ends quickly.
-MAX_REDIRECTS = 5
-
 # Info hashes per scrape request: each adds about 72 characters to the URL, and 50 keep the
 # request line near 4 KB, under the 8 KB most HTTP servers accept. Longer lists are split.
 MAX_SCRAPE_HASHES = 50
@@ -87,7 +83,7 @@ def _fetch(url: str, target: str, timeout: float, ssl_context: Optional[ssl.SSLC
     """GET ``target`` following redirects; the body of a 200 answer. Errors name ``url``."""
     try:
         return httpget.get(target, timeout=timeout, max_size=MAX_RESPONSE_SIZE,
-                           max_redirects=MAX_REDIRECTS, ssl_context=ssl_context)
+                           max_redirects=httpget.DEFAULT_MAX_REDIRECTS, ssl_context=ssl_context)
     except httpget.HTTPGetError as exc:
         raise TrackerError(_describe(exc), url) from None
 

@@ -29,8 +29,6 @@ __all__ = ["fetch_torrent_from_source", "save_torrent", "saved_torrent_path", "u
 
 # A hosted .torrent is read whole: the same bound metainfo.py puts on a .torrent file.
 MAX_SOURCE_SIZE = metainfo.MAX_TORRENT_SIZE
-# Redirects followed for an xs= URL: room for http -> https and a hop or two, as in announce.py.
-MAX_REDIRECTS = 5
 # Seconds allowed for a whole xs= download when the caller does not say.
 DEFAULT_SOURCE_TIMEOUT = 30.0
 # Characters of a short error body quoted in a message ("no such torrent on this tracker").
@@ -47,8 +45,9 @@ def fetch_torrent_from_source(url: str, info_hash: bytes,
     shown = display_url(url)
     try:
         body = httpget.get(url, timeout=timeout, max_size=MAX_SOURCE_SIZE,
-                           max_redirects=MAX_REDIRECTS, deadline=time.monotonic() + timeout,
-                           ssl_context=ssl_context, accept="application/x-bittorrent, */*")
+                           max_redirects=httpget.DEFAULT_MAX_REDIRECTS,
+                           deadline=time.monotonic() + timeout, ssl_context=ssl_context,
+                           accept="application/x-bittorrent, */*")
     except httpget.HTTPGetError as exc:
         raise MetadataError(f"source {shown}: {_describe(exc)}") from None
     try:

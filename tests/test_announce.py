@@ -21,6 +21,7 @@ from unittest import mock
 from urllib.parse import parse_qs, urlsplit
 
 from sta import announce as A
+from sta import httpget
 from sta import trackers as T
 from sta.bencode import encode
 from sta.trackerproto import TrackerError, scrape_url
@@ -239,8 +240,8 @@ class HttpAnnounceTests(unittest.TestCase):
 
     def test_redirect_loop_ends(self):
         t = FakeTracker(self, (302, {"Location": "/announce"}, b""))
-        self.assertIn(f"more than {A.MAX_REDIRECTS} redirects", self.error(t))
-        self.assertEqual(len(t.requests), A.MAX_REDIRECTS + 1)
+        self.assertIn(f"more than {httpget.DEFAULT_MAX_REDIRECTS} redirects", self.error(t))
+        self.assertEqual(len(t.requests), httpget.DEFAULT_MAX_REDIRECTS + 1)
 
     def test_timeout(self):
         t = FakeTracker(self, lambda handler: t.release.wait(10))
