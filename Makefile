@@ -5,7 +5,11 @@ PYTHON ?= python3
 # Test modules that open no socket and start no process: fast, run on every Python in CI.
 PURE_TESTS = tests.test_bencode tests.test_metainfo tests.test_magnet tests.test_wire \
              tests.test_bitfield tests.test_picker tests.test_storage tests.test_fuzz \
-             tests.test_superseed
+             tests.test_superseed tests.test_availability tests.test_blockcache \
+             tests.test_choker tests.test_console tests.test_der tests.test_extension \
+             tests.test_maketorrent tests.test_memstorage tests.test_metadata \
+             tests.test_nodestate tests.test_peerlink tests.test_piecemap tests.test_safepath \
+             tests.test_trackerproto tests.test_trackers tests.test_ui tests.test_ut_metadata
 
 .PHONY: test test-pure bench clean
 

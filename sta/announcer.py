@@ -15,7 +15,7 @@ from functools import partial
 from typing import Any, Callable, List, NamedTuple, Optional, Sequence, Tuple
 
 from . import announce
-from .announce import TrackerError
+from .trackerproto import DEFAULT_NUMWANT, TrackerError, display_url
 from .torrenthost import TorrentHost
 from .trackers import AnnounceJob, TrackerList
 
@@ -26,9 +26,8 @@ log = logging.getLogger(__name__)
 MAX_SLEEP = 30.0
 # "stopped" announces at exit must not hold the user's terminal: a dead tracker gets this long.
 STOP_TIMEOUT = 5.0
-# Peers to ask for: the tracker's default of 50 (BEP 3 says 50 is plenty) suffices for a swarm;
-# a downloader that has none asks for more.
-NUMWANT = 50
+# Peers a seed asks for: none, since the downloaders that want its pieces learn of it from the
+# tracker and connect to it. A downloader asks for trackerproto's DEFAULT_NUMWANT.
 NUMWANT_SEEDING = 0
 
 
@@ -41,7 +40,7 @@ def private_urls(urls: Sequence[str], encryption: str, what: str, name: str) -> 
     for url in urls:
         if url not in kept:
             log.warning("%s: not using %s %s: encryption is required and it is not https",
-                        name, what, announce.display_url(url))
+                        name, what, display_url(url))
     return kept
 
 
@@ -122,7 +121,7 @@ class Announcer:
         else:
             self.trackers.succeeded(job, response, time.monotonic())
             log.info("%s: tracker %s gave %d peers", self.name,
-                     announce.display_url(job.url), len(response.peers))
+                     display_url(job.url), len(response.peers))
             self._on_peers(response.peers)
         finally:
             self._poke()
@@ -133,7 +132,7 @@ class Announcer:
         return dict(info_hash=self.info_hash, peer_id=host.peer_id, port=host.listen_port,
                     uploaded=counters.uploaded, downloaded=counters.downloaded,
                     left=counters.left, event=job.event,
-                    numwant=NUMWANT if counters.left else NUMWANT_SEEDING, key=host.key,
+                    numwant=DEFAULT_NUMWANT if counters.left else NUMWANT_SEEDING, key=host.key,
                     tracker_id=job.tracker_id, ssl_context=host.tracker_ssl_context)
 
     async def stop(self) -> None:

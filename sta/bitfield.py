@@ -28,8 +28,6 @@ _POPCOUNT = bytes(bin(i).count("1") for i in range(256))
 # Each byte value with its bit order reversed: turns BEP 3 order (piece 0 = high bit) into the
 # int order (piece 0 = low bit) and back, one C call for the whole buffer.
 _REVERSE = bytes(int("{:08b}".format(i)[::-1], 2) for i in range(256))
-# Each byte value inverted, for iter_missing.
-_INVERT = bytes(255 - i for i in range(256))
 # Offsets (0 = high bit) of the set bits of each byte value, so iteration costs one Python step
 # per set bit, not per bit.
 _SET_OFFSETS = tuple(tuple(j for j in range(8) if i & (0x80 >> j)) for i in range(256))
@@ -208,24 +206,6 @@ class Bitfield:
                 base = j << 3
                 for k in offsets[byte]:
                     yield base + k
-
-    def iter_missing(self) -> Iterator[int]:
-        """Indices of the clear bits, ascending."""
-        n = self._n
-        if not n:
-            return
-        inverted = self._bits.translate(_INVERT)
-        inverted[-1] &= 0xFF ^ _spare_mask(n)
-        offsets = _SET_OFFSETS
-        for j, byte in enumerate(inverted):
-            if byte:
-                base = j << 3
-                for k in offsets[byte]:
-                    yield base + k
-
-    def intersects(self, other: "Bitfield") -> bool:
-        """True if some bit is set in both fields."""
-        return (self.to_int() & other.to_int()) != 0
 
     def _check_same_size(self, other: "Bitfield") -> None:
         if not isinstance(other, Bitfield):

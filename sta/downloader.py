@@ -20,8 +20,9 @@ from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from .bitfield import Bitfield
 from .blockcache import WriteBuffers, verify_and_write, verify_stored
-from .picker import BLOCK_SIZE, PiecePicker
+from .picker import PiecePicker
 from .smartban import SmartBan
+from .wire import BLOCK_SIZE
 
 log = logging.getLogger(__name__)
 

@@ -25,10 +25,14 @@ from urllib.parse import urljoin, urlsplit
 from sta import __version__
 
 __all__ = [
-    "HTTPGetError", "get", "USER_AGENT",
+    "HTTPGetError", "get", "USER_AGENT", "DEFAULT_MAX_REDIRECTS",
     "BAD_URL", "SCHEME", "REDIRECT", "REDIRECTS", "STATUS", "TOO_LARGE", "CUT_SHORT", "TIMEOUT",
     "NETWORK",
 ]
+
+# Redirects a caller follows for one document: room for http -> https plus a load balancer hop or
+# two (libtorrent's HTTP client also stops after 5), and a redirect loop ends quickly.
+DEFAULT_MAX_REDIRECTS = 5
 
 # Most bytes taken by one read1() call (one receive at most): it bounds one allocation, while
 # max_size bounds the body; 64 KiB is a socket buffer's worth.

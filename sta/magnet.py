@@ -63,10 +63,6 @@ class Magnet:
         if not isinstance(self.info_hash, bytes) or len(self.info_hash) != 20:
             raise MagnetError("an info hash is 20 bytes")
 
-    @property
-    def info_hash_hex(self) -> str:
-        return self.info_hash.hex()
-
     def uri(self) -> str:
         return format(self)
 

@@ -1,8 +1,8 @@
 """Metadata for magnet links from a URL (``xs=``), and keeping fetched metadata as a .torrent.
 
-``fetch_from_source`` is blocking I/O (run it in a thread): GET an ``xs=`` URL (a tracker hosting
-the .torrent) through ``sta.httpget`` and return the info dictionary once its SHA-1 is the
-magnet's info hash, the same check ``sta.metadata`` makes of a dictionary fetched from peers.
+``fetch_torrent_from_source`` is blocking I/O (run it in a thread): GET an ``xs=`` URL (a tracker
+hosting the .torrent) through ``sta.httpget`` and return the torrent once its info hash is the
+magnet's, the same check ``sta.metadata`` makes of a dictionary fetched from peers.
 ``save_torrent`` writes a fetched dictionary as a normal .torrent, so a restart does not fetch it
 again. ``upload_torrent`` is the other direction: `create --upload` posts a new .torrent to the
 tracker, which then hosts it for magnets that carry ``xs=``. Errors are
@@ -20,42 +20,34 @@ import time
 from typing import Optional
 
 from . import __version__, httpget, metainfo
-from .announce import display_url
 from .magnet import Magnet
 from .ut_metadata import MetadataError
 from .resume import ResumeError, write_atomically
+from .trackerproto import display_url
 
-__all__ = ["fetch_from_source", "fetch_torrent_from_source", "save_torrent",
-           "saved_torrent_path", "upload_torrent"]
+__all__ = ["fetch_torrent_from_source", "save_torrent", "saved_torrent_path", "upload_torrent"]
 
 # A hosted .torrent is read whole: the same bound metainfo.py puts on a .torrent file.
 MAX_SOURCE_SIZE = metainfo.MAX_TORRENT_SIZE
-# Redirects followed for an xs= URL: room for http -> https and a hop or two, as in announce.py.
-MAX_REDIRECTS = 5
 # Seconds allowed for a whole xs= download when the caller does not say.
 DEFAULT_SOURCE_TIMEOUT = 30.0
 # Characters of a short error body quoted in a message ("no such torrent on this tracker").
 MAX_QUOTED_BODY = 120
 
 
-def fetch_from_source(url: str, info_hash: bytes, timeout: float = DEFAULT_SOURCE_TIMEOUT,
-                      ssl_context: Optional[ssl.SSLContext] = None) -> bytes:
-    """GET the .torrent at an ``xs=`` URL and return its info dictionary's exact bytes, once its
-    info hash is the magnet's. Blocking: run it in a thread. Raises MetadataError naming the URL
-    (without its query, which may hold a passkey)."""
-    return fetch_torrent_from_source(url, info_hash, timeout, ssl_context).info.raw
-
-
 def fetch_torrent_from_source(url: str, info_hash: bytes,
                               timeout: float = DEFAULT_SOURCE_TIMEOUT,
                               ssl_context: Optional[ssl.SSLContext] = None) -> metainfo.Metainfo:
-    """The same, returning the whole .torrent: its trackers find peers for a magnet that names
-    none itself."""
+    """GET the .torrent at an ``xs=`` URL and return it, once its info hash is the magnet's: its
+    info dictionary completes the magnet, and its trackers find peers for a magnet that names
+    none itself. Blocking: run it in a thread. Raises MetadataError naming the URL (without its
+    query, which may hold a passkey)."""
     shown = display_url(url)
     try:
         body = httpget.get(url, timeout=timeout, max_size=MAX_SOURCE_SIZE,
-                           max_redirects=MAX_REDIRECTS, deadline=time.monotonic() + timeout,
-                           ssl_context=ssl_context, accept="application/x-bittorrent, */*")
+                           max_redirects=httpget.DEFAULT_MAX_REDIRECTS,
+                           deadline=time.monotonic() + timeout, ssl_context=ssl_context,
+                           accept="application/x-bittorrent, */*")
     except httpget.HTTPGetError as exc:
         raise MetadataError(f"source {shown}: {_describe(exc)}") from None
     try:

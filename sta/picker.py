@@ -33,12 +33,9 @@ from typing import Hashable, List, Optional, Set, Tuple
 
 from .availability import Availability
 from .bitfield import Bitfield
+from .wire import BLOCK_SIZE
 
-__all__ = ["PiecePicker", "PickerError", "BLOCK_SIZE", "ENDGAME_MAX_PEERS_PER_BLOCK"]
-
-# BEP 3: "All current implementations use 2^14 (16 kiB), and close connections which request
-# an amount greater than that." Every block but the last of the torrent is this size.
-BLOCK_SIZE = 16384
+__all__ = ["PiecePicker", "PickerError", "ENDGAME_MAX_PEERS_PER_BLOCK"]
 
 # In endgame a block may be outstanding at this many peers at once. libtorrent's default
 # ("strict end game mode") lets a block be requested twice; more copies only multiply the
@@ -139,13 +136,6 @@ class PiecePicker:
     def piece_size(self, index: int) -> int:
         self._check_index(index)
         return self._last_size if index == self._n - 1 else self._plen
-
-    def block_length(self, index: int, begin: int) -> int:
-        """Length of the block at ``begin`` (0 if ``begin`` is not a block start of the piece)."""
-        size = self.piece_size(index)
-        if begin < 0 or begin % self._bs or begin >= size:
-            return 0
-        return min(self._bs, size - begin)
 
     # -- what peers have ------------------------------------------------------------------
 

@@ -371,6 +371,3 @@ class Session:
             "down_rate": sum(p.down_rate for p in self.connections),
             "up_rate": sum(p.up_rate for p in self.connections),
         }
-
-    def statuses(self) -> List[Dict[str, Any]]:
-        return [t.status() for t in self.torrents.values()]

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional, Sequence, Set, Tuple
 
+from .wire import BLOCK_SIZE
+
 Address = Tuple[str, int]
 
 # A peer whose data failed the hash this many times is banned (libtorrent bans after one piece
 # it alone sent; we allow a few since a lab peer with a flaky disk is more likely than a liar).
 MAX_HASH_FAILURES = 3
-# Bytes per block whose origin is recorded (BEP 3 blocks: 16 KiB).
-BLOCK_SIZE = 16384
 
 
 class SmartBan:

@@ -7,7 +7,7 @@ failures); ``TrackerList`` walks the tiers, picks the event each tracker should 
 what the UI shows per tracker. The engine makes the announces themselves with
 ``sta.announce.announce`` and reports each outcome back with ``succeeded`` or ``failed``.
 
-Only http:// and https:// trackers are kept (``sta.announce.is_supported_url``): UDP trackers
+Only http:// and https:// trackers are kept (``sta.trackerproto.is_supported_url``): UDP trackers
 (BEP 15) are skipped with a log line.
 """
 
@@ -18,7 +18,7 @@ import random
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from sta.announce import AnnounceResponse, TrackerError, display_url, is_supported_url
+from sta.trackerproto import AnnounceResponse, TrackerError, display_url, is_supported_url
 
 __all__ = [
     "AnnounceJob", "TrackerStatus", "TrackerSchedule", "TrackerList", "MIN_ANNOUNCE_INTERVAL",

@@ -44,7 +44,9 @@ PROTOCOL = b"BitTorrent protocol"
 HANDSHAKE_LENGTH = 68  # 1 + 19 + 8 reserved + 20 info hash + 20 peer id
 _HANDSHAKE_PREFIX = bytes([len(PROTOCOL)]) + PROTOCOL
 
-# Every current client requests 16 KiB blocks (BEP 3: "All current implementations use 2^14").
+# The size of a block requested from a peer. BEP 3: "All current implementations use 2^14 (16
+# kiB), and close connections which request an amount greater than that." Every block but the
+# last of a piece is this size.
 BLOCK_SIZE = 16384
 
 # Largest length prefix accepted, id byte included. libtorrent drops a peer whose message is

@@ -31,7 +31,7 @@ import zlib
 from typing import Any, Callable, List, Optional, Sequence, Tuple, Type, Union
 from urllib.parse import quote_from_bytes
 
-from sta import announce, bencode, magnet, maketorrent, metainfo, resume, ut_metadata, wire
+from sta import bencode, magnet, maketorrent, metainfo, resume, trackerproto, ut_metadata, wire
 from sta.bitfield import Bitfield
 from sta.tracker import Tracker, parse_query, query_dict
 from sta.tracker_db import TrackerStore
@@ -946,12 +946,12 @@ class FuzzTests(unittest.TestCase):
 
         def check(body: bytes) -> None:
             try:
-                announce.parse_announce_response(body)
-            except announce.TrackerError:
+                trackerproto.parse_announce_response(body)
+            except trackerproto.TrackerError:
                 pass
-            announce.parse_scrape_response(body)
+            trackerproto.parse_scrape_response(body)
 
-        fuzz(self, "announce response", generate, check, (announce.TrackerError,))
+        fuzz(self, "announce response", generate, check, (trackerproto.TrackerError,))
 
     def test_resume_file_decoder_ends_in_resume_error(self):
         rng0 = random.Random(SEED)

@@ -193,9 +193,6 @@ class FormatTest(unittest.TestCase):
         with self.assertRaises(MagnetError):
             Magnet(b"\0" * 19)
 
-    def test_info_hash_hex(self) -> None:
-        self.assertEqual(Magnet(IH).info_hash_hex, HEX)
-
 
 if __name__ == "__main__":
     unittest.main()

@@ -18,7 +18,7 @@ from unittest import mock
 
 from sta import bencode, metadata_source, metainfo
 from sta.magnet import Magnet
-from sta.metadata_source import fetch_from_source, save_torrent
+from sta.metadata_source import fetch_torrent_from_source, save_torrent
 from sta.ut_metadata import MetadataError
 
 
@@ -116,17 +116,20 @@ class ServedTest(unittest.TestCase):
 class SourceTest(ServedTest):
     def fetch_error(self, path: str, **kwargs: object) -> str:
         with self.assertRaises(MetadataError) as caught:
-            fetch_from_source(self.base + path, INFO_HASH, **kwargs)  # type: ignore[arg-type]
+            fetch_torrent_from_source(self.base + path, INFO_HASH,
+                                      **kwargs)  # type: ignore[arg-type]
         message = str(caught.exception)
         self.assertIn(self.base, message)
         self.assertNotIn("\n", message)
         return message
 
     def test_good_torrent_gives_the_info_dictionary(self) -> None:
-        self.assertEqual(fetch_from_source(self.base + "/good.torrent", INFO_HASH, 5), INFO)
+        meta = fetch_torrent_from_source(self.base + "/good.torrent", INFO_HASH, 5)
+        self.assertEqual(meta.info.raw, INFO)
 
     def test_redirect_is_followed(self) -> None:
-        self.assertEqual(fetch_from_source(self.base + "/moved", INFO_HASH, 5), INFO)
+        self.assertEqual(fetch_torrent_from_source(self.base + "/moved", INFO_HASH, 5).info.raw,
+                         INFO)
 
     def test_wrong_info_hash_is_refused(self) -> None:
         self.assertIn("not the magnet's", self.fetch_error("/other.torrent"))
@@ -154,13 +157,13 @@ class SourceTest(ServedTest):
     def test_connection_refused(self) -> None:
         url = f"http://127.0.0.1:{unused_port()}/x.torrent"
         with self.assertRaises(MetadataError) as caught:
-            fetch_from_source(url, INFO_HASH, 5)
+            fetch_torrent_from_source(url, INFO_HASH, 5)
         self.assertIn("127.0.0.1", str(caught.exception))
         self.assertIn("refused", str(caught.exception))
 
     def test_unsupported_scheme(self) -> None:
         with self.assertRaises(MetadataError) as caught:
-            fetch_from_source("udp://127.0.0.1:1/x", INFO_HASH, 5)
+            fetch_torrent_from_source("udp://127.0.0.1:1/x", INFO_HASH, 5)
         self.assertIn("only http and https", str(caught.exception))
 
     def test_passkey_query_is_not_shown(self) -> None:

@@ -4,7 +4,8 @@ import random
 import unittest
 
 from sta.bitfield import Bitfield
-from sta.picker import BLOCK_SIZE, ENDGAME_MAX_PEERS_PER_BLOCK, PickerError, PiecePicker
+from sta.picker import ENDGAME_MAX_PEERS_PER_BLOCK, PickerError, PiecePicker
+from sta.wire import BLOCK_SIZE
 
 KIB = 1024
 
@@ -212,8 +213,6 @@ class BlockSizeTests(unittest.TestCase):
             by_piece.setdefault(i, []).append((b, length))
         self.assertEqual(sorted(by_piece[0]), [(0, 16384), (16384, 16384), (32768, 7232)])
         self.assertEqual(sorted(by_piece[2]), [(0, 16384), (16384, 3616)])
-        self.assertEqual(picker.block_length(2, 16384), 3616)
-        self.assertEqual(picker.block_length(2, 100), 0)
 
     def test_one_piece_torrent(self):
         picker = PiecePicker(1, 256 * KIB, 256 * KIB, Bitfield(1))
@@ -479,7 +478,7 @@ class SimulationTests(unittest.TestCase):
                     self.assertIn(index, bits[p])
                     self.assertNotIn(index, picker.have)
                     self.assertNotIn(req, queues[p])
-                    self.assertEqual(length, picker.block_length(index, begin))
+                    self.assertIn(req, blocks_of(picker, index))
                     queues[p].append(req)
             busy = [p for p in peers if queues[p] or late[p]]
             self.assertTrue(busy, "stalled with pieces missing")

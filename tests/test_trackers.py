@@ -6,14 +6,14 @@ from __future__ import annotations
 import random
 import unittest
 
-from sta import announce as A
+from sta import trackerproto as TP
 from sta import trackers as T
 
 
 def ok(interval=1800, min_interval=None, tracker_id=None, warning=None, peers=()):
-    return A.AnnounceResponse(interval=interval, min_interval=min_interval, peers=list(peers),
-                              tracker_id=tracker_id, complete=None, incomplete=None,
-                              warning=warning)
+    return TP.AnnounceResponse(interval=interval, min_interval=min_interval, peers=list(peers),
+                               tracker_id=tracker_id, complete=None, incomplete=None,
+                               warning=warning)
 
 
 class ScheduleTests(unittest.TestCase):
@@ -101,7 +101,7 @@ class TrackerListTests(unittest.TestCase):
         for _ in range(3):
             job, = tl.due(0.0)
             tried.append(job.url)
-            self.fail_job(tl, job, 0.0, A.TrackerError("connection refused", job.url))
+            self.fail_job(tl, job, 0.0, TP.TrackerError("connection refused", job.url))
         self.assertEqual(tried, [first, second, "http://c/announce"])
         self.assertEqual(tl.next_due_at(), T.RETRY_BASE_DELAY)
         self.assertEqual(tl.due(1.0), [])
@@ -212,7 +212,7 @@ class TrackerListTests(unittest.TestCase):
         tl = self.make([["http://a/announce"], ["http://b/announce"]])
         job, = tl.due(0.0)
         with self.assertLogs("sta.announce", "WARNING"):
-            tl.failed(job, A.TrackerError("connection refused", job.url), 0.0)
+            tl.failed(job, TP.TrackerError("connection refused", job.url), 0.0)
         job, = tl.due(0.0)
         with self.assertLogs("sta.announce", "WARNING") as logs:
             tl.succeeded(job, ok(warning="be nice"), 0.0)

@@ -19,6 +19,7 @@ import unittest
 from typing import List
 
 from sta import announce as A
+from sta import trackerproto as TP
 from sta import trackers as T
 
 OPENTRACKER = shutil.which("opentracker")
@@ -70,7 +71,7 @@ class OpentrackerTests(unittest.TestCase):
                 A.announce(cls.url, info_hash=probe, peer_id=b"-ST0001-probe0000000", port=1,
                            uploaded=0, downloaded=0, left=0, event="started", timeout=1)
                 break
-            except A.TrackerError as exc:
+            except TP.TrackerError as exc:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"opentracker is not ready: {exc}") from None
                 time.sleep(0.05)
@@ -88,7 +89,7 @@ class OpentrackerTests(unittest.TestCase):
     def setUp(self):
         self.info_hash = self.hashes.pop()
 
-    def announce(self, peer: int, left: int = 1000, **kw) -> A.AnnounceResponse:
+    def announce(self, peer: int, left: int = 1000, **kw) -> TP.AnnounceResponse:
         peer_id = b"-ST0001-" + b"%012d" % peer
         return A.announce(kw.pop("url", self.url), info_hash=self.info_hash, peer_id=peer_id,
                           port=peer, uploaded=0, downloaded=0, left=left, timeout=5, **kw)
@@ -103,7 +104,7 @@ class OpentrackerTests(unittest.TestCase):
     def test_second_peer_gets_the_first_back_non_compact(self):
         try:
             self.announce(40011, event="started", compact=False)
-        except A.TrackerError as exc:
+        except TP.TrackerError as exc:
             if "HTTP 400" in str(exc):
                 self.skipTest("this opentracker build serves compact peer lists only "
                               "(it answers compact=0 with HTTP 400)")
@@ -112,7 +113,7 @@ class OpentrackerTests(unittest.TestCase):
         self.assertIn(("127.0.0.1", 40011), second.peers)
 
     def test_scrape_counts_follow_events(self):
-        scrape_url = A.scrape_url(self.url)
+        scrape_url = TP.scrape_url(self.url)
         self.announce(40021, event="started")
         self.announce(40022, left=0, event="started")
         self.assertEqual(A.scrape(scrape_url, [self.info_hash], timeout=5),
@@ -125,7 +126,7 @@ class OpentrackerTests(unittest.TestCase):
 
     def test_unlisted_torrent_gives_the_trackers_failure_reason(self):
         self.info_hash = b"\x00" * 20
-        with self.assertRaises(A.TrackerError) as ctx:
+        with self.assertRaises(TP.TrackerError) as ctx:
             self.announce(40031, event="started")
         self.assertIn("failure reason: ", str(ctx.exception))
         self.assertTrue(ctx.exception.failure_reason)
@@ -139,7 +140,7 @@ class OpentrackerTests(unittest.TestCase):
             self.assertEqual(job.event, "started")
             try:
                 response = self.announce(40041, url=job.url, event=job.event)
-            except A.TrackerError as exc:
+            except TP.TrackerError as exc:
                 with self.assertLogs("sta.announce", "WARNING"):
                     tl.failed(job, exc, now)
                 continue
