@@ -228,10 +228,10 @@ def tracker_trust(args: argparse.Namespace) -> Any:
     pin = getattr(args, "tracker_pin", None)
     if not cafile and not pin:
         return None
-    from . import announce  # the HTTP client is not needed by commands without https trust
+    from . import announce, trackerproto  # the HTTP client: only for https trust
     try:
         return announce.make_ssl_context(cafile=cafile, pin_sha256=pin)
-    except (OSError, ValueError, announce.TrackerError) as exc:
+    except (OSError, ValueError, trackerproto.TrackerError) as exc:
         raise UsageError(f"cannot use the tracker certificate: {exc}", prog=PROG) from None
 
 

@@ -6,7 +6,8 @@ import unittest
 from unittest import mock
 
 from sta.announce import AnnounceResponse, TrackerError
-from sta.announcer import NUMWANT, NUMWANT_SEEDING, STOP_TIMEOUT, Announcer, Transferred
+from sta.announcer import NUMWANT_SEEDING, STOP_TIMEOUT, Announcer, Transferred
+from sta.trackerproto import DEFAULT_NUMWANT as NUMWANT
 from tests.fakes import WAIT, FakeHost
 
 INFO_HASH = bytes(range(20))

@@ -443,7 +443,6 @@ class StatsTests(SessionTestCase):
             stats = node.stats()
             self.assertEqual((stats["torrents"], stats["downloaded"], stats["uploaded"]),
                              (1, 1500, 17))
-            self.assertEqual(node.statuses(), [{"name": "fake"}])
         self.run_async(main())
 
     def test_adding_a_torrent_twice_is_an_error(self):
