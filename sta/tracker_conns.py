@@ -51,11 +51,12 @@ MIN_BODY_RATE = 65536
 class ConnectionSlot:
     """One connection's place in the table: whom it is from, what it is doing, until when."""
 
-    __slots__ = ("address", "handle", "waiting", "since", "deadline")
+    __slots__ = ("address", "handle", "waiting", "since", "deadline", "closed")
 
     def __init__(self, address: str, handle: Any, now: float) -> None:
         self.address = address
         self.handle = handle  # the socket, for the front end; this module never touches it
+        self.closed = False  # out of the table: released, or to be closed by the front end
         self.waiting = True
         self.since = now
         self.deadline = now + REQUEST_TIMEOUT
@@ -140,6 +141,7 @@ class ConnectionTable:
             return [s for group in self._by_address.values() for s in group]
 
     def _remove(self, slot: ConnectionSlot) -> None:
+        slot.closed = True
         group = self._by_address[slot.address]
         group.discard(slot)
         if not group:

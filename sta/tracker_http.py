@@ -344,12 +344,18 @@ class TrackerHTTPServer(http.server.HTTPServer):
                 # deadline covers it.
                 request.settimeout(TLS_HANDSHAKE_TIMEOUT)
                 try:
-                    conn = self.ssl_context.wrap_socket(request, server_side=True)
+                    conn = self.ssl_context.wrap_socket(request, server_side=True,
+                                                        do_handshake_on_connect=False)
+                    if slot is not None:
+                        # The plain socket is detached from its descriptor now: closing the
+                        # connection to make room must reach the TLS socket, handshake or not.
+                        slot.handle = conn
+                        if slot.closed:  # closed while its socket could not be reached
+                            return
+                    conn.do_handshake()
                 except (OSError, ValueError) as exc:
                     log.debug("TLS handshake with %s failed: %s", client_address, exc)
                     return
-                if slot is not None:
-                    slot.handle = conn  # the plain socket is detached from its descriptor now
             self.RequestHandlerClass(conn, client_address, self, slot)
         finally:
             if conn is not request:

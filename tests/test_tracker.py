@@ -1,29 +1,22 @@
-"""Tests of the tracker server: a real server on 127.0.0.1 port 0, spoken to over HTTP."""
+"""Tests of the tracker server: announces, scrapes and the request logic, over HTTP on a real
+server on 127.0.0.1 port 0 and directly without a socket."""
 
 from __future__ import annotations
 
 import argparse
 import http.client
-import json
-import logging
 import os
 import random
-import shutil
 import socket
-import sqlite3
-import ssl
-import subprocess
-import sys
 import tempfile
-import time
 import unittest
 from typing import Any, Dict, List, Optional, Tuple
 from unittest import mock
 from urllib.parse import quote_from_bytes, unquote_to_bytes
 
-from sta import bencode, maketorrent, metainfo
+from sta import bencode, maketorrent
 from sta import tracker as tracker_mod
-from sta import tracker_db, tracker_http, tracker_swarm
+from sta import tracker_db, tracker_http
 from sta.tracker import MAX_NUMWANT, Tracker, TrackerServerError, TrackerServer
 
 INFO_HASH = bytes(range(1, 21))
@@ -383,59 +376,6 @@ class PeerSpoofingTests(TrackerTestCase):
                                       ip="192.168.2.10")
         self.assertNotIn(b"failure reason", answer)
         self.assertEqual(self.peers_of_swarm(), bytes([192, 168, 2, 10]) + b"\x1b\x59")
-
-
-class LockedDatabaseTests(TrackerTestCase):
-    """Another process holding the SQLite file's lock: answers from memory, never a 500."""
-
-    def lock_database(self) -> subprocess.Popen:
-        code = ("import sqlite3, sys\n"
-                "db = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
-                "db.execute('BEGIN EXCLUSIVE')\n"
-                "print('locked', flush=True)\n"
-                "sys.stdin.read()\n")
-        holder = subprocess.Popen([sys.executable, "-c", code, self.db], stdin=subprocess.PIPE,
-                                  stdout=subprocess.PIPE)
-        self.addCleanup(holder.wait, 30)
-        self.addCleanup(holder.stdin.close)
-        self.addCleanup(holder.stdout.close)
-        self.assertEqual(holder.stdout.readline(), b"locked\n")
-        return holder
-
-    def saved_peers(self) -> int:
-        db = sqlite3.connect(self.db, timeout=CLIENT_TIMEOUT)
-        try:
-            return db.execute("SELECT COUNT(*) FROM peers").fetchone()[0]
-        finally:
-            db.close()
-
-    def test_announces_are_answered_at_once_and_saved_once_the_lock_is_gone(self):
-        holder = self.lock_database()
-        with self.assertLogs("sta", "WARNING") as logs:
-            started = time.monotonic()
-            self.announce(peer_id(1), 7001, event="started")
-            answer = self.announce(peer_id(2), 7002, event="started")
-            elapsed = time.monotonic() - started
-            self.assertEqual(answer[b"peers"], b"\x7f\x00\x00\x01\x1b\x59")
-            self.assertEqual(self.announce(peer_id(3), 7003, event="stopped")[b"incomplete"], 2)
-            holder.stdin.close()
-            holder.wait(CLIENT_TIMEOUT)
-            deadline = time.monotonic() + CLIENT_TIMEOUT
-            while self.saved_peers() < 2 and time.monotonic() < deadline:
-                time.sleep(tracker_db.WRITE_BEHIND_SECONDS / 5)
-        # SQLite's default would make each started announce wait 5 s, then answer 500.
-        self.assertLess(elapsed, 2 * tracker_db.DB_BUSY_TIMEOUT + 1.0)
-        self.assertEqual(self.saved_peers(), 2)
-        self.assertTrue(all(r.levelno < logging.ERROR and not r.exc_info for r in logs.records),
-                        [r.getMessage() for r in logs.records])
-
-    def test_upload_while_locked_is_a_503_with_a_reason(self):
-        self.lock_database()
-        data = self.make_torrent()
-        status, headers, body = self.request("POST", "/torrents", body=data)
-        self.assertEqual((status, headers["content-type"]), (503, "application/json"))
-        self.assertIn("try again", json.loads(body)["error"])
-        self.assertEqual(json.loads(self.get("/torrents")[2]), [])
 
 
 class QueryParsingTests(unittest.TestCase):
