@@ -89,9 +89,6 @@ class ConnectionTable:
         self._count = 0
         self._lock = threading.Lock()
 
-    def __len__(self) -> int:
-        return self._count
-
     def admit(self, address: str, handle: Any
               ) -> Tuple[Optional[ConnectionSlot], List[ConnectionSlot]]:
         """Make room for a new connection from ``address``.

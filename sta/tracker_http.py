@@ -275,11 +275,6 @@ class TrackerHTTPServer(http.server.HTTPServer):
         self._date = (0, b"")
         super().__init__(address, TrackerRequestHandler)
 
-    @property
-    def thread_count(self) -> int:
-        """Connection threads running now."""
-        return self._threads
-
     def server_bind(self) -> None:
         # Skip HTTPServer.server_bind's getfqdn(): a reverse lookup can stall start-up for
         # seconds on a LAN without DNS.
