@@ -149,6 +149,19 @@ class TrackerTestCase(unittest.TestCase):
                                      piece_length=16384, workers=1)
 
 
+class LogicTestCase(unittest.TestCase):
+    """The request logic over a store on a temporary file, with a clock the test moves."""
+
+    def setUp(self) -> None:
+        tmp = tempfile.TemporaryDirectory()
+        self.addCleanup(tmp.cleanup)
+        self.clock = Clock()
+        self.store = tracker_db.TrackerStore(os.path.join(tmp.name, "t.db"), INTERVAL,
+                                             self.clock)
+        self.addCleanup(self.store.close)
+        self.app = Tracker(self.store)
+
+
 class AnnounceTests(TrackerTestCase):
     def test_compact_answer_is_exact_bencoding_with_six_byte_peers(self):
         self.announce(peer_id(1), 6881, left=0)

@@ -5,17 +5,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 import threading
 import unittest
 from typing import Any, Dict, List, Optional, Tuple
 from unittest import mock
 
 from sta import bencode, metainfo, tracker_db, tracker_hosting
-from sta.tracker import Tracker
-from sta.tracker_db import TrackerStore
-from tests.test_tracker import CLIENT_TIMEOUT, INTERVAL, Clock, TrackerTestCase, peer_id
+from tests.test_tracker import CLIENT_TIMEOUT, LogicTestCase, TrackerTestCase, peer_id
 
 
 def torrent_bytes(name: str = "t", files: int = 0, comment: Optional[str] = None) -> bytes:
@@ -91,16 +87,8 @@ class HostedTorrentTests(TrackerTestCase):
         self.assertEqual((status, body), (200, data))
 
 
-class HostingLimitTests(unittest.TestCase):
-    """The request logic over a store with a hand-moved clock; no socket."""
-
-    def setUp(self) -> None:
-        tmp = tempfile.TemporaryDirectory()
-        self.addCleanup(tmp.cleanup)
-        self.clock = Clock()
-        self.store = TrackerStore(os.path.join(tmp.name, "t.db"), INTERVAL, self.clock)
-        self.addCleanup(self.store.close)
-        self.app = Tracker(self.store)
+class HostingLimitTests(LogicTestCase):
+    """The request logic with a hand-moved clock; no socket."""
 
     def post(self, data: bytes, client_ip: str = "10.0.0.1") -> Tuple[int, Dict[str, Any]]:
         status, ctype, body = self.app.handle(b"POST", b"/torrents", data, client_ip, b"h")

@@ -274,7 +274,8 @@ class ConnectionLimitTests(TrackerTestCase):
                          "only Linux sends from any 127.0.0.x without configuration")
     def test_slow_connections_from_many_addresses_leave_announces_answered(self):
         self.hold_slow_connections(SLOW_SOURCES)
-        self.assertLessEqual(len(self.server.httpd.connections.slots()), tracker_conns.MAX_CONNECTIONS)
+        self.assertLessEqual(len(self.server.httpd.connections.slots()),
+                             tracker_conns.MAX_CONNECTIONS)
         self.assert_announce_answered_in_time()
 
 

@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import html
 import json
-import os
 import re
-import tempfile
 import unittest
 from typing import Any, Dict
 
 from sta import bencode, metainfo, tracker_db, tracker_pages
 from sta.tracker import Tracker
 from sta.tracker_db import TrackerStore
-from tests.test_tracker import INFO_HASH, INTERVAL, OTHER_HASH, Clock, TrackerTestCase, \
+from tests.test_tracker import INFO_HASH, INTERVAL, OTHER_HASH, LogicTestCase, TrackerTestCase, \
     announce_query, peer_id
 
 
@@ -63,16 +61,8 @@ class MonitoringTests(TrackerTestCase):
         self.assertNotIn("<script>", page)
 
 
-class DashboardTruthTests(unittest.TestCase):
-    """The request logic over a store with a hand-moved clock; no socket."""
-
-    def setUp(self) -> None:
-        tmp = tempfile.TemporaryDirectory()
-        self.addCleanup(tmp.cleanup)
-        self.clock = Clock()
-        self.store = TrackerStore(os.path.join(tmp.name, "t.db"), INTERVAL, self.clock)
-        self.addCleanup(self.store.close)
-        self.app = Tracker(self.store)
+class DashboardTruthTests(LogicTestCase):
+    """The request logic with a hand-moved clock; no socket."""
 
     def announce(self, pid: bytes, port: int, **extra: Any) -> Dict[bytes, Any]:
         answer = bencode.decode(self.app.announce(announce_query(pid, port, **extra).encode(),
