@@ -328,7 +328,7 @@ class TrackerStore:
         if self.db_failing:
             self._wake.set()
         else:
-            self._save()
+            self._save(DB_BUSY_TIMEOUT)
 
     def _check_new_peer(self, swarm: Optional[SwarmEntry], source: str) -> None:
         if swarm is not None and len(swarm.peers) >= MAX_PEERS_PER_TORRENT:
@@ -420,17 +420,24 @@ class TrackerStore:
             except Exception:  # a bug: keep serving from memory; the next flush retries
                 log.exception("tracker database write failed")
 
-    def _save(self) -> bool:
+    def _save(self, lock_timeout: float = -1) -> bool:
         """flush(), turning a database that cannot be written into a warning (once) and a
-        retry by the writer; returns whether everything pending was saved."""
+        retry by the writer; returns whether everything pending was saved. With a
+        ``lock_timeout``, gives up (and leaves the saving to the writer) when another thread
+        is writing for longer than that."""
+        if not self._db_lock.acquire(timeout=lock_timeout):
+            self._wake.set()
+            return False
         try:
-            self.flush()
+            self._write_pending()
         except sqlite3.Error as exc:
             if not self.db_failing:
                 log.warning("cannot write the tracker database (%s); answering from memory and "
                             "retrying every %.1f s", exc, WRITE_BEHIND_SECONDS)
             self.db_failing = True
             return False
+        finally:
+            self._db_lock.release()
         if self.db_failing:
             log.warning("tracker database writable again; changes kept in memory are saved")
         self.db_failing = False
@@ -440,6 +447,11 @@ class TrackerStore:
         """Write every pending change in one transaction; returns the number of rows.
 
         Raises sqlite3.Error when the database cannot be written; the changes stay pending."""
+        with self._db_lock:
+            return self._write_pending()
+
+    def _write_pending(self) -> int:
+        # The caller holds _db_lock; the changes are taken under _lock, as late as possible.
         with self._lock:
             if not self._pending and not self._pending_swarms:
                 return 0
@@ -457,7 +469,7 @@ class TrackerStore:
                       for h, s in swarms.items() if s is not None]
             forgotten = [(h,) for h, s in swarms.items() if s is None]
         try:
-            with self._db_lock, self._db:
+            with self._db:
                 self._db.executemany(_UPSERT_PEER, upserts)
                 self._db.executemany("DELETE FROM peers WHERE info_hash = ? AND peer_id = ?",
                                      deletes)

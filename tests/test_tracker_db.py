@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 from typing import Any, Optional, Tuple
@@ -198,6 +199,20 @@ class LockedDatabaseStoreTests(StoreTestCase):
         while self.store.db_failing and time.monotonic() < deadline:
             time.sleep(tracker_db.WRITE_BEHIND_SECONDS / 5)
         self.assertEqual(len(self.restart().swarms[INFO_HASH].peers), 10)
+
+    def test_event_announces_at_the_same_moment_do_not_queue_behind_a_locked_database(self):
+        self.hold_lock()
+        threads = [threading.Thread(target=self.announce, args=(peer_id(n),),
+                                    kwargs={"event": b"started"}) for n in range(20)]
+        with self.assertLogs("sta.tracker_db", "WARNING"):
+            started = time.monotonic()
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(SQLITE_DEFAULT_BUSY_WAIT)
+            elapsed = time.monotonic() - started
+        self.assertLess(elapsed, SQLITE_DEFAULT_BUSY_WAIT / 2)
+        self.assertEqual(len(self.store.swarms[INFO_HASH].peers), 20)
 
 
 class LockedDatabaseTests(TrackerTestCase):
