@@ -1,9 +1,11 @@
 """The tracker server: announce (BEP 3, 23, 7), scrape (BEP 48), hosted .torrent files, stats.
 
 ``Tracker`` turns one request (method, target, body, client address) into one response and knows
-nothing about sockets; ``TrackerServer`` puts it behind the HTTP/1.1 front end of
-``tracker_http`` with the swarm store of ``tracker_db`` (answers from memory, SQLite written
-behind) and is what the `tracker` command runs.
+nothing about sockets (hosted .torrent files are ``tracker_hosting``'s part of it);
+``TrackerServer`` puts it behind the HTTP/1.1 front end of ``tracker_http`` with the swarm store
+of ``tracker_db`` (answers from memory, SQLite written behind) and is what the `tracker` command
+runs. Every limit on what a client can make the tracker hold or do is a named constant of the
+module that enforces it, tested without sockets through ``Tracker`` or the store.
 """
 
 from __future__ import annotations
