@@ -307,9 +307,13 @@ class TrackerHTTPServer(http.server.HTTPServer):
                 if started:
                     self._threads += 1
             if started:
-                threading.Thread(target=self._serve_connection, daemon=True,
-                                 args=(request, client_address, slot)).start()
-                return
+                try:
+                    threading.Thread(target=self._serve_connection, daemon=True,
+                                     args=(request, client_address, slot)).start()
+                    return
+                except RuntimeError:  # the system has no thread to give: refuse this one
+                    with self._threads_lock:
+                        self._threads -= 1
             self.connections.release(slot)
         try:
             request.sendall(_REFUSAL)
