@@ -307,6 +307,69 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def measure_both(args: argparse.Namespace, load: "Load", workdir: str,
+                 reproduce: List[str]) -> List[List[str]]:
+    """One table row for STA and, when installed and wanted, one for opentracker."""
+    rows: List[List[str]] = []
+    port = free_port()
+    sta = start_sta(workdir, port)
+    try:
+        if load.wrk:
+            reproduce.append("wrk script: " + shell_command(
+                [sys.executable, "bench/bench_tracker.py", "--peers", str(args.peers),
+                 "--wrk-script", "announce.lua"]))
+        reproduce.append("STA tracker: " + shell_command(sta.cmd, REPO) + "  (any --db)")
+        rows.append(measure("STA", sta, "http://127.0.0.1:%d" % port, load, args, reproduce))
+    finally:
+        sta.stop()
+    if not args.no_opentracker and shutil.which("opentracker"):
+        port = free_port()
+        ot = start_opentracker(workdir, port)
+        try:
+            reproduce.append("opentracker: " + shell_command(ot.cmd) + "  (whitelist.txt "
+                             "in the -d directory: %s)" % tracker_load.DEFAULT_INFO_HASH.hex())
+            rows.append(measure("opentracker", ot, "http://127.0.0.1:%d" % port, load, args,
+                                reproduce))
+        finally:
+            ot.stop()
+    return rows
+
+
+def print_ratio_and_notes(rows: List[List[str]], args: argparse.Namespace) -> None:
+    if len(rows) == 2 and float(rows[1][1]) > 0:
+        print("STA / opentracker: %.2f" % (float(rows[0][1]) / float(rows[1][1])))
+    elif args.no_opentracker:
+        print("opentracker not run (--no-opentracker): no ratio")
+    elif len(rows) == 1:
+        print("opentracker not installed: no ratio")
+    print("failed: answers that were not a bencoded success, timeouts and connect errors.\n"
+          "reconnects: connections the server closed; STA keeps them open (HTTP/1.1), "
+          "opentracker closes one after every answer,\n  so its figure includes a TCP "
+          "connect per announce.\n"
+          "server CPU: the tracker process's user+system time over the measured seconds "
+          "(100% = one core).\n"
+          "switches/announce: context switches of the server's threads per announce (STA: "
+          "one thread per connection, handing the GIL\n  back and forth around every "
+          "socket call; opentracker: one event loop).")
+
+
+def print_profile(args: argparse.Namespace, load: "Load", workdir: str) -> None:
+    port = free_port()
+    sta = start_sta(workdir, port, profile=True)
+    try:
+        load.run("http://127.0.0.1:%d" % port, args.seconds)
+    finally:
+        sta.stop()
+    print("\nSTA under cProfile (all connection threads, by own time; the time in "
+          "recv_into and sendall is waiting for\nthe next request and for the GIL, not "
+          "CPU):")
+    try:
+        with open(os.path.join(workdir, "profile.txt")) as f:
+            print(f.read())
+    except OSError:
+        print("  (no profile written)\n" + sta.tail())
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     if args.serve:
@@ -319,64 +382,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print("tracker benchmark: %d peers in one swarm, %d connections (%s), %.0f s measured "
               "after %.0f s warm-up, %d CPUs" % (args.peers, args.connections, load.name,
                                                   args.seconds, args.warmup, os.cpu_count() or 0))
-        rows: List[List[str]] = []
         reproduce: List[str] = []
-        port = free_port()
-        sta = start_sta(workdir, port)
-        try:
-            if load.wrk:
-                reproduce.append("wrk script: " + shell_command(
-                    [sys.executable, "bench/bench_tracker.py", "--peers", str(args.peers),
-                     "--wrk-script", "announce.lua"]))
-            reproduce.append("STA tracker: " + shell_command(sta.cmd, REPO) + "  (any --db)")
-            rows.append(measure("STA", sta, "http://127.0.0.1:%d" % port, load, args, reproduce))
-        finally:
-            sta.stop()
-        if not args.no_opentracker and shutil.which("opentracker"):
-            port = free_port()
-            ot = start_opentracker(workdir, port)
-            try:
-                reproduce.append("opentracker: " + shell_command(ot.cmd) + "  (whitelist.txt "
-                                 "in the -d directory: %s)" % tracker_load.DEFAULT_INFO_HASH.hex())
-                rows.append(measure("opentracker", ot, "http://127.0.0.1:%d" % port, load, args,
-                                    reproduce))
-            finally:
-                ot.stop()
+        rows = measure_both(args, load, workdir, reproduce)
         print_table(["tracker", "announces/s", "failed", "reconnects", "server CPU",
                      "CPU us/announce", "switches/announce", "p99 ms"], rows)
         logic = logic_microseconds(args.peers, workdir)
         print("STA request logic alone (no sockets, one thread): %.1f us/announce; the rest of "
               "STA's CPU per announce is HTTP, socket calls and thread switches." % logic)
-        if len(rows) == 2 and float(rows[1][1]) > 0:
-            print("STA / opentracker: %.2f" % (float(rows[0][1]) / float(rows[1][1])))
-        elif args.no_opentracker:
-            print("opentracker not run (--no-opentracker): no ratio")
-        elif len(rows) == 1:
-            print("opentracker not installed: no ratio")
-        print("failed: answers that were not a bencoded success, timeouts and connect errors.\n"
-              "reconnects: connections the server closed; STA keeps them open (HTTP/1.1), "
-              "opentracker closes one after every answer,\n  so its figure includes a TCP "
-              "connect per announce.\n"
-              "server CPU: the tracker process's user+system time over the measured seconds "
-              "(100% = one core).\n"
-              "switches/announce: context switches of the server's threads per announce (STA: "
-              "one thread per connection, handing the GIL\n  back and forth around every "
-              "socket call; opentracker: one event loop).")
+        print_ratio_and_notes(rows, args)
         if args.profile:
-            port = free_port()
-            sta = start_sta(workdir, port, profile=True)
-            try:
-                load.run("http://127.0.0.1:%d" % port, args.seconds)
-            finally:
-                sta.stop()
-            print("\nSTA under cProfile (all connection threads, by own time; the time in "
-                  "recv_into and sendall is waiting for\nthe next request and for the GIL, not "
-                  "CPU):")
-            try:
-                with open(os.path.join(workdir, "profile.txt")) as f:
-                    print(f.read())
-            except OSError:
-                print("  (no profile written)\n" + sta.tail())
+            print_profile(args, load, workdir)
         print("reproduce:")
         for line in reproduce:
             print("  " + line)

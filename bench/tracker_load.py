@@ -73,95 +73,113 @@ def _answer_length(buffer: bytes) -> Optional[Tuple[int, bool, bool]]:
     return end + 4 + length, ok, closes
 
 
-def run_worker(address: Tuple[str, int], requests: List[bytes], first: int, step: int,
-               connections: int, warmup: float, seconds: float,
-               results: "multiprocessing.Queue") -> None:
-    """Drive `connections` connections; counts what completes after the warm-up."""
-    selector = selectors.DefaultSelector()
-    counts = {"ok": 0, "failed": 0, "errors": 0, "reconnects": 0, "retries": 0}
-    index = first
-    start = time.monotonic()
-    measure_from = start + warmup
-    stop_at = measure_from + seconds
+class _Worker:
+    """One process's share of the load: `connections` keep-alive connections, each sending
+    the next request as soon as its answer is in; counts what completes after the warm-up."""
 
-    def connect() -> _Connection:
-        sock = socket.create_connection(address)
+    def __init__(self, address: Tuple[str, int], requests: List[bytes], first: int, step: int,
+                 measure_from: float) -> None:
+        self.address = address
+        self.requests = requests
+        self.index = first
+        self.step = step
+        self.measure_from = measure_from
+        self.selector = selectors.DefaultSelector()
+        self.counts = {"ok": 0, "failed": 0, "errors": 0, "reconnects": 0, "retries": 0}
+
+    def connect(self) -> _Connection:
+        sock = socket.create_connection(self.address)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.setblocking(False)
         conn = _Connection(sock)
-        selector.register(sock, selectors.EVENT_READ, conn)
+        self.selector.register(sock, selectors.EVENT_READ, conn)
         return conn
 
-    def send(conn: _Connection, now: float) -> None:
-        nonlocal index
-        request = requests[index]
-        index = (index + step) % len(requests)
+    def send(self, conn: _Connection, now: float) -> None:
+        request = self.requests[self.index]
+        self.index = (self.index + self.step) % len(self.requests)
         conn.sent_at = now
         conn.busy = True
         conn.sock.sendall(request)  # a few hundred bytes always fit the empty send buffer
 
-    def replace(conn: _Connection) -> _Connection:
-        selector.unregister(conn.sock)
+    def replace(self, conn: _Connection) -> _Connection:
+        self.selector.unregister(conn.sock)
         conn.sock.close()
-        counts["reconnects"] += 1
-        return connect()
+        self.counts["reconnects"] += 1
+        return self.connect()
 
-    now = time.monotonic()
-    for _ in range(connections):
-        send(connect(), now)
-    while True:
-        now = time.monotonic()
-        if now >= stop_at:
-            break
-        for key, _ in selector.select(timeout=0.5):
-            conn = key.data
-            try:
-                data = conn.sock.recv(RECV_SIZE)
-            except (BlockingIOError, InterruptedError):
-                continue
-            except OSError:
-                data = b""
-            now = time.monotonic()
-            if not data:
-                if conn.busy and conn.answered and not conn.buffer:
-                    # The server closed a connection it had answered on before, without saying
-                    # so (opentracker closes after every answer): like browsers, send the
-                    # request again on a new connection rather than count a failure.
-                    counts["retries"] += 1
-                    index = (index - step) % len(requests)
-                elif conn.busy and now >= measure_from:
-                    counts["errors"] += 1
-                send(replace(conn), now)
-                continue
-            conn.buffer += data
-            parsed = _answer_length(conn.buffer)
-            if parsed is None or len(conn.buffer) < parsed[0]:
-                if len(conn.buffer) > MAX_ANSWER:
-                    counts["errors"] += 1
-                    send(replace(conn), now)
-                continue
-            total, ok, closes = parsed
-            body = conn.buffer[conn.buffer.find(b"\r\n\r\n") + 4:total]
-            conn.buffer = conn.buffer[total:]
-            conn.busy = False
-            conn.answered += 1
-            if now >= measure_from:
-                if ok and body[:1] == b"d" and b"failure reason" not in body:
-                    counts["ok"] += 1
-                else:
-                    counts["failed"] += 1
-            if closes:
-                conn = replace(conn)
-            send(conn, now)
-        for key in list(selector.get_map().values()):
+    def on_closed(self, conn: _Connection, now: float) -> None:
+        if conn.busy and conn.answered and not conn.buffer:
+            # The server closed a connection it had answered on before, without saying so
+            # (opentracker closes after every answer): like browsers, send the request again
+            # on a new connection rather than count a failure.
+            self.counts["retries"] += 1
+            self.index = (self.index - self.step) % len(self.requests)
+        elif conn.busy and now >= self.measure_from:
+            self.counts["errors"] += 1
+        self.send(self.replace(conn), now)
+
+    def on_data(self, conn: _Connection, data: bytes, now: float) -> None:
+        conn.buffer += data
+        parsed = _answer_length(conn.buffer)
+        if parsed is None or len(conn.buffer) < parsed[0]:
+            if len(conn.buffer) > MAX_ANSWER:
+                self.counts["errors"] += 1
+                self.send(self.replace(conn), now)
+            return
+        total, ok, closes = parsed
+        body = conn.buffer[conn.buffer.find(b"\r\n\r\n") + 4:total]
+        conn.buffer = conn.buffer[total:]
+        conn.busy = False
+        conn.answered += 1
+        if now >= self.measure_from:
+            if ok and body[:1] == b"d" and b"failure reason" not in body:
+                self.counts["ok"] += 1
+            else:
+                self.counts["failed"] += 1
+        if closes:
+            conn = self.replace(conn)
+        self.send(conn, now)
+
+    def replace_timed_out(self, now: float) -> None:
+        for key in list(self.selector.get_map().values()):
             conn = key.data
             if conn.busy and now - conn.sent_at > REQUEST_TIMEOUT:
-                if now >= measure_from:
-                    counts["errors"] += 1
-                send(replace(conn), now)
-    for key in list(selector.get_map().values()):
-        key.fileobj.close()
-    results.put(counts)
+                if now >= self.measure_from:
+                    self.counts["errors"] += 1
+                self.send(self.replace(conn), now)
+
+    def run(self, connections: int, stop_at: float) -> Dict[str, int]:
+        now = time.monotonic()
+        for _ in range(connections):
+            self.send(self.connect(), now)
+        while now < stop_at:
+            for key, _ in self.selector.select(timeout=0.5):
+                try:
+                    data = key.data.sock.recv(RECV_SIZE)
+                except (BlockingIOError, InterruptedError):
+                    continue
+                except OSError:
+                    data = b""
+                now = time.monotonic()
+                if data:
+                    self.on_data(key.data, data, now)
+                else:
+                    self.on_closed(key.data, now)
+            now = time.monotonic()
+            self.replace_timed_out(now)
+        for key in list(self.selector.get_map().values()):
+            key.fileobj.close()
+        return self.counts
+
+
+def run_worker(address: Tuple[str, int], requests: List[bytes], first: int, step: int,
+               connections: int, warmup: float, seconds: float,
+               results: "multiprocessing.Queue") -> None:
+    """Drive `connections` connections; counts what completes after the warm-up."""
+    measure_from = time.monotonic() + warmup
+    worker = _Worker(address, requests, first, step, measure_from)
+    results.put(worker.run(connections, measure_from + seconds))
 
 
 def run_load(url: str, peers: int = DEFAULT_PEERS, connections: int = 32, processes: int = 2,

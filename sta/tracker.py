@@ -1,15 +1,16 @@
 """The tracker server: announce (BEP 3, 23, 7), scrape (BEP 48), hosted .torrent files, stats.
 
 ``Tracker`` turns one request (method, target, body, client address) into one response and knows
-nothing about sockets; ``TrackerServer`` puts it behind the HTTP/1.1 front end of
-``tracker_http`` with the swarm store of ``tracker_db`` (answers from memory, SQLite written
-behind) and is what the `tracker` command runs.
+nothing about sockets (hosted .torrent files are ``tracker_hosting``'s part of it);
+``TrackerServer`` puts it behind the HTTP/1.1 front end of ``tracker_http`` with the swarm store
+of ``tracker_db`` (answers from memory, SQLite written behind) and is what the `tracker` command
+runs. Every limit on what a client can make the tracker hold or do is a named constant of the
+module that enforces it, tested without sockets through ``Tracker`` or the store.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import json
 import logging
 import signal
 import socket
@@ -21,11 +22,15 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from urllib.parse import unquote_to_bytes
 
 from sta import bencode
-from sta.tracker_db import DEFAULT_INTERVAL, MAX_COUNTER, TrackerDbError, TrackerStore
 from sta import tracker_pages
+from sta.tracker_db import (DEFAULT_INTERVAL, MAX_COUNTER, MAX_TORRENTS, TrackerDbError,
+                            TrackerStore)
+from sta.tracker_hosting import (LIST_PAGE, Response, TorrentHosting, json_response,
+                                 text_response)
 from sta.tracker_http import TrackerHTTPServer, normalise_ip
+from sta.tracker_limits import address_group
 
-__all__ = ["TrackerError", "Tracker", "TrackerServer", "run", "server_ssl_context",
+__all__ = ["TrackerServerError", "Tracker", "TrackerServer", "run", "server_ssl_context",
            "lan_address", "DEFAULT_PORT", "DEFAULT_NUMWANT", "MAX_NUMWANT"]
 
 log = logging.getLogger(__name__)
@@ -81,10 +86,8 @@ _EVENTS = {b"": b"", b"started": b"started", b"completed": b"completed", b"stopp
 
 _MAX_COUNTER_DIGITS = len(str(MAX_COUNTER))
 
-Response = Tuple[int, str, bytes]
 
-
-class TrackerError(Exception):
+class TrackerServerError(Exception):
     """The tracker cannot start or serve (bad address, database, certificate)."""
 
 
@@ -166,6 +169,7 @@ class Tracker:
     def __init__(self, store: TrackerStore, scheme: str = "http") -> None:
         self.store = store
         self.scheme = scheme
+        self.hosting = TorrentHosting(store)
         self.interval = store.interval
         self.min_interval = max(1, min(store.interval // 2, MAX_MIN_INTERVAL))
         self._local_cache: Dict[str, bool] = {}
@@ -220,7 +224,8 @@ class Tracker:
             if warning:
                 warnings.append(warning)
         complete, incomplete, completed, peers = self.store.announce(
-            info_hash, peer_id, ip, port, uploaded, downloaded, left, event, key, numwant)
+            info_hash, peer_id, ip, port, uploaded, downloaded, left, event, key, numwant,
+            address_group(client_ip))
         # Keys in bencode order: complete downloaded incomplete interval "min interval" peers
         # peers6 "tracker id" "warning message".
         head = b"d8:completei%de10:downloadedi%de10:incompletei%de%s" % (
@@ -295,66 +300,37 @@ class Tracker:
             if path == b"/scrape":
                 return 200, "text/plain", self.scrape(query)
             if path == b"/stats":
-                return 200, "application/json", json.dumps(self.stats()).encode()
+                return json_response(200, self.stats())
             if path == b"/":
                 return 200, "text/html; charset=utf-8", tracker_pages.dashboard(self.stats())
             if path == b"/torrents":
-                return self._json(200, [self._hosted_json(h, host)
-                                        for h in self.store.list_hosted()])
+                return self._list_torrents(query, host)
             if path.startswith(b"/torrents/") and path.endswith(b".torrent"):
-                return self._get_torrent(path[10:-8])
-            return self._text(404, "not found")
+                return self.hosting.download(path[10:-8])
+            return text_response(404, "not found")
         if method == b"POST":
             if path == b"/torrents":
-                return self._post_torrent(body, host)
-            return self._text(404, "not found")
-        return self._text(405, "method not allowed")
+                return self.hosting.upload(body, client_ip, self._base_url(host))
+            return text_response(404, "not found")
+        return text_response(405, "method not allowed")
 
     def stats(self) -> Dict[str, Any]:
         return self.store.stats(MAX_STATS_TORRENTS, MAX_STATS_PEERS)
 
-    @staticmethod
-    def _text(status: int, message: str) -> Response:
-        return status, "text/plain; charset=utf-8", (message + "\n").encode()
-
-    @staticmethod
-    def _json(status: int, value: Any) -> Response:
-        return status, "application/json", json.dumps(value).encode()
+    def _list_torrents(self, query: bytes, host: bytes) -> Response:
+        params = query_dict(query) if query else {}
+        try:
+            offset = _counter(params, b"offset", 0, MAX_TORRENTS)
+            limit = _counter(params, b"limit", LIST_PAGE, MAX_TORRENTS)
+        except _BadRequest as exc:
+            return text_response(400, str(exc))
+        return self.hosting.listing(offset, limit, self._base_url(host))
 
     def _base_url(self, host: bytes) -> str:
         text = host.decode("ascii", "replace")
         if not host or len(host) > 255 or not all(c.isalnum() or c in ".-:[]" for c in text):
             text = "127.0.0.1"
         return f"{self.scheme}://{text}"
-
-    def _hosted_json(self, hosted: Any, host: bytes) -> Dict[str, Any]:
-        base = self._base_url(host)
-        hex_hash = hosted.info_hash.hex()
-        url = f"{base}/torrents/{hex_hash}.torrent"
-        return {"info_hash": hex_hash, "name": hosted.name, "size": hosted.size, "url": url,
-                "magnet": tracker_pages.magnet(hosted.info_hash, hosted.name,
-                                               f"{base}/announce", url)}
-
-    def _get_torrent(self, hex_hash: bytes) -> Response:
-        try:
-            info_hash = bytes.fromhex(hex_hash.decode("ascii"))
-        except (UnicodeDecodeError, ValueError):
-            info_hash = b""
-        if len(info_hash) != 20:
-            return self._text(400, "expected /torrents/<40 hex digits>.torrent")
-        data = self.store.hosted_data(info_hash)
-        if data is None:
-            return self._text(404, "no such torrent on this tracker")
-        return 200, "application/x-bittorrent", data
-
-    def _post_torrent(self, body: bytes, host: bytes) -> Response:
-        from sta import metainfo  # imported here: only this request needs the parser
-        try:
-            meta = metainfo.parse(body)
-        except (metainfo.MetainfoError, ValueError) as exc:
-            return self._json(400, {"error": f"not a valid .torrent file: {exc}"})
-        hosted = self.store.add_hosted(meta.info_hash, meta.info.name, meta.info.length, body)
-        return self._json(201, self._hosted_json(hosted, host))
 
 
 class TrackerServer:
@@ -365,18 +341,19 @@ class TrackerServer:
                  ssl_context: Optional[ssl.SSLContext] = None,
                  clock: Callable[[], float] = time.time) -> None:
         if interval < 1:
-            raise TrackerError("the announce interval must be at least 1 second")
+            raise TrackerServerError("the announce interval must be at least 1 second")
         try:
             self.store = TrackerStore(db_path, interval, clock)
         except TrackerDbError as exc:
-            raise TrackerError(str(exc)) from exc
+            raise TrackerServerError(str(exc)) from exc
         self.host = host
         self.app = Tracker(self.store, "https" if ssl_context else "http")
         try:
             self.httpd = TrackerHTTPServer((host, port), self.app, ssl_context)
         except OSError as exc:
             self.store.close()
-            raise TrackerError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+            raise TrackerServerError(
+                f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
         self._thread: Optional[threading.Thread] = None
         self._serving: Optional[int] = None
         self._closed = False
@@ -477,7 +454,7 @@ def server_ssl_context(certfile: str, keyfile: Optional[str] = None) -> ssl.SSLC
     try:
         context.load_cert_chain(certfile, keyfile)
     except (OSError, ssl.SSLError) as exc:
-        raise TrackerError(f"cannot load certificate {certfile}: {exc}") from exc
+        raise TrackerServerError(f"cannot load certificate {certfile}: {exc}") from exc
     return context
 
 
@@ -485,7 +462,7 @@ def run(args: Any, emit: Optional[Callable[[str], None]] = None,
         ssl_context: Optional[ssl.SSLContext] = None) -> int:
     """The `tracker` command: serve until Ctrl-C. ``args`` has host, port, db, interval,
     certfile, keyfile, tls; ``emit`` receives the lines to show; ``ssl_context`` (from --tls)
-    takes precedence over certfile/keyfile. Raises TrackerError when it cannot start."""
+    takes precedence over certfile/keyfile. Raises TrackerServerError when it cannot start."""
     emit = emit or log.info
     context = ssl_context
     certfile = getattr(args, "certfile", None)
@@ -493,9 +470,9 @@ def run(args: Any, emit: Optional[Callable[[str], None]] = None,
     if context is None and certfile:
         context = server_ssl_context(certfile, keyfile)
     elif context is None and keyfile:
-        raise TrackerError("--keyfile needs --certfile")
+        raise TrackerServerError("--keyfile needs --certfile")
     if context is None and getattr(args, "tls", False):
-        raise TrackerError("--tls needs a TLS context; pass --certfile and --keyfile")
+        raise TrackerServerError("--tls needs a TLS context; pass --certfile and --keyfile")
     server = TrackerServer(getattr(args, "host", "0.0.0.0"), getattr(args, "port", DEFAULT_PORT),
                            getattr(args, "db", "tracker.db"),
                            getattr(args, "interval", DEFAULT_INTERVAL), context)

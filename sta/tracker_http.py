@@ -5,6 +5,11 @@ announce; this handler reads the request line and the few headers the tracker ne
 keeps connections alive (HTTP/1.1, Content-Length always set) so a client's announces share one
 connection, bounds every part of a request, and hands (method, target, body, client address,
 Host) to the application object (``sta.tracker.Tracker``) the server was given.
+
+Every connection is one thread, admitted through ``tracker_conns.ConnectionTable`` before its
+thread starts (and before any TLS handshake): the table bounds connections in all and per
+address and gives each a whole-request deadline, which the accept loop enforces by closing
+connections that pass it. Threads are bounded by MAX_THREADS whatever clients do.
 """
 
 from __future__ import annotations
@@ -18,9 +23,13 @@ import threading
 import time
 from typing import Any, Optional, Tuple
 
+from sta.tracker_conns import (IDLE_TIMEOUT, MAX_CONNECTIONS, BodyBudget, ConnectionSlot,
+                               ConnectionTable)
+from sta.tracker_limits import address_group
+
 __all__ = ["TrackerHTTPServer", "TrackerRequestHandler", "normalise_ip", "MAX_REQUEST_LINE",
-           "MAX_HEADER_BYTES", "MAX_HEADER_COUNT", "MAX_TORRENT_BYTES", "IDLE_TIMEOUT",
-           "MAX_CONNECTIONS"]
+           "MAX_HEADER_BYTES", "MAX_HEADER_COUNT", "MAX_TORRENT_BYTES", "MAX_BODY_BYTES_HELD",
+           "MAX_THREADS"]
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +45,12 @@ MAX_HEADER_COUNT = 64
 # that is also about 500,000 pieces, far more than any torrent made with a sensible piece size.
 MAX_TORRENT_BYTES = 10_000_000
 
-# A connection silent this long is closed: an idle keep-alive connection (clients announce every
-# interval minutes and reconnect anyway) or a client that stopped in the middle of a request.
-IDLE_TIMEOUT = 30.0
+# Request bodies held in memory at once over all connections (a few uploads of the largest
+# size); an upload past it is told to try again before its body is read.
+MAX_BODY_BYTES_HELD = 4 * MAX_TORRENT_BYTES
+
+# One read of a TLS handshake; the whole handshake is within the connection's request deadline
+# (tracker_conns.REQUEST_TIMEOUT).
 TLS_HANDSHAKE_TIMEOUT = 10.0
 
 # After an error answer, input still arriving is read and dropped for at most this long and
@@ -49,8 +61,16 @@ LINGER_BYTES = 256 * 1024
 # Pending connections the kernel queues before accept() (capped by net.core.somaxconn).
 LISTEN_BACKLOG = 1024
 
-# Each connection is one thread; past this many, new ones get 503 at once instead of a thread.
-MAX_CONNECTIONS = 1000
+# Threads serving connections: every admitted connection, plus connections closed to make
+# room or for passing their deadline whose threads have not yet noticed (they do within
+# milliseconds). Past this, new connections get 503 at once, from the accept loop.
+MAX_THREADS = MAX_CONNECTIONS + 100
+
+# How often the accept loop closes connections past their deadline.
+REAP_INTERVAL = 0.5
+
+_REFUSAL = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n"
+            b"\r\n")
 
 
 def normalise_ip(text: str) -> str:
@@ -75,24 +95,43 @@ class TrackerRequestHandler(http.server.BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
     server: "TrackerHTTPServer"
 
+    # Set by the server for each connection; None when a test drives the handler by hand.
+    slot: Optional[ConnectionSlot] = None
+    bodies: Optional[BodyBudget] = None
+    _held = 0  # bytes of bodies this connection holds in ``bodies``
+
+    def __init__(self, request: Any, client_address: Any, server: Any,
+                 slot: Optional[ConnectionSlot] = None) -> None:
+        self.slot = slot
+        super().__init__(request, client_address, server)
+
     def setup(self) -> None:
         super().setup()
         self.client_ip = normalise_ip(self.client_address[0])
+        self.bodies = self.server.bodies
 
     def handle_one_request(self) -> None:
         self.close_connection = True
         try:
             request = self._read_request()
+            if request is not None:
+                self._answer(*request)
         except _ReplyAndClose as exc:
             self._send(exc.status, "text/plain; charset=utf-8", (str(exc) + "\n").encode(),
                        False)
             self._linger()
-            return
         except (OSError, ValueError):  # timeout, reset, or the server closing the socket
-            return
-        if request is None:
-            return
-        method, target, body, host, keep_alive = request
+            pass
+        finally:
+            if self._held:
+                self.bodies.release(self._held)
+                self._held = 0
+
+    def _answer(self, method: bytes, target: bytes, body: bytes, host: bytes,
+                keep_alive: bool) -> None:
+        slot = self.slot
+        if slot is not None:
+            slot.answering(time.monotonic())
         app = self.server.app
         try:
             if method == b"GET" and target.startswith(b"/announce?"):
@@ -109,6 +148,8 @@ class TrackerRequestHandler(http.server.BaseHTTPRequestHandler):
         else:
             self._send(status, ctype, payload, keep_alive)
         self.close_connection = not keep_alive
+        if slot is not None and keep_alive:
+            slot.wait_for_request(time.monotonic())
 
     def _read_request(self) -> Optional[Tuple[bytes, bytes, bytes, bytes, bool]]:
         rfile = self.rfile
@@ -163,10 +204,22 @@ class TrackerRequestHandler(http.server.BaseHTTPRequestHandler):
             keep_alive = connection == b"keep-alive"
         body = b""
         if length:
-            body = rfile.read(length)
-            if len(body) < length:
+            body = self._read_body(method, length)
+            if body is None:
                 return None
         return method, target, body, host, keep_alive
+
+    def _read_body(self, method: bytes, length: int) -> Optional[bytes]:
+        if method == b"GET" or method == b"HEAD":
+            raise _ReplyAndClose(400, "GET and HEAD requests take no body")
+        if self.bodies is not None:
+            if not self.bodies.reserve(length):
+                raise _ReplyAndClose(503, "too many uploads at once; try again in a moment")
+            self._held = length
+        if self.slot is not None:
+            self.slot.receiving_body(length)
+        body = self.rfile.read(length)
+        return body if len(body) == length else None
 
     def _linger(self) -> None:
         # Closing a socket with unread input makes the kernel send a reset, and a reset can
@@ -199,9 +252,9 @@ class TrackerRequestHandler(http.server.BaseHTTPRequestHandler):
         log.debug("%s %s", self.client_ip, format % args)
 
 
-class TrackerHTTPServer(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
+class TrackerHTTPServer(http.server.HTTPServer):
+    """One thread per admitted connection; see the module docstring."""
+
     allow_reuse_address = True
     # socketserver's default backlog of 5 drops SYNs when many peers (or a load test) connect at
     # once, and each dropped SYN costs that client a one-second retransmit.
@@ -213,8 +266,12 @@ class TrackerHTTPServer(http.server.ThreadingHTTPServer):
             self.address_family = socket.AF_INET6
         self.app = app
         self.ssl_context = ssl_context
-        self._connections: set = set()
-        self._connections_lock = threading.Lock()
+        self.connections = ConnectionTable(time.monotonic)
+        self.bodies = BodyBudget(MAX_BODY_BYTES_HELD)
+        self.max_threads = MAX_THREADS
+        self._threads = 0
+        self._threads_lock = threading.Lock()
+        self._next_reap = 0.0
         self._date = (0, b"")
         super().__init__(address, TrackerRequestHandler)
 
@@ -239,45 +296,81 @@ class TrackerHTTPServer(http.server.ThreadingHTTPServer):
         return b"HTTP/1.1 %d %s\r\n%s" % (status, _REASONS.get(status, b"Error"), self._date[1])
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        if len(self._connections) >= MAX_CONNECTIONS:
-            try:
-                request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
-                                b"Connection: close\r\n\r\n")
-            except OSError:
-                pass
-            self.shutdown_request(request)
-            return
-        super().process_request(request, client_address)
+        # Runs in the accept loop: admission costs no thread and no TLS handshake.
+        address = address_group(normalise_ip(client_address[0]))
+        slot, evicted = self.connections.admit(address, request)
+        for victim in evicted:
+            _hang_up(victim.handle)
+        if slot is not None:
+            with self._threads_lock:
+                started = self._threads < self.max_threads
+                if started:
+                    self._threads += 1
+            if started:
+                try:
+                    threading.Thread(target=self._serve_connection, daemon=True,
+                                     args=(request, client_address, slot)).start()
+                    return
+                except RuntimeError:  # the system has no thread to give: refuse this one
+                    with self._threads_lock:
+                        self._threads -= 1
+            self.connections.release(slot)
+        try:
+            request.sendall(_REFUSAL)
+        except OSError:
+            pass
+        self.shutdown_request(request)
 
-    def finish_request(self, request: Any, client_address: Any) -> None:
+    def _serve_connection(self, request: Any, client_address: Any,
+                          slot: ConnectionSlot) -> None:
+        try:
+            self.finish_request(request, client_address, slot)
+        except Exception:
+            self.handle_error(request, client_address)
+        finally:
+            self.connections.release(slot)
+            self.shutdown_request(request)
+            with self._threads_lock:
+                self._threads -= 1
+
+    def finish_request(self, request: Any, client_address: Any,
+                       slot: Optional[ConnectionSlot] = None) -> None:
         conn = request
         try:
             if self.ssl_context is not None:
                 # The TLS handshake runs here, in the connection's own thread, so a slow or
-                # silent client cannot stall accept() for everyone else.
+                # silent client cannot stall accept() for everyone else; the connection's
+                # deadline covers it.
                 request.settimeout(TLS_HANDSHAKE_TIMEOUT)
                 try:
-                    conn = self.ssl_context.wrap_socket(request, server_side=True)
+                    conn = self.ssl_context.wrap_socket(request, server_side=True,
+                                                        do_handshake_on_connect=False)
+                    if slot is not None:
+                        # The plain socket is detached from its descriptor now: closing the
+                        # connection to make room must reach the TLS socket, handshake or not.
+                        slot.handle = conn
+                        if slot.closed:  # closed while its socket could not be reached
+                            return
+                    conn.do_handshake()
                 except (OSError, ValueError) as exc:
                     log.debug("TLS handshake with %s failed: %s", client_address, exc)
                     return
-            with self._connections_lock:
-                self._connections.add(conn)
-            self.RequestHandlerClass(conn, client_address, self)
+            self.RequestHandlerClass(conn, client_address, self, slot)
         finally:
-            with self._connections_lock:
-                self._connections.discard(conn)
             if conn is not request:
                 conn.close()
 
+    def service_actions(self) -> None:
+        # Called by serve_forever() after every accept and every poll interval.
+        now = time.monotonic()
+        if now >= self._next_reap:
+            self._next_reap = now + REAP_INTERVAL
+            for slot in self.connections.expired():
+                _hang_up(slot.handle)
+
     def close_connections(self) -> None:
-        with self._connections_lock:
-            connections = list(self._connections)
-        for conn in connections:
-            try:
-                conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        for slot in self.connections.slots():
+            _hang_up(slot.handle)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A client vanishing mid-answer is routine for a tracker; anything else is a bug worth a
@@ -285,7 +378,19 @@ class TrackerHTTPServer(http.server.ThreadingHTTPServer):
         log.debug("error while serving %s", client_address, exc_info=True)
 
 
+def _hang_up(sock: Any) -> None:
+    """Wake the thread reading ``sock`` with end-of-file; that thread closes it.
+
+    The plain socket call, also for a TLS socket: SSLSocket.shutdown would drop its TLS state
+    under the thread still using it."""
+    try:
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+    except (OSError, ValueError):
+        pass
+
+
 _REASONS = {200: b"OK", 201: b"Created", 400: b"Bad Request", 404: b"Not Found",
             405: b"Method Not Allowed", 411: b"Length Required", 413: b"Payload Too Large",
-            414: b"URI Too Long", 431: b"Request Header Fields Too Large",
-            500: b"Internal Server Error", 503: b"Service Unavailable"}
+            414: b"URI Too Long", 429: b"Too Many Requests",
+            431: b"Request Header Fields Too Large", 500: b"Internal Server Error",
+            503: b"Service Unavailable"}
