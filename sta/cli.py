@@ -115,7 +115,7 @@ def cmd_tracker(args: argparse.Namespace) -> int:
         context = _self_made_tracker_context(args)
     try:
         return tracker.run(args, emit=_say, ssl_context=context)
-    except tracker.TrackerError as exc:
+    except tracker.TrackerServerError as exc:
         cause = exc.__cause__
         if isinstance(cause, OSError) and cause.errno == errno.EADDRINUSE:
             raise CliError(f"cannot listen on port {args.port}: another program uses it (a "

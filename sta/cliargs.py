@@ -18,6 +18,8 @@ import sys
 from typing import Any, Callable, List, Mapping, NoReturn, Optional, Tuple
 
 from . import __version__, metainfo
+from .tracker_limits import DEFAULT_INTERVAL
+from .trackerproto import DEFAULT_TRACKER_PORT
 
 __all__ = [
     "PROG", "COMMANDS", "DEFAULT_PEER_PORT", "DEFAULT_DOWNLOAD_DIR", "DEFAULT_BIND",
@@ -27,9 +29,6 @@ __all__ = [
 
 PROG = "sta"
 COMMANDS = ("tracker", "create", "seed", "download", "shell", "info")
-# The tracker's port: 4000, the port the lab's tracker has always had (tracker.DEFAULT_PORT is
-# the same number; the tracker module is not imported here, its SQLite costs start-up time).
-DEFAULT_TRACKER_PORT = 4000
 # BitTorrent's customary first port (6881-6889), as libtorrent and Transmission use.
 DEFAULT_PEER_PORT = 6881
 DEFAULT_DOWNLOAD_DIR = os.path.join(".", "downloads")
@@ -282,8 +281,8 @@ def _tracker_arguments(p: StaArgumentParser) -> None:
                    help=f"port to listen on (default: {DEFAULT_TRACKER_PORT})")
     p.add_argument("--db", default="tracker.db", metavar="PATH",
                    help="SQLite file for swarms and hosted torrents (default: tracker.db)")
-    p.add_argument("--interval", type=_positive_int, default=1800, metavar="SECONDS",
-                   help="announce interval given to peers (default: 1800)")
+    p.add_argument("--interval", type=_positive_int, default=DEFAULT_INTERVAL, metavar="SECONDS",
+                   help=f"announce interval given to peers (default: {DEFAULT_INTERVAL})")
     p.add_argument("--tls", action="store_true", help="serve HTTPS")
     p.add_argument("--certfile", metavar="PEM", help="TLS certificate (with --tls)")
     p.add_argument("--keyfile", metavar="PEM", help="TLS private key (with --tls)")

@@ -23,19 +23,19 @@ from urllib.parse import unquote_to_bytes
 
 from sta import bencode
 from sta import tracker_pages
-from sta.tracker_db import (DEFAULT_INTERVAL, MAX_COUNTER, MAX_TORRENTS, TrackerDbError,
-                            TrackerStore)
+from sta.tracker_db import MAX_COUNTER, MAX_TORRENTS, TrackerDbError, TrackerStore
 from sta.tracker_hosting import (LIST_PAGE, Response, TorrentHosting, json_response,
                                  text_response)
 from sta.tracker_http import TrackerHTTPServer, normalise_ip
-from sta.tracker_limits import address_group
+from sta.tracker_limits import DEFAULT_INTERVAL, address_group
+from sta.trackerproto import DEFAULT_TRACKER_PORT
 
 __all__ = ["TrackerServerError", "Tracker", "TrackerServer", "run", "server_ssl_context",
            "lan_address", "DEFAULT_PORT", "DEFAULT_NUMWANT", "MAX_NUMWANT"]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PORT = 4000
+DEFAULT_PORT = DEFAULT_TRACKER_PORT
 
 # BEP 3: numwant is optional and 50 is the customary default. Answers are capped at 200, what
 # libtorrent asks for by default (Transmission asks for 80): more peers than a client can dial

@@ -26,24 +26,16 @@ import time
 from itertools import islice
 from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
-from sta.tracker_limits import RateLimit, address_group
+from sta.tracker_limits import DEFAULT_INTERVAL, RateLimit, address_group
 from sta.tracker_swarm import SwarmEntry, TrackedPeer, swarm_stats
 
 __all__ = [
-    "TrackerDbError", "HostedTorrent", "TrackerStore", "DEFAULT_INTERVAL", "PEER_TIMEOUT_FACTOR",
+    "TrackerDbError", "HostedTorrent", "TrackerStore", "PEER_TIMEOUT_FACTOR",
     "MAX_COUNTER", "MAX_TORRENTS", "MAX_PEERS", "MAX_PEERS_PER_TORRENT", "MAX_PEERS_PER_ADDRESS",
     "NEW_TORRENTS_BURST", "NEW_TORRENTS_PER_MINUTE", "MAX_HOSTED_BYTES",
 ]
 
 log = logging.getLogger(__name__)
-
-# BEP 3 leaves the announce interval to the tracker. opentracker and public trackers hand out
-# 30 minutes; this tracker is made for labs, whose dashboard should show each peer's progress
-# as of a minute ago rather than half an hour, and whose dead peers should leave answers within
-# minutes. libtorrent and Transmission honour the interval (and "min interval"), so the load is
-# what it says: 10,000 peers at 60 s are about 170 announces a second, under 2% of what
-# bench_tracker.py measures on one core. A big public deployment passes --interval 1800.
-DEFAULT_INTERVAL = 60
 
 # A peer that misses two announces in a row is gone (crashed, unplugged, NAT timeout): sweeping
 # it after 2 x interval keeps dead addresses out of answers without dropping a peer whose single

@@ -13,7 +13,15 @@ import ipaddress
 from collections import OrderedDict
 from typing import Callable, Tuple
 
-__all__ = ["address_group", "RateLimit", "MAX_TRACKED_ADDRESSES"]
+__all__ = ["address_group", "RateLimit", "MAX_TRACKED_ADDRESSES", "DEFAULT_INTERVAL"]
+
+# BEP 3 leaves the announce interval to the tracker. opentracker and public trackers hand out
+# 30 minutes; this tracker is made for labs, whose dashboard should show each peer's progress
+# as of a minute ago rather than half an hour, and whose dead peers should leave answers within
+# minutes. libtorrent and Transmission honour the interval (and "min interval"), so the load is
+# what it says: 10,000 peers at 60 s are about 170 announces a second, under 2% of what
+# bench_tracker.py measures on one core: the load every peer puts on the tracker. A big public deployment passes --interval 1800.
+DEFAULT_INTERVAL = 60
 
 # Address groups a RateLimit remembers; past this the least recently seen is forgotten (and
 # starts again with a full burst). 100,000 groups cost about 15 MiB; an attacker with more

@@ -31,7 +31,7 @@ from sta.bencode import BencodeError, decode_prefix, kind
 __all__ = [
     "TrackerError", "AnnounceResponse", "build_announce_url", "parse_announce_response",
     "scrape_url", "build_scrape_url", "parse_scrape_response", "is_supported_url", "display_url",
-    "DEFAULT_NUMWANT", "DEFAULT_INTERVAL", "MAX_MESSAGE_CHARS",
+    "DEFAULT_NUMWANT", "DEFAULT_INTERVAL", "DEFAULT_TRACKER_PORT", "MAX_MESSAGE_CHARS",
 ]
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,9 @@ DEFAULT_NUMWANT = 50
 # Interval used when an answer has peers but no "interval" (BEP 3 makes it mandatory, yet some
 # trackers omit it on "stopped"): the 30 minutes most trackers, ours included, hand out.
 DEFAULT_INTERVAL = 1800
+# The lab's tracker port: a bare host given as a tracker means http://HOST:4000/announce, and
+# `sta tracker` listens there unless told otherwise.
+DEFAULT_TRACKER_PORT = 4000
 
 # Longest failure reason or warning message kept, in characters: a tracker's text is shown on
 # one line of the UI, and a hostile tracker must not be able to flood it.

@@ -10,6 +10,7 @@ from contextlib import redirect_stdout
 from typing import Any
 
 from sta import cliargs, shell
+from sta.tracker_limits import DEFAULT_INTERVAL
 
 
 def parse(*args: str) -> argparse.Namespace:
@@ -20,7 +21,7 @@ class DefaultsTest(unittest.TestCase):
     def test_defaults_of_every_command(self) -> None:
         a = parse("tracker")
         self.assertEqual((a.host, a.port, a.db, a.interval, a.tls, a.certfile, a.keyfile),
-                         ("0.0.0.0", 4000, "tracker.db", 1800, False, None, None))
+                         ("0.0.0.0", 4000, "tracker.db", DEFAULT_INTERVAL, False, None, None))
         a = parse("seed", "a.torrent", "b.torrent")
         self.assertEqual((a.torrents, a.data, a.port, a.bind, a.encryption, a.timeout),
                          (["a.torrent", "b.torrent"], ".", 6881, "0.0.0.0", "prefer", None))

@@ -9,7 +9,7 @@ import re
 import unittest
 from typing import Any, Dict
 
-from sta import bencode, metainfo, tracker_db, tracker_pages
+from sta import bencode, metainfo, tracker_limits, tracker_pages
 from sta.tracker import Tracker
 from sta.tracker_db import TrackerStore
 from tests.test_tracker import INFO_HASH, INTERVAL, OTHER_HASH, LogicTestCase, TrackerTestCase, \
@@ -149,8 +149,8 @@ class DashboardTruthTests(LogicTestCase):
         self.addCleanup(store.close)
         answer = bencode.decode(Tracker(store).announce(
             announce_query(peer_id(1), 7001).encode(), "10.0.0.1"))
-        self.assertEqual(answer[b"interval"], tracker_db.DEFAULT_INTERVAL)
-        self.assertEqual(answer[b"min interval"], tracker_db.DEFAULT_INTERVAL // 2)
+        self.assertEqual(answer[b"interval"], tracker_limits.DEFAULT_INTERVAL)
+        self.assertEqual(answer[b"min interval"], tracker_limits.DEFAULT_INTERVAL // 2)
 
 
 if __name__ == "__main__":
