@@ -29,6 +29,10 @@ from .transport import Transport
 log = logging.getLogger(__name__)
 
 CLIENT_VERSION = "STA 0.1"
+# Our Azureus-style client code ("-SX0100-..."). "ST" is SymTorrent's in libtorrent's and
+# Transmission's client tables; "SX" is in neither, so both show STA's peers as "SX 0.1.0"
+# rather than as another client.
+CLIENT_CODE = "SX"
 
 # Requests we queue for one peer before refusing more: libtorrent's default
 # max_allowed_in_request_queue is 2000 and it advertises that as `reqq`; we advertise and enforce
@@ -377,7 +381,7 @@ class PeerConnection:
 
 # Azureus-style peer id prefixes ("-LT2080-") of the clients a lab will meet.
 _CLIENT_CODES = {
-    "ST": "STA", "LT": "libtorrent", "lt": "libTorrent (rakshasa)", "TR": "Transmission",
+    CLIENT_CODE: "STA", "ST": "SymTorrent", "LT": "libtorrent", "lt": "libTorrent (rakshasa)", "TR": "Transmission",
     "qB": "qBittorrent", "DE": "Deluge", "UT": "uTorrent", "AZ": "Vuze", "BI": "BiglyBT",
     "KT": "KTorrent", "WW": "WebTorrent", "BC": "BitComet", "FD": "Free Download Manager",
 }

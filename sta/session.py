@@ -22,7 +22,7 @@ from typing import Any, Awaitable, Dict, List, Optional, Protocol, Set, Tuple
 
 from . import __version__, peerlink, tls
 from .connlimits import ConnectionLimits
-from .peer import PeerConnection, PeerOwner
+from .peer import CLIENT_CODE, PeerConnection, PeerOwner
 from .resume import default_home
 from .safepath import overlapping_paths
 from .transport import TcpStream
@@ -75,11 +75,11 @@ class ManagedTorrent(PeerOwner, Protocol):
 
 
 def make_peer_id() -> bytes:
-    """Azureus-style peer id: "-ST" + four version digits + "-" + 12 random characters."""
+    """Azureus-style peer id: CLIENT_CODE + four version digits + "-" + 12 random characters."""
     digits = "".join(__version__.split("."))[:4].ljust(4, "0")
     alphabet = string.ascii_letters + string.digits
     tail = "".join(random.SystemRandom().choice(alphabet) for _ in range(12))
-    return f"-ST{digits}-{tail}".encode("ascii")
+    return f"-{CLIENT_CODE}{digits}-{tail}".encode("ascii")
 
 
 class Session:

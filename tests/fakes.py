@@ -30,7 +30,7 @@ WAIT = 5.0
 # callbacks (two turns) and for what those callbacks schedule.
 DRAIN_TURNS = 5
 
-OUR_PEER_ID = b"-ST0001-ourpeerid000"
+OUR_PEER_ID = b"-SX0001-ourpeerid000"
 
 
 def peer_id_for(n: Any) -> bytes:

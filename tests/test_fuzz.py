@@ -557,7 +557,7 @@ def _wire_stream(rng: random.Random) -> bytes:
     parts = []
     if rng.random() < 0.8:
         parts.append(wire.handshake(bytes(rng.getrandbits(8) for _ in range(20)),
-                                    b"-ST0001-" + b"x" * 12, extensions=rng.random() < 0.8,
+                                    b"-SX0001-" + b"x" * 12, extensions=rng.random() < 0.8,
                                     fast=rng.random() < 0.5))
     parts += [_random_message(rng) for _ in range(rng.randint(0, 12))]
     return b"".join(parts)
@@ -630,7 +630,7 @@ def check_wire(data: bytes) -> None:
 def _announce_query(rng: random.Random) -> bytes:
     params = [
         (b"info_hash", _pct(bytes(rng.getrandbits(8) for _ in range(20)))),
-        (b"peer_id", _pct(b"-ST0001-" + bytes(rng.getrandbits(8) for _ in range(12)))),
+        (b"peer_id", _pct(b"-SX0001-" + bytes(rng.getrandbits(8) for _ in range(12)))),
         (b"port", b"%d" % rng.choice((1, 6881, 65535))),
         (b"uploaded", b"%d" % rng.randrange(1 << 40)),
         (b"downloaded", b"0"),

@@ -7,14 +7,14 @@ import unittest
 from unittest import mock
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from sta import peer, tls, wire
+from sta import peer, session, tls, wire
 from sta.peer import (CLIENT_VERSION, HANDSHAKE_TIMEOUT, IDLE_TIMEOUT, KEEPALIVE_INTERVAL,
                       MAX_INCOMING_REQUESTS, RATE_WEIGHT, PeerConnection)
 from sta.peerproto import EXTENSION_IDS
 
 INFO_HASH = bytes(range(20))
 OTHER_HASH = bytes(range(100, 120))
-OUR_ID = b"-ST0001-ourselves000"
+OUR_ID = b"-SX0001-ourselves000"
 PEER_ID = b"-TR4000-thepeer00000"
 ADDRESS = ("192.0.2.7", 51413)
 LISTEN_PORT = 6881
@@ -518,6 +518,11 @@ class ClientNameTests(unittest.TestCase):
         self.assertEqual(peer.client_from_peer_id(b"-LT2080-abcdefghijkl"), "libtorrent 2.0.8.0")
         self.assertEqual(peer.client_from_peer_id(b"A2-1-37-0-abcdefghij"), "aria2 1.37.0")
         self.assertEqual(peer.client_from_peer_id(b"-ZZ0100-abcdefghijkl"), "ZZ 0.1.0.0")
+        # Our own code, which no other client uses; "ST" is SymTorrent's.
+        own = session.make_peer_id()
+        self.assertTrue(own.startswith(b"-SX") and len(own) == 20, own)
+        self.assertTrue(peer.client_from_peer_id(own).startswith("STA "))
+        self.assertTrue(peer.client_from_peer_id(b"-ST0100-abcdefghijkl").startswith("SymTorrent"))
         self.assertEqual(peer.client_from_peer_id(b"M7-2-3--abcdefghijkl"), "unknown")
 
 

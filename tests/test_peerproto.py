@@ -13,7 +13,7 @@ from sta.peerproto import (DEFAULT_PEER_REQQ, EXTENSION_IDS, MAX_CLIENT_NAME, UT
 
 INFO_HASH = bytes(range(20))
 OTHER_HASH = bytes(range(100, 120))
-OUR_ID = b"-ST0001-ourselves000"
+OUR_ID = b"-SX0001-ourselves000"
 PEER_ID = b"-XX0001-thepeer00000"
 OUR_METADATA_ID = EXTENSION_IDS[UT_METADATA]
 # Bounds of the randomized round trip: enough messages and seeds to meet every kind many times

@@ -153,7 +153,7 @@ class AdmitTests(Kit):
         self.assertEqual(len(self.swarm.peers), 1)
 
     def test_crossed_connections_keep_the_one_opened_by_the_larger_peer_id(self):
-        big, small = b"-ST0001-zzzzzzzzzzzz", b"-ST0001-aaaaaaaaaaaa"
+        big, small = b"-SX0001-zzzzzzzzzzzz", b"-SX0001-aaaaaaaaaaaa"
         # (our id, the peer's id, the second connection is incoming, the second one is kept)
         cases = [(big, small, False, True), (big, small, True, False),
                  (small, big, True, True), (small, big, False, False)]
@@ -174,7 +174,7 @@ class AdmitTests(Kit):
                     self.assertEqual(self.swarm.peers, {first})
 
     def test_both_ends_of_a_crossed_pair_keep_the_same_connection(self):
-        a_id, b_id = b"-ST0001-aaaaaaaaaaaa", b"-ST0001-bbbbbbbbbbbb"
+        a_id, b_id = b"-SX0001-aaaaaaaaaaaa", b"-SX0001-bbbbbbbbbbbb"
         a = Swarm("a", a_id, lambda address: None)
         b = Swarm("b", b_id, lambda address: None)
         # Link 1 was opened by A, link 2 by B; each node sees its own link first.

@@ -28,7 +28,7 @@ CLIENT_TIMEOUT = 10.0
 
 
 def peer_id(n: int) -> bytes:
-    return b"-ST0001-%012d" % n
+    return b"-SX0001-%012d" % n
 
 
 class Clock:
@@ -132,7 +132,7 @@ class TrackerTestCase(unittest.TestCase):
         return b"".join(chunks)
 
     def assert_still_serving(self) -> None:
-        answer = self.announce(b"-ST0001-still-alive!", 9999)
+        answer = self.announce(b"-SX0001-still-alive!", 9999)
         self.assertIn(b"interval", answer)
 
     def scrape(self, *hashes: bytes) -> Dict[bytes, Any]:
@@ -416,7 +416,7 @@ class QueryParsingTests(unittest.TestCase):
 
 class BadInputTests(TrackerTestCase):
     def test_missing_info_hash_gets_failure_reason(self):
-        self.assertIn("info_hash", self.failure_of(f"peer_id=-ST0001-000000000001&port=1&left=0"))
+        self.assertIn("info_hash", self.failure_of(f"peer_id=-SX0001-000000000001&port=1&left=0"))
         self.assert_still_serving()
 
     def test_short_info_hash_gets_failure_reason(self):

@@ -137,7 +137,7 @@ class DashboardTruthTests(LogicTestCase):
         self.assertNotIn(html.escape(tracker_pages.NOT_UPLOADED_HINT), page)
 
     def test_stats_and_dashboard_publish_no_peer_ids(self):
-        secret = b"-ST0001-SECRETSECRET"
+        secret = b"-SX0001-SECRETSECRET"
         self.announce(secret, 7001)
         for text in (json.dumps(self.stats()), self.page()):
             self.assertNotIn("SECRETSECRET", text)

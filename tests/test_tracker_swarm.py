@@ -8,7 +8,7 @@ from sta.tracker_swarm import SwarmEntry, TrackedPeer, spread, swarm_stats
 
 
 def peer(n: int, left: int = 100, uploaded: int = 0, downloaded: int = 0) -> TrackedPeer:
-    return TrackedPeer(b"-ST0001-%012d" % n, "10.0.0.%d" % n, 7000 + n, uploaded, downloaded,
+    return TrackedPeer(b"-SX0001-%012d" % n, "10.0.0.%d" % n, 7000 + n, uploaded, downloaded,
                        left, 1000.0, None, "10.0.0.%d" % n)
 
 
@@ -46,7 +46,7 @@ class SwarmEntryTests(unittest.TestCase):
         swarm = SwarmEntry(b"h" * 20)
         for n in (5, 2, 9):
             swarm.add(peer(n))
-        swarm.set_left(swarm.peers[b"-ST0001-%012d" % 2], 0)  # changes side, not place
+        swarm.set_left(swarm.peers[b"-SX0001-%012d" % 2], 0)  # changes side, not place
         stats = swarm_stats(swarm, "a.bin", 100, 2, 1040.0)
         self.assertEqual([p["port"] for p in stats["peers"]], [7005, 7002])
         self.assertEqual(stats["peers_shown"], 2)

@@ -13,7 +13,7 @@ from sta.bencode import encode
 
 # Bytes that mean something in a URL (space, +, &, =, %, /, ?, #) and bytes above 0x7f.
 INFO_HASH = b"\x00\x01 +&=%~\xff\xfe/?#abcXYZ0"
-PEER_ID = b"-ST0001-" + bytes(range(0xF0, 0xFC))
+PEER_ID = b"-SX0001-" + bytes(range(0xF0, 0xFC))
 STATS = dict(info_hash=INFO_HASH, peer_id=PEER_ID, port=6881, uploaded=1, downloaded=2, left=3)
 
 

@@ -252,7 +252,7 @@ PEERS = [
 STATS = {"host": "0.0.0.0", "listen_port": 6881, "uptime": 3725, "torrents": 2,
          "states": {"seeding": 1, "downloading": 1}, "peers": 3, "downloaded": 5 * MIB,
          "down_rate": 0, "uploaded": 1536, "up_rate": 100, "ratio": 0.25,
-         "peer_id": "-ST0100-abcdefghijkl"}
+         "peer_id": "-SX0100-abcdefghijkl"}
 
 
 class StatusTableTest(unittest.TestCase):
@@ -329,7 +329,7 @@ class StatsLinesTest(unittest.TestCase):
             "downloaded:   5 MiB (now 0 B/s)",
             "uploaded:     1.50 KiB (now 100 B/s)",
             "ratio:        0.25",
-            "peer id:      -ST0100-abcdefghijkl",
+            "peer id:      -SX0100-abcdefghijkl",
         ])
 
     def test_stats_lines_make_the_peer_id_printable(self) -> None:

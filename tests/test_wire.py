@@ -14,7 +14,7 @@ from sta.wire import (
 )
 
 INFO_HASH = bytes(range(20))
-PEER_ID = b"-ST0001-abcdefghijkl"
+PEER_ID = b"-SX0001-abcdefghijkl"
 BLOCK = bytes(range(256)) * 64  # 16 KiB
 
 

@@ -68,7 +68,7 @@ class OpentrackerTests(unittest.TestCase):
             if cls.proc.poll() is not None:
                 raise RuntimeError(f"opentracker exited with code {cls.proc.returncode}")
             try:
-                A.announce(cls.url, info_hash=probe, peer_id=b"-ST0001-probe0000000", port=1,
+                A.announce(cls.url, info_hash=probe, peer_id=b"-SX0001-probe0000000", port=1,
                            uploaded=0, downloaded=0, left=0, event="started", timeout=1)
                 break
             except TP.TrackerError as exc:
@@ -90,7 +90,7 @@ class OpentrackerTests(unittest.TestCase):
         self.info_hash = self.hashes.pop()
 
     def announce(self, peer: int, left: int = 1000, **kw) -> TP.AnnounceResponse:
-        peer_id = b"-ST0001-" + b"%012d" % peer
+        peer_id = b"-SX0001-" + b"%012d" % peer
         return A.announce(kw.pop("url", self.url), info_hash=self.info_hash, peer_id=peer_id,
                           port=peer, uploaded=0, downloaded=0, left=left, timeout=5, **kw)
 
