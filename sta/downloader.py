@@ -48,13 +48,17 @@ REQUEST_TIMEOUT = 40.0
 ENDGAME_QUEUE = 1
 # A rate that grows by less than this factor in a second ends the pipeline's slow start.
 SLOW_START_GROWTH = 1.1
+# Allowed-fast pieces (BEP 6) remembered per peer: libtorrent grants 5 by default; more than
+# this from one peer is ignored.
+MAX_ALLOWED_FAST = 32
 
 Address = Tuple[str, int]
 
 
 class _Fetch:
     """One peer's requests in flight and pipeline size."""
-    __slots__ = ("outstanding", "target", "slow_start", "snubbed", "last_block", "last_rate")
+    __slots__ = ("outstanding", "target", "slow_start", "snubbed", "last_block", "last_rate",
+                 "allowed")
 
     def __init__(self, now: float) -> None:
         self.outstanding: Dict[Tuple[int, int], float] = {}   # (index, begin) -> sent at
@@ -65,6 +69,7 @@ class _Fetch:
         self.snubbed = False
         self.last_block = now
         self.last_rate = 0.0
+        self.allowed: Set[int] = set()   # pieces the peer lets us fetch while it chokes us
 
 
 class Downloader:
@@ -107,11 +112,27 @@ class Downloader:
         self._fetches.pop(conn, None)
 
     def choked(self, conn: Any) -> None:
-        """Without the fast extension a choke drops every request we had queued with the peer."""
+        """Without the fast extension a choke drops every request we had queued with the peer;
+        with it (BEP 6) each request is still answered, by its block or by a reject."""
+        if conn.fast:
+            return
         self.picker.requests_dropped(conn)
         fetch = self._fetches.get(conn)
         if fetch is not None:
             fetch.outstanding.clear()
+
+    def rejected(self, conn: Any, index: int, begin: int) -> None:
+        """The peer will not send this block (BEP 6): ask someone else, or it again later."""
+        fetch = self._fetches.get(conn)
+        if fetch is not None and fetch.outstanding.pop((index, begin), None) is not None:
+            self.picker.request_dropped(conn, index, begin)
+
+    def allowed_fast(self, conn: Any, index: int) -> None:
+        """The peer lets us fetch piece ``index`` even while it chokes us (BEP 6)."""
+        fetch = self._fetches.get(conn)
+        if (fetch is not None and 0 <= index < self._num_pieces
+                and len(fetch.allowed) < MAX_ALLOWED_FAST):
+            fetch.allowed.add(index)
 
     def snubbed(self, conn: Any) -> bool:
         fetch = self._fetches.get(conn)
@@ -127,9 +148,15 @@ class Downloader:
         """Top up the peer's pipeline, in batches of a quarter of it: one picker call and one
         write for dozens of requests instead of one per arriving block."""
         fetch = self._fetches.get(conn)
-        if (fetch is None or bits is None or conn.peer_choking or not conn.am_interested
-                or conn.closed or not self.active):
+        if (fetch is None or bits is None or not conn.am_interested or conn.closed
+                or not self.active):
             return
+        if conn.peer_choking:
+            # Choked: only the pieces the peer allows us while choked (BEP 6), if any.
+            allowed = [i for i in fetch.allowed if i in bits]
+            if not allowed:
+                return
+            bits = Bitfield.from_indices(self._num_pieces, allowed)
         target = 1 if fetch.snubbed else min(fetch.target, self._limit(conn))
         picker = self.picker
         if picker.endgame:
@@ -145,7 +172,7 @@ class Downloader:
             for index, begin, _length in blocks:
                 outstanding[(index, begin)] = now
             conn.send_requests(blocks)
-        elif not outstanding and not picker.interesting(bits):
+        elif not outstanding and not conn.peer_choking and not picker.interesting(bits):
             conn.set_interested(False)
 
     # -- blocks in ------------------------------------------------------------------------------------

@@ -24,12 +24,15 @@ from .magnet import Magnet
 from .peerproto import UT_METADATA
 from .resume import STATE_DIR_NAME
 from .swarm import Swarm
-from .torrent import PAUSED, Torrent, discovery_status
+from .statusrows import discovery_status
+from .torrent import PAUSED, Torrent
 from .torrenthost import TorrentHost
 
 log = logging.getLogger(__name__)
 
 METADATA = "metadata"   # the state shown while the info dictionary is fetched
+# What a peer's `have all` (BEP 6) is remembered as until the piece count is known.
+HAVE_ALL = b"all"
 
 
 class MagnetTorrent:
@@ -142,6 +145,8 @@ class MagnetTorrent:
         if reason is not None:
             conn.close(reason)
             return False
+        if conn.fast:
+            conn.send_have_none()  # BEP 6: one of have all, have none or a bitfield comes first
         return True
 
     def extension_fields(self) -> Dict[str, Any]:
@@ -151,6 +156,10 @@ class MagnetTorrent:
         kind = type(event)
         if kind is wire.BitfieldMessage:
             self._raw_bits[conn] = bytes(event.bits)
+        elif kind is wire.HaveAll:
+            self._raw_bits[conn] = HAVE_ALL
+        elif kind is wire.Request:
+            conn.send_reject(event.index, event.begin, event.length)  # BEP 6: we have nothing
         elif kind is wire.Have:
             haves = self._haves.setdefault(conn, [])
             if len(haves) < ut_metadata.MAX_METADATA_PIECES * 64:  # bounded: a piece count's worth
@@ -160,7 +169,8 @@ class MagnetTorrent:
                 self.fetcher.peer_offers(conn, conn.extensions.metadata_size)
         elif kind is wire.Extended:
             self._on_extended(conn, event)
-        # Requests are ignored (we have nothing yet; BEP 3 allows it), blocks never asked for.
+        # Without the fast extension requests go unanswered (BEP 3 allows it); blocks are never
+        # asked for; have none says what we assume anyway.
 
     def peer_batch_done(self, conn: Any) -> None:
         self._request_metadata(conn, time.monotonic())
@@ -255,7 +265,9 @@ class MagnetTorrent:
         self.host.replace(self, torrent)
         torrent.swarm.take_over(self.swarm)
         for conn in self.swarm.hand_off():
-            torrent.adopt(conn, self._raw_bits.pop(conn, None), self._haves.pop(conn, []))
+            raw = self._raw_bits.pop(conn, None)
+            torrent.adopt(conn, None if raw is HAVE_ALL else raw, self._haves.pop(conn, []),
+                          have_all=raw is HAVE_ALL)
         announcer, self._announcer = self._announcer, None
         torrent.start_announcing(announcer)
         self.state = "handed over"

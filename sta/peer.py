@@ -162,6 +162,11 @@ class PeerConnection:
         return self.proto.peer_interested
 
     @property
+    def fast(self) -> bool:
+        """The fast extension (BEP 6) is on for this connection."""
+        return self.proto.fast
+
+    @property
     def extensions(self) -> peerproto.PeerExtensions:
         return self.proto.extensions
 
@@ -309,6 +314,21 @@ class PeerConnection:
 
     def send_bitfield(self, raw: bytes) -> None:
         self.send(self.proto.send_bitfield(raw))
+
+    def send_have_all(self) -> None:
+        self.send(self.proto.send_have_all())
+
+    def send_have_none(self) -> None:
+        self.send(self.proto.send_have_none())
+
+    def send_allowed_fast(self, index: int) -> None:
+        self.send(self.proto.send_allowed_fast(index))
+
+    def send_reject(self, index: int, begin: int, length: int) -> None:
+        """Refuse a request (fast extension); without it, nothing is sent."""
+        message = self.proto.send_reject(index, begin, length)
+        if message and not self.closed:
+            self.send(message)
 
     def send_requests(self, blocks: List[Tuple[int, int, int]]) -> None:
         self.send(self.proto.send_requests(blocks))

@@ -9,7 +9,11 @@ remembers and forbids, with no socket and no clock:
 - the four flags of BEP 3 (am_choking, am_interested, peer_choking, peer_interested) change
   only through this machine, so they always say what was last sent and received;
 - a request that arrives while we choke the peer is dropped here (BEP 3: a choked peer's
-  requests are ignored), so the torrent never sees it;
+  requests are ignored), so the torrent never sees it; with the fast extension (BEP 6, on when
+  both handshakes set its bit) it is passed on instead, because it must be answered: served if
+  its piece is in the peer's allowed-fast set, rejected otherwise;
+- the fast extension's messages (have all, have none, reject, allowed fast, suggest) are a
+  protocol error from a peer that did not negotiate it (BEP 6: "MUST close the connection");
 - the peer's BEP 10 handshake is parsed once into ``PeerExtensions`` (its message ids, client
   name, request queue, listen port, metadata size); an extension id of 0 turns one off.
 
@@ -19,13 +23,14 @@ caller (peer.py) owns the transport, the clock and every decision.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
 from . import ut_metadata, wire
 
 __all__ = ["PeerProtocol", "PeerProtocolError", "PeerExtensions", "EXTENSION_IDS", "UT_METADATA",
-           "DEFAULT_PEER_REQQ"]
+           "DEFAULT_PEER_REQQ", "allowed_fast_set"]
 
 # BEP 10 extensions we speak, with the message ids we ask peers to use for them (libtorrent
 # uses 2 for ut_metadata too; any id from 1 to 255 would do).
@@ -36,6 +41,9 @@ EXTENSION_IDS: Mapping[str, int] = {UT_METADATA: 2}
 DEFAULT_PEER_REQQ = 250
 # Client names longer than this are cut: a `v` field is free text from the peer.
 MAX_CLIENT_NAME = 40
+# Pieces a peer may fetch from us while choked (BEP 6 allowed fast): libtorrent's default
+# allowed_fast_set_size is 5, enough for a newcomer to get its first pieces to trade.
+ALLOWED_FAST_SET_SIZE = 5
 
 
 class PeerProtocolError(Exception):
@@ -114,11 +122,13 @@ class PeerProtocol:
             if kind is wire.Piece:
                 continue
             if kind is wire.Request:
-                dropped += self.am_choking
+                dropped += self.am_choking and not self.fast
                 continue
             handler = _STATE_CHANGES.get(kind)
             if handler is not None:
                 handler(self, event)
+            elif kind in _FAST_MESSAGES and not self.fast:
+                raise PeerProtocolError(f"{kind.__name__} without the fast extension")
         if dropped:
             # Only we change am_choking, and not while a batch is parsed: either every request
             # of this batch came while we choke the peer, or none did.
@@ -162,6 +172,11 @@ class PeerProtocol:
             raise PeerProtocolError(f"bad ut_metadata message: {exc}") from None
 
     @property
+    def fast(self) -> bool:
+        """BEP 6 is on: we always set its bit, so it is on when the peer set it too."""
+        return bool(self.reserved[wire.FAST_BIT[0]] & wire.FAST_BIT[1])
+
+    @property
     def supports_extensions(self) -> bool:
         return bool(self.reserved[wire.EXTENSION_BIT[0]] & wire.EXTENSION_BIT[1])
 
@@ -178,7 +193,7 @@ class PeerProtocol:
         if self.info_hash is None:
             raise PeerProtocolError("handshake before the torrent is known")
         self.handshake_sent = True
-        return wire.handshake(self.info_hash, self.our_peer_id, extensions=True)
+        return wire.handshake(self.info_hash, self.our_peer_id, extensions=True, fast=True)
 
     def _check_open(self) -> None:
         if not self.handshake_sent:
@@ -214,6 +229,29 @@ class PeerProtocol:
         self._check_open()
         return wire.bitfield(raw)
 
+    def send_have_all(self) -> bytes:
+        self._check_fast()
+        return wire.have_all()
+
+    def send_have_none(self) -> bytes:
+        self._check_fast()
+        return wire.have_none()
+
+    def send_reject(self, index: int, begin: int, length: int) -> bytes:
+        """A request we will not serve (BEP 6); nothing without the fast extension, where a
+        dropped request is simply not answered."""
+        self._check_open()
+        return wire.reject(index, begin, length) if self.fast else b""
+
+    def send_allowed_fast(self, index: int) -> bytes:
+        self._check_fast()
+        return wire.allowed_fast(index)
+
+    def _check_fast(self) -> None:
+        self._check_open()
+        if not self.fast:
+            raise PeerProtocolError("fast extension message to a peer without it")
+
     def send_keepalive(self) -> bytes:
         self._check_open()
         return wire.keepalive()
@@ -238,6 +276,30 @@ class PeerProtocol:
         ext_id = self.extensions.ids.get(name)
         return wire.extended(ext_id, payload) if ext_id else b""
 
+
+def allowed_fast_set(ip: str, info_hash: bytes, num_pieces: int,
+                     size: int = ALLOWED_FAST_SET_SIZE) -> List[int]:
+    """BEP 6's canonical allowed-fast set for a peer at ``ip`` (IPv4; none for IPv6, for which
+    the BEP defines no set): the same pieces whoever computes them."""
+    parts = ip.split(".")
+    if len(parts) != 4 or not all(p.isdigit() and int(p) < 256 for p in parts):
+        return []
+    size = min(size, num_pieces)
+    x = bytes(int(p) for p in parts[:3]) + b"\0" + info_hash  # the /24 the peer is in
+    pieces: List[int] = []
+    while len(pieces) < size:
+        x = hashlib.sha1(x).digest()
+        for i in range(0, 20, 4):
+            index = int.from_bytes(x[i:i + 4], "big") % num_pieces
+            if index not in pieces:
+                pieces.append(index)
+            if len(pieces) == size:
+                break
+    return pieces
+
+
+_FAST_MESSAGES = frozenset((wire.HaveAll, wire.HaveNone, wire.Reject, wire.AllowedFast,
+                            wire.Suggest))
 
 _STATE_CHANGES = {
     wire.Handshake: PeerProtocol._on_handshake,

@@ -23,7 +23,8 @@ from .announcer import Announcer, Transferred
 from .bitfield import Bitfield
 from .downloader import Downloader
 from .ut_metadata import MetadataServer
-from .peerproto import UT_METADATA
+from .peerproto import UT_METADATA, allowed_fast_set
+from .statusrows import discovery_status, peer_row
 from .picker import PiecePicker
 from .smartban import MAX_HASH_FAILURES
 from .superseed import SuperSeeder
@@ -37,8 +38,6 @@ log = logging.getLogger(__name__)
 SHUTDOWN_HASH_WAIT = 10.0
 # Save the resume state at most this often while pieces keep arriving.
 RESUME_SAVE_INTERVAL = 5.0
-# Addresses listed in the status as "dialled and did not answer" (for the no-peers hint).
-STATUS_FAILED_ADDRESSES = 8
 
 # States, as shown by the user interface.
 CHECKING = "checking"
@@ -273,7 +272,9 @@ class Torrent:
 
     # -- PeerOwner: what connections report -------------------------------------------------------
 
-    def peer_joined(self, conn: Any) -> bool:
+    def peer_joined(self, conn: Any, first_words: bool = True) -> bool:
+        """Admit a peer whose handshake just completed; ``first_words=False`` for one adopted
+        from a magnet's stand-in, whose first words were said long ago."""
         if self.state not in (DOWNLOADING, SEEDING):
             conn.close(f"torrent is {self.state}")
             return False
@@ -283,26 +284,53 @@ class Torrent:
             return False
         self._bits[conn] = Bitfield(self.info.num_pieces)
         now = time.monotonic()
-        if self.super_seeder is not None:
-            # BEP 16: no bitfield; pieces are revealed one `have` at a time.
-            for piece in self.super_seeder.peer_joined(conn):
-                conn.send_have(piece)
-        elif self.picker is not None and self.picker.have.count:
-            conn.send_bitfield(self.picker.have.to_bytes())
+        if first_words:
+            self._send_first_words(conn)
         assert self.downloader is not None
         self.downloader.peer_joined(conn, now)
         self.uploader.peer_joined(conn)
+        if conn.fast and self.super_seeder is None and self.picker is not None:
+            self.uploader.grant(conn, [i for i in allowed_fast_set(
+                conn.address[0], self.info_hash, self.info.num_pieces) if i in self.picker.have])
         log.info("%s: connected to %s:%s (%s, %s, %s)", self.name, conn.address[0],
                  conn.address[1], conn.client_name, "incoming" if conn.incoming else "outgoing",
                  "encrypted" if conn.encrypted else "plain")
         return True
 
-    def adopt(self, conn: Any, raw_bits: Optional[bytes], haves: List[int]) -> None:
+    def _send_first_words(self, conn: Any) -> None:
+        """What we have, first thing after the handshake: a bitfield (BEP 3), or with the fast
+        extension exactly one of have all, have none or a bitfield (BEP 6); a super-seed
+        reveals pieces one `have` at a time instead (BEP 16)."""
+        have = self.picker.have if self.picker is not None else None
+        count = have.count if have is not None else 0
+        if self.super_seeder is not None:
+            if conn.fast:
+                conn.send_have_none()
+            for piece in self.super_seeder.peer_joined(conn):
+                conn.send_have(piece)
+        elif conn.fast and count == self.info.num_pieces:
+            conn.send_have_all()
+        elif conn.fast and count == 0:
+            conn.send_have_none()
+        elif count:
+            assert have is not None
+            conn.send_bitfield(have.to_bytes())
+
+    def adopt(self, conn: Any, raw_bits: Optional[bytes], haves: List[int],
+              have_all: bool = False) -> None:
         """Take over a connection that a magnet's stand-in opened, replaying what the peer
-        said it has before the piece count was known."""
+        said it has before the piece count was known (its bitfield, or `have all`)."""
         conn.hand_over(self)
-        if not self.peer_joined(conn):
+        if not self.peer_joined(conn, first_words=False):
             return
+        have = self.picker.have if self.picker is not None else None
+        if have is not None and self.super_seeder is None:
+            # The bitfield (or have all) may only follow the handshake, which is long past:
+            # what the check found on disk goes out as `have` messages instead.
+            for index in have.iter_set():
+                conn.send_have(index)
+        if have_all:
+            raw_bits = Bitfield.full(self.info.num_pieces).to_bytes()
         if raw_bits is not None:
             self._peer_bitfield(conn, raw_bits)
         for index in haves:
@@ -330,8 +358,7 @@ class Torrent:
 
     def peer_batch_done(self, conn: Any) -> None:
         """Once per received chunk: serve uploads, refill the request pipeline."""
-        if not conn.am_choking:
-            self.uploader.serve(conn)
+        self.uploader.serve(conn)
         if self.state == DOWNLOADING and self.downloader is not None:
             self.downloader.fill(conn, self._bits.get(conn), conn.last_received)
 
@@ -374,6 +401,20 @@ class Torrent:
 
     def _on_bitfield(self, conn: Any, event: Any) -> None:
         self._peer_bitfield(conn, event.bits)
+
+    def _on_have_all(self, conn: Any, event: Any) -> None:
+        self._peer_bitfield(conn, Bitfield.full(self.info.num_pieces).to_bytes())
+
+    def _on_have_none(self, conn: Any, event: Any) -> None:
+        self._peer_bitfield(conn, Bitfield(self.info.num_pieces).to_bytes())
+
+    def _on_reject(self, conn: Any, event: Any) -> None:
+        if self.downloader is not None:
+            self.downloader.rejected(conn, event.index, event.begin)
+
+    def _on_allowed_fast(self, conn: Any, event: Any) -> None:
+        if self.downloader is not None:
+            self.downloader.allowed_fast(conn, event.index)
 
     def _on_have(self, conn: Any, event: Any) -> None:
         self._peer_have(conn, event.index)
@@ -515,45 +556,6 @@ class Torrent:
         }
 
 
-def discovery_status(announcer: Optional[Announcer], swarm: Swarm) -> Dict[str, Any]:
-    """Where peers come from, for a front end that explains a torrent with none: each tracker's
-    last answer, how many addresses are known, and which were dialled in vain."""
-    trackers = []
-    if announcer is not None:
-        for status in announcer.status():
-            trackers.append({"url": status.url, "error": status.last_error,
-                             "peers": status.peers})
-    failed = [f"{h}:{p}" for (h, p), r in swarm.known.items()
-              if r.failures and not r.connected and not r.banned]
-    return {"trackers": trackers, "known": len(swarm.known),
-            "failed": failed[:STATUS_FAILED_ADDRESSES]}
-
-
-def peer_row(conn: Any, progress: float, snubbed: bool) -> Dict[str, Any]:
-    """A connection as a status row. Flags as uTorrent and libtorrent show them: D/d downloading
-    or want to, U/u uploading or they want to, E encrypted, I incoming, S snubbed."""
-    flags = ""
-    if conn.am_interested:
-        flags += "d" if conn.peer_choking else "D"
-    if conn.peer_interested:
-        flags += "u" if conn.am_choking else "U"
-    if conn.encrypted:
-        flags += "E"
-    if conn.incoming:
-        flags += "I"
-    if snubbed:
-        flags += "S"
-    host, port = conn.address
-    return {
-        "address": f"{host}:{port}", "client": conn.client_name, "flags": flags,
-        "choked": conn.peer_choking, "choking": conn.am_choking,
-        "interested": conn.am_interested, "peer_interested": conn.peer_interested,
-        "encrypted": conn.encrypted, "incoming": conn.incoming,
-        "down_rate": conn.down_rate, "up_rate": conn.up_rate,
-        "downloaded": conn.downloaded, "uploaded": conn.uploaded, "progress": progress,
-    }
-
-
 _MESSAGES: Dict[type, Callable[[Torrent, Any, Any], None]] = {
     wire.BitfieldMessage: Torrent._on_bitfield,
     wire.Have: Torrent._on_have,
@@ -564,4 +566,9 @@ _MESSAGES: Dict[type, Callable[[Torrent, Any, Any], None]] = {
     wire.Request: Torrent._on_request,
     wire.Cancel: Torrent._on_cancel,
     wire.Extended: Torrent._on_extended,
+    wire.HaveAll: Torrent._on_have_all,
+    wire.HaveNone: Torrent._on_have_none,
+    wire.Reject: Torrent._on_reject,
+    wire.AllowedFast: Torrent._on_allowed_fast,
+    # A suggested piece (BEP 6) is advice we do not take: rarest first serves a swarm better.
 }

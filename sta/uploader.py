@@ -5,13 +5,17 @@ through a small read cache and sends them a batch at a time, stopping while the 
 is full (``conn.writable``) and resuming when it drains. Whom to unchoke is the choker's policy
 (choker.py); this module applies it. Invalid requests are counted and a peer that keeps sending
 them is dropped.
+
+With the fast extension (BEP 6) nothing is dropped silently: a request we will not serve, one
+discarded by a choke, a `not interested` or a cancel is answered with a reject; and a peer may
+fetch the few pieces of its allowed-fast set (``grant``) even while choked.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import deque
-from typing import Any, Callable, Deque, Dict, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, Iterable, Optional, Set, Tuple
 
 from .blockcache import ReadCache
 from .choker import Choker
@@ -32,12 +36,13 @@ Block = Tuple[int, int, int]
 
 
 class _Queue:
-    __slots__ = ("requests", "bad", "scheduled")
+    __slots__ = ("requests", "bad", "scheduled", "allowed")
 
     def __init__(self) -> None:
         self.requests: Deque[Block] = deque()
         self.bad = 0
         self.scheduled = False
+        self.allowed: Set[int] = set()   # pieces the peer may fetch while choked (BEP 6)
 
 
 class Uploader:
@@ -81,33 +86,62 @@ class Uploader:
     # -- messages ---------------------------------------------------------------------------------
 
     def request(self, conn: Any, index: int, begin: int, length: int) -> None:
-        """A request from an unchoked peer (the protocol machine drops the others)."""
+        """A request: from an unchoked peer, or (fast extension only; the protocol machine
+        drops the others) from a choked one, served only for its allowed-fast pieces."""
         queue = self._queues.get(conn)
         if queue is None:
             return
         if (not 0 <= index < self._num_pieces or length <= 0 or length > MAX_REQUEST_LENGTH
                 or begin < 0 or begin + length > self._piece_size(index)
                 or not self._can_serve(conn, index)):
+            conn.send_reject(index, begin, length)
             self._bad_request(conn, queue, f"refused request for piece {index} at "
                                            f"{begin}+{length}")
             return
+        if conn.am_choking and index not in queue.allowed:
+            conn.send_reject(index, begin, length)  # BEP 6: a choked peer's request
+            return
         if len(queue.requests) >= MAX_INCOMING_REQUESTS:
+            conn.send_reject(index, begin, length)
             self._bad_request(conn, queue, "request queue full")
             return
         queue.requests.append((index, begin, length))
 
+    def grant(self, conn: Any, pieces: Iterable[int]) -> None:
+        """Let the peer fetch these pieces even while choked, and tell it (BEP 6 allowed
+        fast)."""
+        queue = self._queues.get(conn)
+        if queue is None:
+            return
+        for index in pieces:
+            if index not in queue.allowed:
+                queue.allowed.add(index)
+                conn.send_allowed_fast(index)
+
     def cancel(self, conn: Any, index: int, begin: int, length: int) -> None:
         queue = self._queues.get(conn)
-        if queue is not None:
-            try:
-                queue.requests.remove((index, begin, length))
-            except ValueError:
-                pass
+        if queue is None:
+            return
+        try:
+            queue.requests.remove((index, begin, length))
+        except ValueError:
+            return
+        conn.send_reject(index, begin, length)  # BEP 6 (as libtorrent does): answer a cancel
 
     def not_interested(self, conn: Any) -> None:
         queue = self._queues.get(conn)
         if queue is not None:
-            queue.requests.clear()
+            self._discard(conn, queue, keep_allowed=False)
+
+    def _discard(self, conn: Any, queue: _Queue, keep_allowed: bool) -> None:
+        """Drop queued requests, rejecting each (fast extension) so none is left hanging."""
+        kept: Deque[Block] = deque()
+        for block in queue.requests:
+            if keep_allowed and block[0] in queue.allowed:
+                kept.append(block)
+            else:
+                conn.send_reject(*block)
+        queue.requests = kept
 
     def _bad_request(self, conn: Any, queue: _Queue, reason: str) -> None:
         queue.bad += 1
@@ -118,9 +152,10 @@ class Uploader:
     # -- serving ----------------------------------------------------------------------------------
 
     def serve(self, conn: Any) -> None:
-        """Read queued blocks and send them, a batch at a time."""
+        """Read queued blocks and send them, a batch at a time. While the peer is choked its
+        queue holds only allowed-fast requests (a choke discards the rest)."""
         queue = self._queues.get(conn)
-        if queue is None or not queue.requests or conn.am_choking:
+        if queue is None or not queue.requests:
             return
         requests = queue.requests
         served = 0
@@ -152,10 +187,11 @@ class Uploader:
 
     def choke(self, conn: Any, choking: bool) -> None:
         if choking and not conn.am_choking:
-            # BEP 3: a choke discards every request the peer had queued with us.
+            # BEP 3: a choke discards every request the peer had queued with us; BEP 6 rejects
+            # each, and keeps those for allowed-fast pieces.
             queue = self._queues.get(conn)
             if queue is not None:
-                queue.requests.clear()
+                self._discard(conn, queue, keep_allowed=conn.fast)
         conn.set_choking(choking)
 
     def interest_changed(self, conn: Any, peers: Any, now: float) -> None:

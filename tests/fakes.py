@@ -177,9 +177,10 @@ class FakeConnection:
 
     def __init__(self, address: Address = ("10.0.0.2", 6881), *, peer_id: Optional[bytes] = None,
                  incoming: bool = False, reqq: int = DEFAULT_PEER_REQQ,
-                 ids: Optional[Dict[str, int]] = None, metadata_size: Optional[int] = None
-                 ) -> None:
+                 ids: Optional[Dict[str, int]] = None, metadata_size: Optional[int] = None,
+                 fast: bool = False) -> None:
         self.address = address
+        self.fast = fast  # the fast extension (BEP 6) negotiated
         self.incoming = incoming
         self.peer_id = peer_id if peer_id is not None else peer_id_for(address)
         self.owner: Any = None
@@ -226,6 +227,22 @@ class FakeConnection:
 
     def send_requests(self, blocks: List[Tuple[int, int, int]]) -> None:
         self.sent.append(("requests", list(blocks)))
+
+    def send_have_all(self) -> None:
+        assert self.fast, "have all without the fast extension"
+        self.sent.append(("have_all",))
+
+    def send_have_none(self) -> None:
+        assert self.fast, "have none without the fast extension"
+        self.sent.append(("have_none",))
+
+    def send_allowed_fast(self, index: int) -> None:
+        assert self.fast, "allowed fast without the fast extension"
+        self.sent.append(("allowed_fast", index))
+
+    def send_reject(self, index: int, begin: int, length: int) -> None:
+        if self.fast:  # as PeerConnection: nothing is sent without the fast extension
+            self.sent.append(("reject", index, begin, length))
 
     def send_cancel(self, index: int, begin: int, length: int) -> None:
         self.sent.append(("cancel", index, begin, length))
@@ -304,8 +321,8 @@ def receive(conn: FakeConnection, *events: Any, now: Optional[float] = None) -> 
             conn.peer_interested = False
         elif kind is wire.ExtendedHandshake:
             conn.extensions.update(event)
-        elif kind is wire.Request and conn.am_choking:
-            continue  # the protocol machine drops requests from a peer we choke
+        elif kind is wire.Request and conn.am_choking and not conn.fast:
+            continue  # the protocol machine drops requests from a peer we choke (not BEP 6)
         elif kind is wire.Piece:
             conn.downloaded += len(event.block)
         conn.owner.peer_message(conn, event)

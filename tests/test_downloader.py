@@ -369,3 +369,44 @@ class WriteErrorTests(Kit):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class FastExtensionTests(Kit):
+    """BEP 6 seen from the downloader: a choke keeps requests until each is answered, rejects
+    return blocks to the pool, allowed-fast pieces are fetched while choked."""
+
+    def fast_peer(self, n=1, pieces=None):
+        conn = self.peer(n, pieces)
+        conn.fast = True
+        return conn
+
+    def test_a_choke_keeps_requests_until_a_reject_returns_each(self):
+        conn = self.fast_peer()
+        self.fill(conn)
+        asked = conn.of("requests")[0][0]
+        conn.peer_choking = True
+        self.dl.choked(conn)
+        self.assertEqual(self.dl.in_flight(conn), len(asked))
+        index, begin, _ = asked[0]
+        self.dl.rejected(conn, index, begin)
+        self.assertEqual(self.dl.in_flight(conn), len(asked) - 1)
+        other = self.peer(2)
+        self.fill(other)
+        self.assertIn((index, begin), [(i, b) for i, b, _ in other.of("requests")[0][0]])
+
+    def test_a_choked_peer_is_asked_only_for_its_allowed_fast_pieces(self):
+        conn = self.fast_peer()
+        conn.peer_choking = True
+        self.fill(conn)
+        self.assertEqual(conn.of("requests"), [])
+        self.dl.allowed_fast(conn, 9)
+        self.fill(conn)
+        [(blocks,)] = conn.of("requests")
+        self.assertEqual({index for index, _, _ in blocks}, {9})
+
+    def test_allowed_fast_indices_out_of_range_are_ignored(self):
+        conn = self.fast_peer()
+        conn.peer_choking = True
+        self.dl.allowed_fast(conn, 10_000)
+        self.fill(conn)
+        self.assertEqual(conn.of("requests"), [])

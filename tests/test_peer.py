@@ -195,7 +195,7 @@ class HandshakeTests(PeerTestCase):
 
     def test_outgoing_connection_sends_its_handshake_when_the_transport_is_ready(self):
         conn, host, stream, owner = self.outgoing()
-        self.assertEqual(stream.sent, wire.handshake(INFO_HASH, OUR_ID))
+        self.assertEqual(stream.sent, wire.handshake(INFO_HASH, OUR_ID, fast=True))
         conn.stream_received(peer_handshake())
         self.assertEqual(host.asked, [])  # the owner is known already
         self.assertTrue(conn.joined)

@@ -26,8 +26,8 @@ Errors = (PeerProtocolError, wire.WireError)
 
 
 def peer_handshake(info_hash: bytes = INFO_HASH, peer_id: bytes = PEER_ID,
-                   extensions: bool = True) -> bytes:
-    return wire.handshake(info_hash, peer_id, extensions=extensions)
+                   extensions: bool = True, fast: bool = False) -> bytes:
+    return wire.handshake(info_hash, peer_id, extensions=extensions, fast=fast)
 
 
 def plain(events: List[Any]) -> List[Any]:
@@ -44,10 +44,10 @@ def outgoing(open_: bool = True) -> PeerProtocol:
     return proto
 
 
-def joined(extensions: bool = True) -> PeerProtocol:
-    """An outgoing conversation with both handshakes done."""
+def joined(extensions: bool = True, fast: bool = False) -> PeerProtocol:
+    """An outgoing conversation with both handshakes done (BEP 6 on if ``fast``)."""
     proto = outgoing()
-    events = proto.receive_data(peer_handshake(extensions=extensions))
+    events = proto.receive_data(peer_handshake(extensions=extensions, fast=fast))
     assert [type(e) for e in events] == [wire.Handshake]
     return proto
 
@@ -88,7 +88,7 @@ class HandshakeTests(unittest.TestCase):
         self.assertEqual(events[0].info_hash, OTHER_HASH)
         self.assertTrue(proto.handshake_received)
         answer = proto.send_handshake(events[0].info_hash)
-        self.assertEqual(answer, wire.handshake(OTHER_HASH, OUR_ID, extensions=True))
+        self.assertEqual(answer, wire.handshake(OTHER_HASH, OUR_ID, extensions=True, fast=True))
         self.assertEqual(proto.info_hash, OTHER_HASH)
         self.assertTrue(proto.handshake_sent)
 
@@ -112,7 +112,8 @@ class HandshakeTests(unittest.TestCase):
         proto = PeerProtocol(OUR_ID, INFO_HASH)
         with self.assertRaisesRegex(PeerProtocolError, "another torrent"):
             proto.send_handshake(OTHER_HASH)
-        self.assertEqual(proto.send_handshake(INFO_HASH), wire.handshake(INFO_HASH, OUR_ID))
+        self.assertEqual(proto.send_handshake(INFO_HASH),
+                         wire.handshake(INFO_HASH, OUR_ID, fast=True))
 
     def test_nothing_may_be_sent_before_our_handshake(self):
         proto = outgoing(open_=False)
@@ -376,7 +377,9 @@ class StreamTests(unittest.TestCase):
         for seed in range(ROUND_TRIP_SEEDS):
             rng = random.Random(seed)
             messages = [random_message(rng) for _ in range(ROUND_TRIP_MESSAGES)]
-            data = peer_handshake() + b"".join(m[0] for m in messages)
+            # The peer speaks the fast extension, so every kind may come, and a request while
+            # we choke is passed on (to be served or rejected), never dropped.
+            data = peer_handshake(fast=True) + b"".join(m[0] for m in messages)
             expected = [m[1] for m in messages]
             seen.update(type(e) for e in expected)
             for choking in (False, True):
@@ -385,10 +388,8 @@ class StreamTests(unittest.TestCase):
                     proto.send_choking(choking)
                     events = feed_in_chunks(proto, data, rng)
                     self.assertEqual(type(events[0]), wire.Handshake)
-                    kept = [e for e in expected
-                            if not (choking and type(e) is wire.Request)]
-                    self.assertEqual(events[1:], kept)
-                    self.assertEqual(proto.ignored_requests, len(expected) - len(kept))
+                    self.assertEqual(events[1:], expected)
+                    self.assertEqual(proto.ignored_requests, 0)
                     flags = [e for e in expected if type(e) in (wire.Choke, wire.Unchoke)]
                     if flags:
                         self.assertEqual(proto.peer_choking, type(flags[-1]) is wire.Choke)
@@ -448,6 +449,57 @@ class StreamTests(unittest.TestCase):
                 out.append(message)
                 expected.append(event)
         return b"".join(out), expected
+
+
+
+class FastExtensionTests(unittest.TestCase):
+    """BEP 6: on only when both handshakes set its bit; its messages are errors otherwise."""
+
+    def slow(self) -> PeerProtocol:
+        proto = outgoing()
+        proto.receive_data(peer_handshake(fast=False))
+        return proto
+
+    def test_our_handshake_offers_the_fast_extension(self):
+        proto = outgoing(open_=False)
+        self.assertTrue(wire.Handshake(*_split(proto.send_handshake())).supports_fast)
+
+    def test_fast_messages_from_a_peer_without_it_are_a_protocol_error(self):
+        for message in (wire.have_all(), wire.have_none(), wire.reject(0, 0, 16384),
+                        wire.allowed_fast(3), wire.suggest(1)):
+            with self.subTest(message=message), self.assertRaises(PeerProtocolError):
+                self.slow().receive_data(message)
+
+    def test_fast_messages_pass_when_both_sides_offer_it(self):
+        proto = joined(fast=True)
+        self.assertTrue(proto.fast)
+        events = proto.receive_data(wire.have_all() + wire.reject(0, 0, 16384))
+        self.assertEqual([type(e) for e in events], [wire.HaveAll, wire.Reject])
+
+    def test_a_request_while_we_choke_is_passed_on_to_be_answered_with_fast(self):
+        proto = joined(fast=True)
+        self.assertTrue(proto.am_choking)
+        events = proto.receive_data(wire.request(2, 0, 16384))
+        self.assertEqual(events, [wire.Request(2, 0, 16384)])
+        self.assertEqual(proto.ignored_requests, 0)
+
+    def test_without_fast_a_request_while_we_choke_is_dropped_and_nothing_is_rejected(self):
+        proto = self.slow()
+        self.assertEqual(proto.receive_data(wire.request(2, 0, 16384)), [])
+        self.assertEqual(proto.send_reject(2, 0, 16384), b"")
+        with self.assertRaises(PeerProtocolError):
+            proto.send_have_all()
+
+    def test_fast_senders_give_the_wire_messages(self):
+        proto = joined(fast=True)
+        self.assertEqual(proto.send_have_all(), wire.have_all())
+        self.assertEqual(proto.send_have_none(), wire.have_none())
+        self.assertEqual(proto.send_reject(1, 16384, 100), wire.reject(1, 16384, 100))
+        self.assertEqual(proto.send_allowed_fast(7), wire.allowed_fast(7))
+
+
+def _split(handshake: bytes):
+    return handshake[20:28], handshake[28:48], handshake[48:68]
 
 
 if __name__ == "__main__":

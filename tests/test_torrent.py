@@ -5,11 +5,11 @@ import unittest
 from unittest import mock
 
 from sta import ut_metadata, wire
-from sta.announce import AnnounceResponse
+from sta.trackerproto import AnnounceResponse
 from sta.bitfield import Bitfield
 from sta.choker import UNCHOKE_SLOTS
 from sta.memstorage import MemoryStorage
-from sta.peerproto import EXTENSION_IDS, UT_METADATA
+from sta.peerproto import ALLOWED_FAST_SET_SIZE, EXTENSION_IDS, UT_METADATA, allowed_fast_set
 from sta.smartban import MAX_HASH_FAILURES
 from sta.superseed import REVEAL_AT_ONCE
 from sta.torrent import DOWNLOADING, ERROR, PAUSED, SEEDING, STOPPED, Torrent
@@ -431,3 +431,47 @@ class StatusTests(Kit):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class FastExtensionTests(Kit):
+    """BEP 6 seen from the torrent: first words, allowed fast, have all / none, rejects."""
+
+    def fast_peer(self, torrent, n=1):
+        conn = FakeConnection(addr(n), fast=True)
+        self.assertTrue(join(torrent, conn))
+        return conn
+
+    def test_first_words_are_exactly_one_of_have_all_have_none_or_a_bitfield(self):
+        for have, first in (("all", ("have_all",)), ((), ("have_none",)),
+                            ([1, 6], ("bitfield", self.bits([1, 6])))):
+            with self.subTest(have=have):
+                conn = self.fast_peer(self.torrent(have=have))
+                self.assertEqual(conn.sent[0], first)
+
+    def test_a_fast_peer_gets_its_canonical_allowed_fast_pieces_that_we_have(self):
+        torrent = self.torrent(have="all")
+        conn = self.fast_peer(torrent, 3)
+        granted = [index for (index,) in conn.of("allowed_fast")]
+        expected = allowed_fast_set(conn.address[0], self.info.info_hash, PIECES)
+        self.assertEqual(granted, expected)
+        self.assertEqual(len(granted), min(ALLOWED_FAST_SET_SIZE, PIECES))
+
+    def test_a_choked_fast_peer_is_served_an_allowed_piece_and_rejected_others(self):
+        torrent = self.torrent(have="all")
+        conn = self.fast_peer(torrent, 3)
+        allowed = [index for (index,) in conn.of("allowed_fast")]
+        other = next(i for i in range(PIECES) if i not in allowed)
+        self.assertTrue(conn.am_choking)
+        receive(conn, wire.Request(allowed[0], 0, 16384), wire.Request(other, 0, 16384))
+        self.assertEqual(conn.of("reject"), [(other, 0, 16384)])
+        self.assertEqual(conn.of("block"), [(allowed[0], 0, self.built.piece(allowed[0])[:16384])])
+
+    def test_have_all_and_have_none_count_as_bitfields(self):
+        torrent = self.torrent()
+        seed = self.fast_peer(torrent, 1)
+        receive(seed, wire.HaveAll())
+        self.assertTrue(seed.am_interested)
+        empty = self.fast_peer(torrent, 2)
+        receive(empty, wire.HaveNone())
+        self.assertFalse(empty.am_interested)
+        self.assertEqual(torrent.status()["seeds"], 1)

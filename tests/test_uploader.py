@@ -278,3 +278,51 @@ class ChokeTests(Kit):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class FastExtensionTests(Kit):
+    """BEP 6: no request is dropped silently; allowed-fast pieces are served while choked."""
+
+    def fast_peer(self, n=1, unchoked=True):
+        conn = FakeConnection(("10.0.0.%d" % n, 6881), fast=True)
+        self.uploader.peer_joined(conn)
+        if unchoked:
+            conn.peer_interested = True
+            self.uploader.choke(conn, False)
+        return conn
+
+    def test_a_choke_rejects_every_queued_request_but_allowed_fast_ones(self):
+        conn = self.fast_peer()
+        self.uploader.grant(conn, [5])
+        for index in (1, 5, 2):
+            self.uploader.request(conn, index, 0, BLOCK)
+        self.uploader.choke(conn, True)
+        self.assertEqual(conn.of("reject"), [(1, 0, BLOCK), (2, 0, BLOCK)])
+        self.assertEqual(self.uploader.queued(conn), 1)
+        self.uploader.serve(conn)
+        self.assertEqual([(i, b) for i, b, _ in conn.of("block")], [(5, 0)])
+
+    def test_a_cancel_is_answered_with_a_reject(self):
+        conn = self.fast_peer()
+        self.uploader.request(conn, 3, 0, BLOCK)
+        self.uploader.cancel(conn, 3, 0, BLOCK)
+        self.assertEqual(conn.of("reject"), [(3, 0, BLOCK)])
+        self.uploader.cancel(conn, 3, 0, BLOCK)  # nothing queued any more: nothing to answer
+        self.assertEqual(len(conn.of("reject")), 1)
+
+    def test_invalid_requests_and_a_full_queue_are_rejected_not_dropped(self):
+        conn = self.fast_peer()
+        self.have.discard(4)
+        self.uploader.request(conn, 4, 0, BLOCK)
+        self.assertEqual(conn.of("reject"), [(4, 0, BLOCK)])
+
+    def test_grant_tells_the_peer_once_per_piece(self):
+        conn = self.fast_peer(unchoked=False)
+        self.uploader.grant(conn, [2, 7, 2])
+        self.assertEqual(conn.of("allowed_fast"), [(2,), (7,)])
+
+    def test_without_fast_a_choke_discards_silently(self):
+        conn = self.peer()
+        self.uploader.request(conn, 1, 0, BLOCK)
+        self.uploader.choke(conn, True)
+        self.assertEqual((conn.of("reject"), self.uploader.queued(conn)), ([], 0))
