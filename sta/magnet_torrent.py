@@ -21,7 +21,8 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from . import metadata, metadata_source, metainfo, ut_metadata, wire
 from .announcer import Announcer, Transferred, private_urls
 from .magnet import Magnet
-from .peerproto import UT_METADATA
+from .peerexchange import PeerExchange
+from .peerproto import UT_METADATA, UT_PEX
 from .resume import STATE_DIR_NAME
 from .swarm import Swarm
 from .statusrows import discovery_status
@@ -60,6 +61,7 @@ class MagnetTorrent:
         self.successor: Optional["Torrent"] = None
         self.fetched: Optional[bytes] = None
         self.swarm = Swarm(self.name, host.peer_id, partial(host.dial, self), host.is_self)
+        self.exchange = PeerExchange(False, self.add_peers)
         self.fetcher = metadata.MetadataFetcher(magnet.info_hash)
         self.source_errors: Dict[str, str] = {}
         self._build = build
@@ -182,10 +184,16 @@ class MagnetTorrent:
         self.swarm.release(conn, time.monotonic())
         self._raw_bits.pop(conn, None)
         self._haves.pop(conn, None)
+        self.exchange.peer_left(conn)
         self.fetcher.peer_gone(conn)
         self._check_done()
 
     def _on_extended(self, conn: Any, event: Any) -> None:
+        if conn.extension_name(event) == UT_PEX:
+            # Peers from peers help find the metadata too (whether the torrent is private is
+            # not known yet; libtorrent takes them as well).
+            self.exchange.received(conn, event.payload, time.monotonic())
+            return
         msg = conn.ut_metadata_message(event)
         if msg is None:
             return

@@ -87,7 +87,8 @@ class PeerOwner(Protocol):
         """Both handshakes are done: admit (and send what goes first, the bitfield) or refuse."""
 
     def extension_fields(self) -> Dict[str, Any]:
-        """Torrent-specific fields of our BEP 10 handshake (metadata_size)."""
+        """Torrent-specific fields of our BEP 10 handshake (metadata_size); a "without" entry
+        lists extensions this owner does not speak."""
 
     def peer_message(self, conn: "PeerConnection", event: Any) -> None:
         """One message after the handshake (a wire event)."""
@@ -169,6 +170,10 @@ class PeerConnection:
     @property
     def extensions(self) -> peerproto.PeerExtensions:
         return self.proto.extensions
+
+    def extension_name(self, event: wire.Extended) -> Optional[str]:
+        """Which of our extensions (peerproto.EXTENSION_IDS) the message was sent to."""
+        return self.proto.extension_name(event)
 
     def ut_metadata_message(self, event: wire.Extended) -> Optional[Any]:
         """The BEP 9 message in an extended message, if it is one; a malformed one closes the

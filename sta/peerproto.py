@@ -33,9 +33,10 @@ __all__ = ["PeerProtocol", "PeerProtocolError", "PeerExtensions", "EXTENSION_IDS
            "DEFAULT_PEER_REQQ", "allowed_fast_set"]
 
 # BEP 10 extensions we speak, with the message ids we ask peers to use for them (libtorrent
-# uses 2 for ut_metadata too; any id from 1 to 255 would do).
+# uses 1 for ut_pex and 2 for ut_metadata too; any id from 1 to 255 would do).
 UT_METADATA = "ut_metadata"
-EXTENSION_IDS: Mapping[str, int] = {UT_METADATA: 2}
+UT_PEX = "ut_pex"
+EXTENSION_IDS: Mapping[str, int] = {UT_PEX: 1, UT_METADATA: 2}
 
 # Peers that do not say their `reqq` are treated like Transmission's default queue.
 DEFAULT_PEER_REQQ = 250
@@ -199,12 +200,22 @@ class PeerProtocol:
         if not self.handshake_sent:
             raise PeerProtocolError("message before our handshake")
 
-    def send_extended_handshake(self, **fields: Any) -> bytes:
-        """Our BEP 10 handshake, only to a peer that set the extension bit."""
+    def send_extended_handshake(self, without: Iterable[str] = (), **fields: Any) -> bytes:
+        """Our BEP 10 handshake, only to a peer that set the extension bit; the extensions
+        named in ``without`` are left out (a private torrent does no peer exchange)."""
         self._check_open()
         if not self.supports_extensions:
             return b""
+        for name in without:
+            self.extension_ids.pop(name, None)
         return wire.extended_handshake(self.extension_ids, **fields)
+
+    def extension_name(self, event: wire.Extended) -> Optional[str]:
+        """Which of our extensions an extended message was sent to, if any."""
+        for name, ext_id in self.extension_ids.items():
+            if ext_id == event.ext_id:
+                return name
+        return None
 
     def send_choking(self, choking: bool) -> bytes:
         """Choke or unchoke; nothing when the flag already says so."""

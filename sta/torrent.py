@@ -23,7 +23,8 @@ from .announcer import Announcer, Transferred
 from .bitfield import Bitfield
 from .downloader import Downloader
 from .ut_metadata import MetadataServer
-from .peerproto import UT_METADATA, allowed_fast_set
+from .peerexchange import PeerExchange
+from .peerproto import UT_METADATA, UT_PEX, allowed_fast_set
 from .statusrows import discovery_status, peer_row
 from .picker import PiecePicker
 from .smartban import MAX_HASH_FAILURES
@@ -77,6 +78,7 @@ class Torrent:
             later=host.loop.call_soon, on_error=self.storage_failed, on_sent=self._sent,
             seeding=lambda: self.state == SEEDING)
         self._bits: Dict[Any, Bitfield] = {}
+        self.exchange = PeerExchange(bool(self.info.private), self.add_peers)
         self._metadata_server = MetadataServer(self.info.raw)
         self._last_resume_save = 0.0
         self._announcer: Optional[Announcer] = None
@@ -343,8 +345,12 @@ class Torrent:
             self.peer_batch_done(conn)
 
     def extension_fields(self) -> Dict[str, Any]:
-        # A private torrent's metadata is not handed out (libtorrent does the same).
-        return {} if self.info.private else {"metadata_size": len(self.info.raw)}
+        # A private torrent's metadata is not handed out (libtorrent does the same), nor does
+        # it exchange peers.
+        fields = self.exchange.extension_fields()
+        if not self.info.private:
+            fields["metadata_size"] = len(self.info.raw)
+        return fields
 
     def peer_message(self, conn: Any, event: Any) -> None:
         kind = type(event)
@@ -376,6 +382,7 @@ class Torrent:
         if self.downloader is not None:
             self.downloader.peer_left(conn)
         self.uploader.peer_left(conn, self.swarm.peers, now)
+        self.exchange.peer_left(conn)
 
     # -- messages ----------------------------------------------------------------------------------
 
@@ -467,6 +474,9 @@ class Torrent:
                 and (self.super_seeder is None or self.super_seeder.may_serve(conn, index)))
 
     def _on_extended(self, conn: Any, event: Any) -> None:
+        if conn.extension_name(event) == UT_PEX:
+            self.exchange.received(conn, event.payload, time.monotonic())
+            return
         msg = conn.ut_metadata_message(event)
         if msg is None:
             return
@@ -503,6 +513,7 @@ class Torrent:
                     downloader.tick(conn, self._bits.get(conn), now)
         if self.uploader.choker.due(now):
             self.uploader.rechoke(self.swarm.peers, now)
+        self.exchange.tick(self.swarm.peers, self._is_seed, now)
         self._connect_more(now)
         if (self.state == DOWNLOADING and not self.swarm.peers and not self.swarm.dialling
                 and self._announcer is not None and not self.swarm.anyone_to_dial(now)):

@@ -251,6 +251,12 @@ class FakeConnection:
         self.sent.append(("block", index, begin, bytes(block)))
         self.uploaded += len(block)
 
+    def extension_name(self, event: Any) -> Optional[str]:
+        for name, ext_id in EXTENSION_IDS.items():
+            if ext_id == event.ext_id:
+                return name
+        return None
+
     def send_extended(self, name: str, payload: bytes) -> None:
         self.sent.append(("extended", name, bytes(payload)))
 

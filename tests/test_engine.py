@@ -186,6 +186,24 @@ class SwarmTests(unittest.TestCase):
                             "downloader %d received %.2f copies of the data (wasted %.2f)"
                             % (n, received[n] / size, wasted[n] / size))
 
+    def test_peers_learn_of_each_other_through_peer_exchange_without_a_tracker(self):
+        # The seed lacks its last piece, so nobody ever completes and every connection stays.
+        # B is told only of A; A, connected to the seed, tells B of it (ut_pex), so B reaches
+        # the seed too, with no tracker at all.
+        meta, data, content = self.shared_file(2 * 1024 * 1024, 64 * 1024, seed=13)
+        with open(os.path.join(data, "payload.bin"), "r+b") as f:
+            f.seek(len(content) - 100)
+            f.write(b"spoiled")
+        seed = self.engine.node(meta, data, readonly=True)
+        seed_address = kit.listen_address(seed)
+        a = self.engine.node(meta, os.path.join(self.tmp, "a"), peers=[seed_address])
+        self.engine.wait_until(lambda: len(a.peers) == 1, "A connected to the seed")
+        b = self.engine.node(meta, os.path.join(self.tmp, "b"), peers=[kit.listen_address(a)])
+
+        self.engine.wait_until(lambda: len(b.peers) == 2, "B connected to A and to the seed")
+
+        self.assertEqual(self.engine.call(lambda: b.swarm.known[seed_address].source), "pex")
+
     def test_two_nodes_that_dial_each_other_at_once_still_connect(self):
         # Each is told of the other and both dial in the same tick: each side then sees two
         # connections to the same peer id and must keep the same one of them.

@@ -413,7 +413,8 @@ class StreamTests(unittest.TestCase):
     def random_sends(self, us: PeerProtocol, rng: random.Random) -> Tuple[bytes, List[Any]]:
         out: List[bytes] = [us.send_extended_handshake(v="STA")]
         expected: List[Any] = [wire.ExtendedHandshake(
-            {b"m": {b"ut_metadata": OUR_METADATA_ID}, b"v": b"STA"})]
+            {b"m": {b"ut_metadata": OUR_METADATA_ID, b"ut_pex": EXTENSION_IDS["ut_pex"]},
+             b"v": b"STA"})]
         for _ in range(ROUND_TRIP_MESSAGES):
             n = rng.randrange(9)
             index = rng.randrange(1000)

@@ -280,8 +280,10 @@ class UploadTests(Kit):
                                  ut_metadata.METADATA_REJECT if private else ut_metadata.METADATA_DATA)
                 if not private:
                     self.assertEqual(answer.data, self.info.raw)
+                # A private torrent names neither its metadata size nor peer exchange.
                 self.assertEqual(torrent.extension_fields(),
-                                 {} if private else {"metadata_size": len(self.info.raw)})
+                                 {"without": ["ut_pex"]} if private
+                                 else {"metadata_size": len(self.info.raw)})
 
 
 class VerdictTests(Kit):
