@@ -51,6 +51,11 @@ SLOW_START_GROWTH = 1.1
 # Allowed-fast pieces (BEP 6) remembered per peer: libtorrent grants 5 by default; more than
 # this from one peer is ignored.
 MAX_ALLOWED_FAST = 32
+# Whole pieces waiting for the hashing pool (and the write that follows), at most: past this no
+# new request goes out until the disk catches up. Hashing runs at about 1 GB/s per thread, so
+# 8 MiB is a few milliseconds of work on a healthy machine; more would only be memory, and data
+# a crash throws away (a kill -9 test measures that share). Never less than two pieces.
+MAX_PENDING_VERIFY_BYTES = 8 * 1024 * 1024
 
 Address = Tuple[str, int]
 
@@ -80,7 +85,10 @@ class Downloader:
     def __init__(self, name: str, info: Any, storage: Any, picker: PiecePicker, *,
                  run_in_pool: Callable[[Callable[[], Any]], "asyncio.Future[Any]"],
                  on_verified: Callable[[int], None], on_error: Callable[[Exception], None],
-                 on_strike: Callable[[Address, str], None]) -> None:
+                 on_strike: Callable[[Address, str], None],
+                 on_room: Callable[[], None] = lambda: None) -> None:
+        """``on_room()`` is called when pieces waiting for the disk fell back under the limit
+        that held new requests back: time to refill every peer's pipeline."""
         self.name = name
         self.info = info
         self.storage = storage
@@ -90,6 +98,9 @@ class Downloader:
         self._on_verified = on_verified
         self._on_error = on_error
         self._on_strike = on_strike
+        self._on_room = on_room
+        self._pending_bytes = 0
+        self._pending_limit = max(MAX_PENDING_VERIFY_BYTES, 2 * info.piece_length)
         self._fetches: Dict[Any, _Fetch] = {}
         self._buffers = WriteBuffers(info.piece_size)
         # Geometry read once: the block check below runs 65,536 times per GiB.
@@ -149,7 +160,7 @@ class Downloader:
         write for dozens of requests instead of one per arriving block."""
         fetch = self._fetches.get(conn)
         if (fetch is None or bits is None or not conn.am_interested or conn.closed
-                or not self.active):
+                or not self.active or self._pending_bytes >= self._pending_limit):
             return
         if conn.peer_choking:
             # Choked: only the pieces the peer allows us while choked (BEP 6), if any.
@@ -234,10 +245,12 @@ class Downloader:
                            BLOCK_SIZE, suspect)
         future = self._run_in_pool(call)
         self._hashing.add(future)
+        size = self.info.piece_size(index)
+        self._pending_bytes += size
         if data is not None:
-            size = len(data)
             future.add_done_callback(lambda _: self._buffers.release(size))
         future.add_done_callback(partial(self._verified, index))
+        future.add_done_callback(partial(self._hashed, size))
 
     def _verified(self, index: int, future: "asyncio.Future[Tuple[bool, Any]]") -> None:
         self._hashing.discard(future)
@@ -266,6 +279,12 @@ class Downloader:
                     ", ".join(f"{h}:{p}" for h, p in sorted(sources)) or "?")
         if alone is not None:
             self._strike(alone, f"piece {index} it alone sent failed the hash check")
+
+    def _hashed(self, size: int, future: Any) -> None:
+        held_back = self._pending_bytes >= self._pending_limit
+        self._pending_bytes -= size
+        if held_back and self._pending_bytes < self._pending_limit and self.active:
+            self._on_room()
 
     def _strike(self, address: Address, reason: str) -> None:
         self.smart_ban.strike(address)

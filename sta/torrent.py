@@ -129,7 +129,7 @@ class Torrent:
         self.downloader = Downloader(
             self.name, info, self.storage, self.picker, run_in_pool=self._run_in_pool,
             on_verified=self._piece_verified, on_error=self.storage_failed,
-            on_strike=self._strike)
+            on_strike=self._strike, on_room=self._refill)
         if self.picker.complete:
             self._become_seed(announce=False)
             if self.super_seed:
@@ -139,6 +139,13 @@ class Torrent:
         else:
             self.state = DOWNLOADING
         log.info("%s: %d of %d pieces verified on disk", self.name, have.count, info.num_pieces)
+
+    def _refill(self) -> None:
+        """The disk caught up: every peer's pipeline may grow again."""
+        if self.state == DOWNLOADING and self.downloader is not None:
+            now = time.monotonic()
+            for conn in list(self.swarm.peers):
+                self.downloader.fill(conn, self._bits.get(conn), now)
 
     def _run_in_pool(self, call: Callable[[], Any]) -> "asyncio.Future[Any]":
         return self.host.loop.run_in_executor(self.host.hash_pool, call)

@@ -410,3 +410,27 @@ class FastExtensionTests(Kit):
         self.dl.allowed_fast(conn, 10_000)
         self.fill(conn)
         self.assertEqual(conn.of("requests"), [])
+
+
+class DiskBackpressureTests(Kit):
+    """Pieces waiting for the hashing pool hold new requests back, so a slow disk bounds what
+    sits in memory (and what a crash throws away); the pool catching up refills the pipes."""
+
+    def test_requests_pause_while_verified_pieces_wait_for_the_pool_and_resume_after(self):
+        rooms = []
+        self.dl._on_room = lambda: rooms.append(True)
+        self.dl._pending_limit = 2 * self.PIECE   # two pieces, as for a small torrent
+        conn = self.peer()
+        self.fill(conn)
+        [(asked,)] = conn.of("requests")
+        pieces = sorted({index for index, _, _ in asked})
+        self.assertGreaterEqual(len(pieces), 2)
+        for index, begin, _ in asked:              # whole pieces arrive, handed to the pool
+            self.deliver(conn, index, begin)
+        self.fill(conn)
+        self.assertEqual(len(conn.of("requests")), 1, "requested while the pool is full")
+        self.settle()
+        self.assertEqual(rooms, [True])
+        self.fill(conn)
+        self.assertEqual(len(conn.of("requests")), 2)
+        self.assertEqual(sorted(self.verified), pieces)
