@@ -371,14 +371,17 @@ class EncryptionTests(SessionTestCase):
             first = owner.joined[0]
             self.assertFalse(first.encrypted)
             self.assertEqual(owner.failed, [])
-            self.assertEqual(len(self.log.matching("encryption is off")), 1)
+            # Refused twice: the TLS attempt, then the MSE/PE one.
+            self.assertEqual(len(self.log.matching("refused a TLS peer: encryption is off")), 1)
+            self.assertEqual(len(self.log.matching("refused an MSE/PE peer: encryption is off")),
+                             1)
             first.close("test: dial again")
             await until(lambda: not node.connections)
-            # The address is known to speak plain BitTorrent now: no second TLS attempt.
+            # The address is known to speak plain BitTorrent now: no second TLS or MSE attempt.
             node.dial(owner, address)
             await owner.until(lambda: len(owner.joined) == 2)
             self.assertFalse(owner.joined[1].encrypted)
-            self.assertEqual(len(self.log.matching("encryption is off")), 1)
+            self.assertEqual(len(self.log.matching("encryption is off")), 2)
             self.assertEqual(owner.failed, [])
         self.run_async(main())
 

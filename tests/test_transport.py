@@ -181,7 +181,7 @@ class TransportTestCase(unittest.TestCase):
         self.servers.append(server)
         return server.sockets[0].getsockname()[1]
 
-    async def incoming(self, choose: Callable[[int], Any]) -> Tuple[Handler, List[Any], int]:
+    async def incoming(self, choose: Callable[[bytes], Any]) -> Tuple[Handler, List[Any], int]:
         """A listener whose accepted streams share one handler; returns it, the accepted
         streams and the port."""
         handler = self.handler()
@@ -214,10 +214,12 @@ class TransportTestCase(unittest.TestCase):
         return sink
 
 
-def recording_choice(chosen: List[int], choice: Callable[[int], Any]) -> Callable[[int], Any]:
-    def choose(first_byte: int) -> Any:
-        chosen.append(first_byte)
-        return choice(first_byte)
+def recording_choice(chosen: List[int], choice: Callable[[bytes], Any]
+                     ) -> Callable[[bytes], Any]:
+    """Records the first byte of what each choice was made on."""
+    def choose(head: bytes) -> Any:
+        chosen.append(head[0])
+        return choice(head)
     return choose
 
 
