@@ -435,14 +435,20 @@ class MseTests(SessionTestCase):
 
         return await self.server(serve), seen
 
+    async def dial_mse_only_peer(self, policy: str
+                                 ) -> Tuple[Session, FakeOwner, int, List[str]]:
+        """Our node with ``policy`` dials a peer that takes both MSE/PE methods, until joined."""
+        node = await self.session(policy)
+        owner = FakeOwner(hashlib.sha1(b"mse torrent").digest())
+        port, seen = await self.mse_only_peer(owner.info_hash,
+                                              mse.CRYPTO_PLAINTEXT | mse.CRYPTO_RC4)
+        node.dial(owner, (HOST, port))
+        await owner.until(lambda: bool(owner.joined))
+        return node, owner, port, seen
+
     def test_prefer_reaches_an_mse_only_peer_after_one_tls_attempt_and_remembers(self):
         async def main() -> None:
-            node = await self.session("prefer")
-            owner = FakeOwner(hashlib.sha1(b"mse torrent").digest())
-            port, seen = await self.mse_only_peer(owner.info_hash, mse.CRYPTO_PLAINTEXT
-                                                  | mse.CRYPTO_RC4)
-            node.dial(owner, (HOST, port))
-            await owner.until(lambda: bool(owner.joined))
+            node, owner, port, seen = await self.dial_mse_only_peer("prefer")
             self.assertEqual(seen, ["tls", "plaintext"])
             self.assertFalse(owner.joined[0].encrypted)  # plaintext picked: no RC4 to pay
             self.assertTrue(self.log.matching("retrying with MSE/PE"))
@@ -456,12 +462,7 @@ class MseTests(SessionTestCase):
 
     def test_require_reaches_an_mse_peer_with_rc4_throughout(self):
         async def main() -> None:
-            node = await self.session("require")
-            owner = FakeOwner(hashlib.sha1(b"mse torrent").digest())
-            port, seen = await self.mse_only_peer(owner.info_hash, mse.CRYPTO_PLAINTEXT
-                                                  | mse.CRYPTO_RC4)
-            node.dial(owner, (HOST, port))
-            await owner.until(lambda: bool(owner.joined))
+            node, owner, port, seen = await self.dial_mse_only_peer("require")
             self.assertEqual(seen, ["tls", "RC4"])
             self.assertTrue(owner.joined[0].encrypted)
         self.run_async(main())
