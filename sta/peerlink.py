@@ -217,6 +217,8 @@ class SecureLink:
     both sides proved they know.
     """
 
+    encrypted = True  # (transport.Link)
+
     def __init__(self, context: ssl.SSLContext, server_side: bool, *,
                  info_hash: Optional[bytes] = None,
                  lookup: Optional[Callable[[bytes], Optional[bytes]]] = None,
@@ -296,6 +298,13 @@ class SecureLink:
         self.tls.receive_eof()
         if not self.authenticated:
             raise TlsError("peer closed the connection during authentication")
+
+    def lost_error(self) -> TlsError:
+        """The transport closed before the link was ready: a peer that hung up before the TLS
+        handshake finished does not speak it (a plain client answering our ClientHello); one
+        that hung up during the proofs does."""
+        kind = TlsError if self.tls.handshake_complete else TlsUnsupported
+        return kind("peer closed the connection during the TLS handshake")
 
     def send(self, data: bytes) -> bytes:
         if not self.authenticated:

@@ -3,8 +3,9 @@
 A session owns the listen socket, every peer connection, the thread pool that hashes pieces, and
 a one-second tick that drives each connection's timers and each torrent's periodic work. It is
 the ``torrenthost.TorrentHost`` of its torrents and the ``peer.ConnectionHost`` of its
-connections, and it dials: it picks TLS or plain BitTorrent for each address, opens the
-transport (transport.py), and reports a failed attempt back to the torrent that asked.
+connections, and it dials: it picks TLS, MSE/PE or plain BitTorrent for each address (tls.py's
+policy), opens the transport (transport.py), retries a peer that does not speak the first way
+in the next, and reports a failed attempt back to the torrent that asked.
 Front ends (the commands in cli.py and the interactive shell) call its methods and read its status
 snapshots; nothing here prints.
 """
@@ -20,12 +21,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Awaitable, Dict, List, Optional, Protocol, Set, Tuple
 
-from . import __version__, peerlink, tls
+from . import __version__, mse, peerlink, tls
 from .connlimits import ConnectionLimits
 from .peer import CLIENT_CODE, PeerConnection, PeerOwner
 from .resume import default_home
 from .safepath import overlapping_paths
-from .transport import TcpStream
+from .transport import UNDECIDED, Link, TcpStream
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,8 @@ class Session:
         self.state_dir = state_dir or node_state_dir()
         self._peer_tls: Optional[peerlink.PeerTls] = None
         self._modes = tls.PeerModeMemory()
-        self._torrent_ids: Dict[bytes, bytes] = {}
+        self._torrent_ids: Dict[bytes, bytes] = {}   # TLS torrent id -> info hash
+        self._skey_hashes: Dict[bytes, bytes] = {}   # MSE/PE SHA1('req2' info hash) -> info hash
         self.requested_port = port
         self.host = host
         self.peer_id = peer_id or make_peer_id()
@@ -169,18 +171,27 @@ class Session:
             raise SessionError(f"{torrent.name} is already in this session")
         self._check_overlap(torrent)
         self.torrents[torrent.info_hash] = torrent
-        self._torrent_ids[peerlink.torrent_id(torrent.info_hash)] = torrent.info_hash
+        self._index(torrent.info_hash)
         try:
             await torrent.start(recheck=recheck)
         except Exception:
             del self.torrents[torrent.info_hash]
-            del self._torrent_ids[peerlink.torrent_id(torrent.info_hash)]
+            self._unindex(torrent.info_hash)
             raise
         if paused:
             await torrent.pause()
         elif announce:
             torrent.start_announcing()
         return torrent
+
+    def _index(self, info_hash: bytes) -> None:
+        """Let encrypted links find the torrent by the names they use for it."""
+        self._torrent_ids[peerlink.torrent_id(info_hash)] = info_hash
+        self._skey_hashes[mse.skey_hash(info_hash)] = info_hash
+
+    def _unindex(self, info_hash: bytes) -> None:
+        self._torrent_ids.pop(peerlink.torrent_id(info_hash), None)
+        self._skey_hashes.pop(mse.skey_hash(info_hash), None)
 
     def _check_overlap(self, torrent: Any) -> None:
         """Two torrents must never write the same file (or one a file where the other needs
@@ -197,7 +208,7 @@ class Session:
     async def remove(self, torrent: Any, delete_files: bool = False) -> List[str]:
         """Stop a torrent and forget it (its resume state too); optionally delete its files."""
         self.torrents.pop(torrent.info_hash, None)
-        self._torrent_ids.pop(peerlink.torrent_id(torrent.info_hash), None)
+        self._unindex(torrent.info_hash)
         self._removed_downloaded += torrent.downloaded
         self._removed_uploaded += torrent.uploaded
         await torrent.shutdown()
@@ -221,11 +232,16 @@ class Session:
     def _incoming_stream(self) -> TcpStream:
         return TcpStream(PeerConnection(self), choose=self._choose_incoming)
 
-    def _choose_incoming(self, first_byte: int) -> Optional[peerlink.SecureLink]:
-        """First bytes decide: plain BitTorrent, or TLS to an STA node (raises TlsError when
-        the policy refuses the one the peer chose)."""
-        if tls.incoming_mode(self.encryption, first_byte) == "tls":
+    def _choose_incoming(self, head: bytes) -> Any:
+        """First bytes decide: plain BitTorrent, TLS to an STA node or MSE/PE (raises TlsError
+        or MseError when the policy refuses the one the peer chose)."""
+        mode = tls.incoming_mode(self.encryption, head)
+        if mode is None:
+            return UNDECIDED
+        if mode == "tls":
             return self.peer_tls.accept(self._torrent_ids.get)
+        if mode == "mse":
+            return mse.MseLink.responder(self._skey_hashes.get, tls.mse_crypto(self.encryption))
         return None
 
     def connection_opened(self, conn: PeerConnection) -> bool:
@@ -240,20 +256,26 @@ class Session:
 
     def connection_joined(self, conn: PeerConnection) -> None:
         self.limits.joined(conn)
-        if conn.encrypted and not conn.incoming:
-            self._modes.record(conn.address, "tls", time.monotonic())
+        mode = self._dial_modes.get(conn)
+        if not conn.incoming and mode in tls.DIAL_ORDER:
+            self._modes.record(conn.address, mode, time.monotonic())
 
     def transport_failed(self, conn: PeerConnection, error: BaseException) -> str:
-        """An outgoing TLS attempt failed: with `prefer`, a peer that does not speak TLS is
-        dialled again at once in plain BitTorrent. A failure after the TLS handshake (a wrong
-        proof) is never retried: that is how a man in the middle looks."""
-        if (conn.incoming or self._dial_modes.get(conn) != "tls" or self._closed
-                or not self._modes.tls_failed(self.encryption, conn.address, error,
-                                              time.monotonic())):
+        """An outgoing encrypted attempt failed: a peer that does not speak TLS is dialled
+        again at once with MSE/PE, and with `prefer` one that does not speak that either in
+        plain BitTorrent. A failure after a handshake began (a wrong proof) is never retried:
+        that is how a man in the middle looks."""
+        mode = self._dial_modes.get(conn)
+        if conn.incoming or mode is None or self._closed:
+            return ""
+        following = self._modes.attempt_failed(self.encryption, conn.address, mode, error,
+                                               time.monotonic())
+        if following is None:
             return ""
         self._dial_modes[conn] = "retrying"
-        self.loop.call_soon(self._dial, conn.owner, conn.address, "plain")
-        return "; retrying in plain BitTorrent"
+        self.loop.call_soon(self._dial, conn.owner, conn.address, following)
+        return "; retrying with MSE/PE" if following == "mse" else \
+            "; retrying in plain BitTorrent"
 
     def connection_closed(self, conn: PeerConnection) -> None:
         self.connections.discard(conn)
@@ -286,18 +308,25 @@ class Session:
         host, port = address
         conn = PeerConnection(self, owner, address)
         try:
-            link = self.peer_tls.connect(owner.info_hash) if mode == "tls" else None
+            link = self._outgoing_link(mode, owner.info_hash)
             self._dial_modes[conn] = mode
             await asyncio.wait_for(self.loop.create_connection(
                 lambda: TcpStream(conn, address, link=link), host, port,
                 local_addr=self._local_address(host)), CONNECT_TIMEOUT)
             log.debug("%s: connected to %s:%d", owner.name, host, port)
-        except (OSError, asyncio.TimeoutError, tls.TlsError) as exc:
+        except (OSError, asyncio.TimeoutError, tls.TlsError, mse.MseError) as exc:
             self._dial_modes.pop(conn, None)
             reason = (exc.strerror if isinstance(exc, OSError) and exc.strerror else
-                      str(exc) if isinstance(exc, tls.TlsError) else "timed out")
+                      "timed out" if isinstance(exc, asyncio.TimeoutError) else str(exc))
             log.info("%s: cannot connect to %s:%d: %s", owner.name, host, port, reason)
             owner.dial_failed(address)
+
+    def _outgoing_link(self, mode: str, info_hash: bytes) -> Optional[Link]:
+        if mode == "tls":
+            return self.peer_tls.connect(info_hash)
+        if mode == "mse":
+            return mse.MseLink.initiator(info_hash, tls.mse_crypto(self.encryption))
+        return None
 
     def _local_address(self, remote_host: str) -> Optional[Tuple[str, int]]:
         """With --bind, outgoing connections leave from that address too (when the peer is of

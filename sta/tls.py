@@ -1,16 +1,19 @@
 """TLS for STA: contexts and the node's key material, a TLS layer over memory, and the policy
 that decides which way to talk to a peer. What runs inside a peer link (the info-hash proof,
-``SecureLink``) is ``peerlink.py``, built on this module.
+``SecureLink``) is ``peerlink.py``, built on this module; MSE/PE for other clients is ``mse.py``.
 
-How a link is chosen (the connection code in peer.py applies it):
-  * An incoming connection is told apart by its first byte: 0x16 opens a TLS record (RFC 8446
-    5.1, handshake), 0x13 is the length of "BitTorrent protocol" (BEP 3). ``incoming_mode``.
+How a link is chosen (the session applies it):
+  * An incoming connection is told apart by its first bytes: 0x16 0x03 opens a TLS record (RFC
+    8446 5.1, handshake), 0x13 "BitTorrent protocol" is a plain handshake (BEP 3), anything
+    else is an MSE/PE public key (which is random). ``incoming_mode``.
   * An outgoing connection with ``prefer`` or ``require`` starts with a TLS ClientHello. Other
     clients cannot answer it: libtorrent, Transmission and aria2 read it as the first 96 bytes of
     an MSE/PE key exchange and answer with their own random key, or drop it at once when they
-    only take plain BitTorrent, so the TLS handshake fails on the first answer. With ``prefer``
-    the node then reconnects in plain BitTorrent, and ``PeerModeMemory`` remembers per address
-    which way worked, so only the first connection to a plain peer pays for the attempt.
+    only take plain BitTorrent, so the TLS handshake fails on the first answer (one round
+    trip). The node then tries MSE/PE, and with ``prefer`` plain BitTorrent last: Transmission
+    at its defaults and clients that require encryption answer nothing but MSE/PE, and a
+    plain-first order would cost a timeout per such peer. ``PeerModeMemory`` remembers per
+    address which way worked, so only the first connection to a peer pays for the attempts.
     Advertising TLS inside a plain connection (a BEP 10 key) was rejected: the plain handshake
     has already sent the info hash in clear by then, which ``require`` forbids.
 """
@@ -24,14 +27,14 @@ import ssl
 import threading
 from typing import Iterable, Optional, Tuple, Union
 
-from . import x509
+from . import mse, x509
 from .x509 import fingerprint_sha256, make_self_signed
 
 __all__ = [
     "TlsError", "TlsUnsupported", "TlsAuthError", "ENCRYPTION_POLICIES", "DEFAULT_ENCRYPTION",
     "make_self_signed", "fingerprint_sha256", "ensure_node_identity", "client_context",
     "server_context", "https_server_context", "read_certificate_der", "TlsLayer",
-    "parse_policy", "incoming_mode", "PeerModeMemory",
+    "parse_policy", "incoming_mode", "PeerModeMemory", "mse_crypto",
 ]
 
 log = logging.getLogger(__name__)
@@ -44,6 +47,14 @@ DEFAULT_ENCRYPTION = "prefer"
 # BitTorrent handshake (the length 19 of "BitTorrent protocol", BEP 3).
 TLS_HANDSHAKE_BYTE = 0x16
 BITTORRENT_HANDSHAKE_BYTE = 0x13
+# What follows them: a TLS record's version major (3 for SSL 3.0 to TLS 1.3), the greeting of a
+# plain handshake. Checking these too tells an MSE/PE key that happens to start with 0x16 or
+# 0x13 (one connection in 128 from other clients) from the real thing, as libtorrent does.
+TLS_RECORD_MAJOR = 0x03
+BITTORRENT_GREETING = b"\x13BitTorrent protocol"
+# The ways to reach a peer, tried in this order; each policy uses a part of it.
+DIAL_ORDER = ("tls", "mse", "plain")
+DIAL_MODES = {"require": ("tls", "mse"), "prefer": DIAL_ORDER, "off": ("plain",)}
 
 # ALPN name both sides offer: the server picking it is the first sign that the peer is an STA
 # node speaking this version of the link, before anything about the torrent is sent.
@@ -330,24 +341,46 @@ class TlsLayer:
 # ---------------------------------------------------------------------------------------------
 # Policy: which way to talk to whom
 
-def incoming_mode(policy: str, first_byte: int) -> str:
-    """"tls" or "plain" for an incoming connection that began with ``first_byte``; raises
-    TlsError with the reason to log when the policy refuses it."""
-    if first_byte == TLS_HANDSHAKE_BYTE:
-        if policy == "off":
-            raise TlsUnsupported("refused a TLS peer: encryption is off")
-        return "tls"
-    if first_byte == BITTORRENT_HANDSHAKE_BYTE:
-        if policy == "require":
-            raise TlsError("refused a plain BitTorrent peer: encryption is required")
-        return "plain"
-    raise TlsError(f"refused a peer speaking neither BitTorrent nor TLS (first byte "
-                   f"{first_byte:#04x}; MSE/PE obfuscation is not supported)")
+def incoming_mode(policy: str, head: bytes) -> Optional[str]:
+    """"tls", "mse" or "plain" for an incoming connection that began with ``head``, None while
+    more bytes are needed to tell; raises TlsError or MseError with the reason to log when the
+    policy refuses the peer's choice."""
+    head = bytes(head)
+    if not head:
+        return None
+    if head[0] == TLS_HANDSHAKE_BYTE:
+        if len(head) < 2:
+            return None
+        if head[1] == TLS_RECORD_MAJOR:
+            if policy == "off":
+                raise TlsUnsupported("refused a TLS peer: encryption is off")
+            return "tls"
+    elif head[0] == BITTORRENT_HANDSHAKE_BYTE:
+        if BITTORRENT_GREETING.startswith(head[:len(BITTORRENT_GREETING)]):
+            if len(head) < len(BITTORRENT_GREETING):
+                return None
+            if policy == "require":
+                raise TlsError("refused a plain BitTorrent peer: encryption is required")
+            return "plain"
+    if policy == "off":
+        raise mse.MseUnsupported("refused an MSE/PE peer: encryption is off")
+    return "mse"
+
+
+def mse_crypto(policy: str) -> int:
+    """The MSE/PE methods a policy offers (connecting) or accepts (accepting): ``require``
+    wants the RC4 stream throughout; ``prefer`` takes plaintext too, and an accepting node
+    picks it when offered, as libtorrent does by default (RC4 in pure Python costs ~100 ns per
+    byte, and ``prefer`` is content to talk plain BitTorrent anyway)."""
+    if policy == "require":
+        return mse.CRYPTO_RC4
+    return mse.CRYPTO_RC4 | mse.CRYPTO_PLAINTEXT
 
 
 class PeerModeMemory:
-    """Which way worked with each peer address, so only the first connection to a plain client
-    pays for a TLS attempt. Bounded in size and age; ``now`` is the caller's clock."""
+    """Which way worked with each peer address ("tls", "mse" or "plain"), so only the first
+    connection to another client pays for the attempts before it. Bounded in size and age;
+    ``now`` is the caller's clock."""
 
     def __init__(self, ttl: float = MODE_MEMORY_SECONDS,
                  capacity: int = MODE_MEMORY_ENTRIES) -> None:
@@ -363,14 +396,15 @@ class PeerModeMemory:
         return entry[0]
 
     def first_attempt(self, policy: str, address: object, now: float) -> Optional[str]:
-        """"tls" or "plain" for a new connection, or None: do not connect (a known plain peer
-        while encryption is required)."""
-        if policy == "off":
-            return "plain"
+        """"tls", "mse" or "plain" for a new connection, or None: do not connect (a known plain
+        peer while encryption is required)."""
+        modes = DIAL_MODES[policy]
         known = self.known(address, now)
-        if policy == "require":
-            return None if known == "plain" else "tls"
-        return known or "tls"
+        if known is None:
+            return modes[0]
+        if known in modes:
+            return known
+        return None if DIAL_ORDER.index(known) > DIAL_ORDER.index(modes[-1]) else modes[0]
 
     def record(self, address: object, mode: str, now: float) -> None:
         self._modes.pop(address, None)
@@ -378,12 +412,17 @@ class PeerModeMemory:
         while len(self._modes) > self.capacity:
             self._modes.popitem(last=False)
 
-    def tls_failed(self, policy: str, address: object, error: BaseException,
-                   now: float) -> bool:
-        """After a TLS attempt failed with ``error``: True when the caller should retry now in
-        plain BitTorrent. Only ``prefer`` retries, and only when the peer does not do TLS (a
-        failed proof is never retried: that is how a relaying attacker would look)."""
-        if not isinstance(error, TlsUnsupported):
-            return False
-        self.record(address, "plain", now)
-        return policy == "prefer"
+    def attempt_failed(self, policy: str, address: object, mode: str, error: BaseException,
+                       now: float) -> Optional[str]:
+        """After an attempt in ``mode`` failed with ``error``: the mode to retry in at once, or
+        None. Only a peer that does not speak ``mode`` at all moves on to the next way (and is
+        remembered so); a failure after the handshake started (a wrong TLS proof, an MSE/PE
+        peer without the torrent) is never retried: a relaying attacker would look like the
+        first, and the second would fail again."""
+        if not isinstance(error, (TlsUnsupported, mse.MseUnsupported)) or mode not in DIAL_ORDER:
+            return None
+        following = DIAL_ORDER[DIAL_ORDER.index(mode) + 1:]
+        if not following:
+            return None
+        self.record(address, following[0], now)
+        return following[0] if following[0] in DIAL_MODES[policy] else None

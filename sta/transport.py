@@ -2,14 +2,16 @@
 
 A peer connection (peer.py) needs only this from the layer below it: write bytes, pause and
 resume reading, close, the peer's address, and whether the stream is encrypted. ``Transport``
-says so as a Protocol; whatever sits below (plain TCP, TLS between STA nodes, and later uTP or
-protocol encryption) implements it and reports upward through ``StreamHandler``.
+says so as a Protocol; whatever sits below (plain TCP, TLS between STA nodes, MSE/PE with other
+clients, and later uTP) implements it and reports upward through ``StreamHandler``.
 
 ``TcpStream`` is the TCP implementation: an asyncio protocol on one socket. An outgoing stream
-is plain or TLS from the start (the dialler chose); an incoming one lets its first byte decide
-(0x13 starts plain BitTorrent, 0x16 a TLS ClientHello). With TLS, a ``peerlink.SecureLink``
-filters every byte, and the stream reports itself ready only once both sides proved they know
-the info hash; nothing of the peer protocol crosses before that.
+is plain, TLS or MSE/PE from the start (the dialler chose); an incoming one lets its first bytes
+decide (a plain BitTorrent handshake, a TLS ClientHello, or anything else: an MSE/PE key). An
+encrypted stream runs through a ``Link``, a sans-IO filter (``peerlink.SecureLink`` for TLS,
+``mse.MseLink`` for MSE/PE), and reports itself ready only once the link's handshake is over;
+nothing of the peer protocol crosses before that. A link that settles on no encryption at all
+(MSE/PE's plaintext method) steps aside, and the stream runs as plain TCP from then on.
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from typing import Any, Callable, List, Optional, Protocol, Tuple
+from typing import Any, Callable, Iterable, List, Optional, Protocol, Tuple
 
-from . import tls
+from . import mse, tls
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,11 @@ WRITE_BUFFER_LOW = 256 * 1024
 # and write once (what writelines itself did before 3.12).
 _WRITELINES_PAUSES = not ((3, 12, 0) <= sys.version_info[:3] <= (3, 12, 7)
                           or sys.version_info[:3] == (3, 13, 0))
+# An incoming stream's first bytes are kept until they tell the protocol apart; a plain
+# BitTorrent handshake's greeting (20 bytes) is the longest prefix that takes.
+MAX_CHOICE_BYTES = 20
+# Errors a link raises: the connection fails with them (tls.TlsError or mse.MseError).
+LINK_ERRORS = (tls.TlsError, mse.MseError)
 
 
 class Transport(Protocol):
@@ -71,28 +78,56 @@ class StreamHandler(Protocol):
     def writing_resumed(self) -> None: ...
 
     def transport_closed(self, reason: str, error: Optional[BaseException]) -> None:
-        """The stream is gone; ``error`` is a tls.TlsError when an encrypted link failed."""
+        """The stream is gone; ``error`` is a tls.TlsError or mse.MseError when an encrypted
+        link failed (its kind says whether the peer speaks that protocol at all)."""
 
 
-# An incoming stream's choice after its first byte: a SecureLink for TLS, None for plain;
-# raises tls.TlsError when the policy refuses the connection.
-IncomingChoice = Callable[[int], Optional[Any]]
+class Link(Protocol):
+    """A sans-IO filter between the socket and the peer protocol: TLS or MSE/PE. After every
+    call, write ``outgoing()``. Raises one of LINK_ERRORS."""
+    authenticated: bool     # the handshake is over: peer protocol bytes flow
+    encrypted: bool         # what flows is encrypted (False: the link steps aside once ready)
+    closed: bool            # the peer ended the link cleanly
+    info_hash: Optional[bytes]
+
+    @property
+    def handshake_complete(self) -> bool:
+        """The peer speaks this link's protocol; a failure before this means it does not."""
+
+    def start(self) -> bytes: ...
+
+    def receive(self, data: bytes) -> bytes: ...
+
+    def outgoing(self) -> bytes: ...
+
+    def send_many(self, buffers: Iterable[Any]) -> bytes: ...
+
+    def lost_error(self) -> Exception:
+        """What the peer closing the connection before the link was ready means."""
+
+
+# Returned by an IncomingChoice that needs more of the stream's first bytes.
+UNDECIDED = object()
+# An incoming stream's choice from its first bytes: a Link, None for plain, or UNDECIDED;
+# raises one of LINK_ERRORS when the policy refuses the connection.
+IncomingChoice = Callable[[bytes], Any]
 
 
 class TcpStream(asyncio.Protocol):
-    """One TCP connection as a Transport, optionally through a TLS SecureLink."""
+    """One TCP connection as a Transport, optionally through a Link (TLS or MSE/PE)."""
 
     def __init__(self, handler: StreamHandler, address: Optional[Address] = None, *,
-                 link: Any = None, choose: Optional[IncomingChoice] = None) -> None:
-        """Outgoing: ``address`` and ``link`` (a client SecureLink, or None for plain).
-        Incoming: ``choose`` picks the link from the first byte."""
+                 link: Optional[Link] = None, choose: Optional[IncomingChoice] = None) -> None:
+        """Outgoing: ``address`` and ``link`` (a connecting Link, or None for plain).
+        Incoming: ``choose`` picks the link from the first bytes."""
         self.handler = handler
         self.address: Address = address or ("?", 0)
         self.incoming = choose is not None
         self.encrypted = False
         self.bound_info_hash: Optional[bytes] = None
         self._choose = choose
-        self._link = link
+        self._link: Optional[Link] = link
+        self._head = b""  # an incoming stream's first bytes, until they choose the link
         self._decided = not self.incoming
         self._ready = False
         self._closed = False
@@ -152,33 +187,45 @@ class TcpStream(asyncio.Protocol):
         if self._closed:
             return
         if not self._decided:
-            self._decided = True
-            try:
-                assert self._choose is not None
-                self._link = self._choose(data[0])
-            except tls.TlsError as exc:
-                self._fail(str(exc), exc)
+            data = self._decide(data)
+            if not data:
                 return
-            if self._link is None:
-                self._become_ready()
         link = self._link
         if link is None:
             self.handler.stream_received(data)
             return
-        data = self._receive_tls(data)
+        data = self._receive_link(link, data)
         if data and not self._closed:
             self.handler.stream_received(data)
         if link.closed and not self._closed:
             # What came with the peer's close_notify was delivered first.
             self._fail("peer closed the TLS session", None)
 
+    def _decide(self, data: bytes) -> bytes:
+        """Let the first bytes choose the link; returns them once chosen (b"" until then)."""
+        head = self._head + data
+        assert self._choose is not None
+        try:
+            choice = self._choose(head[:MAX_CHOICE_BYTES])
+        except LINK_ERRORS as exc:
+            self._fail(str(exc), exc)
+            return b""
+        if choice is UNDECIDED and len(head) < MAX_CHOICE_BYTES:
+            self._head = head
+            return b""
+        self._head = b""
+        self._decided = True
+        self._link = None if choice is UNDECIDED else choice
+        if self._link is None:
+            self._become_ready()
+        return head
+
     def connection_lost(self, exc: Optional[Exception]) -> None:
         link = self._link
         if link is not None and not link.authenticated and not self._closed:
-            # A peer that hung up before the TLS handshake finished does not speak it (a plain
-            # client answering our ClientHello); one that hung up during the proofs does.
-            kind = tls.TlsError if link.handshake_complete else tls.TlsUnsupported
-            error = kind("peer closed the connection during the TLS handshake")
+            # The link says whether the peer speaks its protocol at all (a plain client that
+            # hangs up on our ClientHello or MSE key does not) or failed half-way.
+            error = link.lost_error()
             self._report(f"encrypted link failed: {error}", error)
         else:
             self._report(f"connection lost: {exc}" if exc else "closed by peer", None)
@@ -195,24 +242,24 @@ class TcpStream(asyncio.Protocol):
     def resume_writing(self) -> None:
         self.handler.writing_resumed()
 
-    # -- TLS -----------------------------------------------------------------------------------
+    # -- links ---------------------------------------------------------------------------------
 
     def _become_ready(self) -> None:
         self._ready = True
         self.handler.transport_ready(self)
 
-    def _receive_tls(self, data: bytes) -> bytes:
-        """Ciphertext in, peer protocol bytes out (none until the proof exchange is over)."""
-        link = self._link
+    def _receive_link(self, link: Link, data: bytes) -> bytes:
+        """Link bytes in, peer protocol bytes out (none until the link's handshake is over)."""
         raw = self._raw
-        assert link is not None and raw is not None
+        assert raw is not None
         try:
             plain = link.receive(data)
-        except tls.TlsError as exc:
+        except LINK_ERRORS as exc:
             reply = link.outgoing()
             if reply:
                 raw.write(reply)
-            if not link.handshake_complete and not isinstance(exc, tls.TlsUnsupported):
+            if isinstance(exc, tls.TlsError) and not link.handshake_complete and \
+                    not isinstance(exc, tls.TlsUnsupported):
                 exc = tls.TlsUnsupported(str(exc))  # never finished the TLS handshake
             self._fail(f"encrypted link failed: {exc}", exc)
             return b""
@@ -220,8 +267,10 @@ class TcpStream(asyncio.Protocol):
         if reply:
             raw.write(reply)
         if link.authenticated and not self._ready:
-            self.encrypted = True
+            self.encrypted = link.encrypted
             self.bound_info_hash = link.info_hash
+            if not link.encrypted:
+                self._link = None  # (MSE/PE plaintext) plain TCP from here on
             self._become_ready()
         return plain
 

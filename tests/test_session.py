@@ -13,7 +13,7 @@ import unittest
 from typing import Any, Callable, Dict, List, Optional, Tuple
 from unittest import mock
 
-from sta import bencode, connlimits, metainfo, peerlink, session as session_module, wire
+from sta import bencode, connlimits, metainfo, mse, peerlink, session as session_module, wire
 from sta.memstorage import MemoryStorage
 from sta.session import Session
 from sta.torrent import Torrent
@@ -371,14 +371,17 @@ class EncryptionTests(SessionTestCase):
             first = owner.joined[0]
             self.assertFalse(first.encrypted)
             self.assertEqual(owner.failed, [])
-            self.assertEqual(len(self.log.matching("encryption is off")), 1)
+            # Refused twice: the TLS attempt, then the MSE/PE one.
+            self.assertEqual(len(self.log.matching("refused a TLS peer: encryption is off")), 1)
+            self.assertEqual(len(self.log.matching("refused an MSE/PE peer: encryption is off")),
+                             1)
             first.close("test: dial again")
             await until(lambda: not node.connections)
-            # The address is known to speak plain BitTorrent now: no second TLS attempt.
+            # The address is known to speak plain BitTorrent now: no second TLS or MSE attempt.
             node.dial(owner, address)
             await owner.until(lambda: len(owner.joined) == 2)
             self.assertFalse(owner.joined[1].encrypted)
-            self.assertEqual(len(self.log.matching("encryption is off")), 1)
+            self.assertEqual(len(self.log.matching("encryption is off")), 2)
             self.assertEqual(owner.failed, [])
         self.run_async(main())
 
@@ -401,6 +404,93 @@ class EncryptionTests(SessionTestCase):
             node.dial(owner, address)
             await owner.until(lambda: bool(owner.joined))
             self.assertFalse(owner.joined[0].encrypted)
+        self.run_async(main())
+
+
+class MseTests(SessionTestCase):
+    async def mse_only_peer(self, info_hash: bytes, allowed: int) -> Tuple[int, List[str]]:
+        """A peer like Transmission at its defaults: it answers a TLS ClientHello with nothing
+        useful and takes only an MSE/PE handshake, then a BitTorrent one. Returns its port and
+        what each connection began with ("tls" or the method it settled on)."""
+        seen: List[str] = []
+
+        async def serve(reader: Any, writer: Any) -> None:
+            first = await reader.read(1)
+            if first == b"\x16":
+                seen.append("tls")
+                writer.write(bytes(96))   # a "key" the TLS client cannot read
+                return
+            link = mse.MseLink.responder({mse.skey_hash(info_hash): info_hash}.get, allowed)
+            data = first
+            while not link.authenticated:
+                link.receive(data)
+                writer.write(link.outgoing())
+                data = await reader.read(4096)
+                if not data:
+                    return
+            seen.append(mse.METHOD_NAMES[link.method])
+            link.receive(data)
+            writer.write(link.send_many([wire.handshake(info_hash, b"-TR4000-" + bytes(12))]))
+            await reader.read(4096)
+
+        return await self.server(serve), seen
+
+    async def dial_mse_only_peer(self, policy: str
+                                 ) -> Tuple[Session, FakeOwner, int, List[str]]:
+        """Our node with ``policy`` dials a peer that takes both MSE/PE methods, until joined."""
+        node = await self.session(policy)
+        owner = FakeOwner(hashlib.sha1(b"mse torrent").digest())
+        port, seen = await self.mse_only_peer(owner.info_hash,
+                                              mse.CRYPTO_PLAINTEXT | mse.CRYPTO_RC4)
+        node.dial(owner, (HOST, port))
+        await owner.until(lambda: bool(owner.joined))
+        return node, owner, port, seen
+
+    def test_prefer_reaches_an_mse_only_peer_after_one_tls_attempt_and_remembers(self):
+        async def main() -> None:
+            node, owner, port, seen = await self.dial_mse_only_peer("prefer")
+            self.assertEqual(seen, ["tls", "plaintext"])
+            self.assertFalse(owner.joined[0].encrypted)  # plaintext picked: no RC4 to pay
+            self.assertTrue(self.log.matching("retrying with MSE/PE"))
+            owner.joined[0].close("test: dial again")
+            await until(lambda: not node.connections)
+            node.dial(owner, (HOST, port))
+            await owner.until(lambda: len(owner.joined) == 2)
+            self.assertEqual(seen, ["tls", "plaintext", "plaintext"])  # no second TLS try
+            self.assertEqual(owner.failed, [])
+        self.run_async(main())
+
+    def test_require_reaches_an_mse_peer_with_rc4_throughout(self):
+        async def main() -> None:
+            node, owner, port, seen = await self.dial_mse_only_peer("require")
+            self.assertEqual(seen, ["tls", "RC4"])
+            self.assertTrue(owner.joined[0].encrypted)
+        self.run_async(main())
+
+    def test_nodes_remembered_as_mse_connect_with_mse(self):
+        for serve, ours, encrypted in (("prefer", "prefer", False), ("require", "prefer", True),
+                                       ("prefer", "require", True)):
+            with self.subTest(serve=serve, ours=ours):
+                async def main() -> None:
+                    node, owner, address = await self.serving(serve, ours)
+                    node._modes.record(address, "mse", 0.0)  # as after a failed TLS attempt
+                    node._modes.ttl = float("inf")
+                    node.dial(owner, address)
+                    await owner.until(lambda: bool(owner.joined))
+                    self.assertEqual(owner.joined[0].encrypted, encrypted)
+                    self.assertEqual(self.log.matching("encrypted link failed"), [])
+                self.run_async(main())
+
+    def test_mse_peer_asking_for_a_torrent_we_lack_is_refused(self):
+        async def main() -> None:
+            node, owner, address = await self.serving("prefer", "prefer")
+            stranger = FakeOwner(hashlib.sha1(b"not served").digest())
+            node._modes.record(address, "mse", 0.0)
+            node._modes.ttl = float("inf")
+            node.dial(stranger, address)
+            await stranger.until(lambda: bool(stranger.failed))
+            self.assertTrue(self.log.matching("torrent this node does not have"))
+            self.assertEqual(self.log.matching("retrying in plain"), [])
         self.run_async(main())
 
 

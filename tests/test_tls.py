@@ -19,7 +19,7 @@ import unittest
 from typing import List, Optional, Tuple
 from unittest import mock
 
-from sta import peerlink, tls, x509
+from sta import mse, peerlink, tls, x509
 
 INFO_HASH = hashlib.sha1(b"the torrent both peers have").digest()
 OTHER_HASH = hashlib.sha1(b"some other torrent").digest()
@@ -427,43 +427,78 @@ class SecureLinkTests(unittest.TestCase):
 
 
 class PolicyTests(unittest.TestCase):
-    def test_incoming_first_byte_picks_the_path(self):
-        self.assertEqual(tls.incoming_mode("prefer", 0x16), "tls")
-        self.assertEqual(tls.incoming_mode("prefer", 0x13), "plain")
-        self.assertEqual(tls.incoming_mode("require", 0x16), "tls")
-        self.assertEqual(tls.incoming_mode("off", 0x13), "plain")
+    def test_incoming_first_bytes_pick_the_path(self):
+        hello = b"\x16\x03\x01\x02\x00"
+        greeting = b"\x13BitTorrent protocol"
+        self.assertEqual(tls.incoming_mode("prefer", hello), "tls")
+        self.assertEqual(tls.incoming_mode("prefer", greeting), "plain")
+        self.assertEqual(tls.incoming_mode("require", hello), "tls")
+        self.assertEqual(tls.incoming_mode("off", greeting + bytes(8)), "plain")
+        self.assertEqual(tls.incoming_mode("prefer", b"\x8f" + bytes(19)), "mse")
+        self.assertEqual(tls.incoming_mode("require", b"\x8f"), "mse")
         with self.assertRaisesRegex(tls.TlsError, "encryption is required"):
-            tls.incoming_mode("require", 0x13)
+            tls.incoming_mode("require", greeting)
         with self.assertRaisesRegex(tls.TlsError, "encryption is off"):
-            tls.incoming_mode("off", 0x16)
-        with self.assertRaisesRegex(tls.TlsError, "neither"):
-            tls.incoming_mode("prefer", 0x8F)
+            tls.incoming_mode("off", hello)
+        with self.assertRaisesRegex(mse.MseUnsupported, "MSE/PE peer: encryption is off"):
+            tls.incoming_mode("off", b"\x8f")
+
+    def test_incoming_mode_waits_until_the_first_bytes_tell(self):
+        for head in (b"", b"\x16", b"\x13", b"\x13BitTorrent"):
+            self.assertIsNone(tls.incoming_mode("prefer", head), head)
+
+    def test_mse_key_that_starts_like_tls_or_bittorrent_is_mse(self):
+        # One key in 128 from another client starts with 0x13 or 0x16; what follows tells.
+        self.assertEqual(tls.incoming_mode("prefer", b"\x16\x9a" + bytes(18)), "mse")
+        self.assertEqual(tls.incoming_mode("prefer", b"\x13Bit" + bytes(16)), "mse")
+        self.assertEqual(tls.incoming_mode("prefer", b"\x13\x00"), "mse")
 
     def test_policy_names_are_checked(self):
         self.assertEqual(tls.parse_policy("require"), "require")
         with self.assertRaisesRegex(tls.TlsError, "require, prefer, off"):
             tls.parse_policy("always")
 
-    def test_prefer_falls_back_once_and_remembers(self):
+    def test_prefer_tries_tls_then_mse_then_plain_and_remembers(self):
         memory = tls.PeerModeMemory(ttl=100)
         address = ("10.0.0.2", 6881)
         self.assertEqual(memory.first_attempt("prefer", address, 0), "tls")
-        self.assertTrue(memory.tls_failed("prefer", address, tls.TlsUnsupported("x"), 1))
-        self.assertEqual(memory.first_attempt("prefer", address, 2), "plain")
+        self.assertEqual(memory.attempt_failed("prefer", address, "tls",
+                                               tls.TlsUnsupported("x"), 1), "mse")
+        self.assertEqual(memory.first_attempt("prefer", address, 2), "mse")
+        self.assertEqual(memory.attempt_failed("prefer", address, "mse",
+                                               mse.MseUnsupported("x"), 3), "plain")
+        self.assertEqual(memory.first_attempt("prefer", address, 4), "plain")
+        self.assertIsNone(memory.attempt_failed("prefer", address, "plain",
+                                                mse.MseUnsupported("x"), 5))
         self.assertEqual(memory.first_attempt("prefer", address, 200), "tls")  # forgotten
 
-    def test_require_never_goes_plain(self):
+    def test_what_worked_is_remembered(self):
+        memory = tls.PeerModeMemory()
+        memory.record("a", "mse", 0)
+        self.assertEqual(memory.first_attempt("prefer", "a", 1), "mse")
+        self.assertEqual(memory.first_attempt("require", "a", 1), "mse")
+        self.assertEqual(memory.first_attempt("off", "a", 1), "plain")
+
+    def test_require_goes_from_tls_to_mse_but_never_plain(self):
         memory = tls.PeerModeMemory()
         address = ("10.0.0.2", 6881)
-        self.assertFalse(memory.tls_failed("require", address, tls.TlsUnsupported("x"), 0))
+        self.assertEqual(memory.attempt_failed("require", address, "tls",
+                                               tls.TlsUnsupported("x"), 0), "mse")
+        self.assertIsNone(memory.attempt_failed("require", address, "mse",
+                                                mse.MseUnsupported("x"), 0))
         self.assertIsNone(memory.first_attempt("require", address, 1))
         self.assertEqual(memory.first_attempt("off", address, 1), "plain")
 
-    def test_failed_proof_is_never_retried_in_plain(self):
+    def test_failed_proof_or_handshake_is_never_retried(self):
         memory = tls.PeerModeMemory()
-        self.assertFalse(memory.tls_failed("prefer", "a", tls.TlsAuthError("x"), 0))
-        self.assertFalse(memory.tls_failed("prefer", "a", tls.TlsError("no torrent"), 0))
+        self.assertIsNone(memory.attempt_failed("prefer", "a", "tls", tls.TlsAuthError("x"), 0))
+        self.assertIsNone(memory.attempt_failed("prefer", "a", "tls", tls.TlsError("no"), 0))
+        self.assertIsNone(memory.attempt_failed("prefer", "a", "mse", mse.MseError("no"), 0))
         self.assertEqual(memory.first_attempt("prefer", "a", 1), "tls")
+
+    def test_mse_policy_offers_rc4_only_when_required(self):
+        self.assertEqual(tls.mse_crypto("require"), mse.CRYPTO_RC4)
+        self.assertEqual(tls.mse_crypto("prefer"), mse.CRYPTO_RC4 | mse.CRYPTO_PLAINTEXT)
 
     def test_memory_is_bounded(self):
         memory = tls.PeerModeMemory(capacity=3)
@@ -487,7 +522,7 @@ class AsyncioLinkTests(unittest.TestCase):
             def data_received(self, data):
                 try:
                     if self.link is None:
-                        self.assert_mode = tls.incoming_mode("require", data[0])
+                        self.assert_mode = tls.incoming_mode("require", data)
                         self.link = node.accept(lookup_for(INFO_HASH))
                     plain = self.link.receive(data)
                     self.transport.write(self.link.outgoing())

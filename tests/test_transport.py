@@ -10,8 +10,8 @@ import tempfile
 import unittest
 from typing import Any, Callable, List, Optional, Tuple
 
-from sta import peerlink, tls, wire
-from sta.transport import WRITE_BUFFER_HIGH, TcpStream
+from sta import mse, peerlink, tls, wire
+from sta.transport import UNDECIDED, WRITE_BUFFER_HIGH, TcpStream
 
 INFO_HASH = hashlib.sha1(b"the torrent both ends have").digest()
 PEER_ID = b"-XX0001-plainpeer000"
@@ -181,7 +181,7 @@ class TransportTestCase(unittest.TestCase):
         self.servers.append(server)
         return server.sockets[0].getsockname()[1]
 
-    async def incoming(self, choose: Callable[[int], Any]) -> Tuple[Handler, List[Any], int]:
+    async def incoming(self, choose: Callable[[bytes], Any]) -> Tuple[Handler, List[Any], int]:
         """A listener whose accepted streams share one handler; returns it, the accepted
         streams and the port."""
         handler = self.handler()
@@ -214,10 +214,12 @@ class TransportTestCase(unittest.TestCase):
         return sink
 
 
-def recording_choice(chosen: List[int], choice: Callable[[int], Any]) -> Callable[[int], Any]:
-    def choose(first_byte: int) -> Any:
-        chosen.append(first_byte)
-        return choice(first_byte)
+def recording_choice(chosen: List[int], choice: Callable[[bytes], Any]
+                     ) -> Callable[[bytes], Any]:
+    """Records the first byte of what each choice was made on."""
+    def choose(head: bytes) -> Any:
+        chosen.append(head[0])
+        return choice(head)
     return choose
 
 
@@ -332,7 +334,7 @@ class TlsTests(TransportTestCase):
             links: List[Any] = [PEER_TLS.connect(INFO_HASH)]
             proved: List[bool] = []
 
-            def accept(first_byte: int) -> Any:
+            def accept(head: bytes) -> Any:
                 links.append(PEER_TLS.accept(lookup))
                 return links[-1]
             server, accepted, port = await self.incoming(recording_choice(chosen, accept))
@@ -451,6 +453,88 @@ class TlsTests(TransportTestCase):
             self.assertIn("does not have", reason)
             await server.until(lambda: bool(server.closed))
             self.assertNotIn("ready", client.calls + server.calls)
+        self.run_async(main())
+
+
+def mse_choice(policy: str) -> Callable[[bytes], Any]:
+    """What the session does with an incoming stream's first bytes."""
+    def choose(head: bytes) -> Any:
+        mode = tls.incoming_mode(policy, head)
+        if mode is None:
+            return UNDECIDED
+        if mode == "mse":
+            return mse.MseLink.responder({mse.skey_hash(INFO_HASH): INFO_HASH}.get,
+                                         tls.mse_crypto(policy))
+        return None
+    return choose
+
+
+class MseTests(TransportTestCase):
+    async def exchange(self, server_policy: str, provide: int) -> Tuple[Handler, Handler, Any]:
+        server, accepted, port = await self.incoming(mse_choice(server_policy))
+        client, stream = await self.dial(port, mse.MseLink.initiator(INFO_HASH, provide))
+        self.assertEqual(client.calls, ["opened"])  # the MSE/PE handshake first
+        await client.until(lambda: "ready" in client.calls)
+        await server.until(lambda: "ready" in server.calls)
+        stream.write([b"hello ", b"world"])
+        await server.until(lambda: len(server.received) >= 11)
+        accepted[0].write([b"ok"])
+        await client.until(lambda: len(client.received) >= 2)
+        self.assertEqual((bytes(server.received), bytes(client.received)), (b"hello world", b"ok"))
+        self.assertEqual((stream.bound_info_hash, accepted[0].bound_info_hash),
+                         (INFO_HASH, INFO_HASH))
+        return client, server, accepted[0]
+
+    def test_rc4_stream_is_encrypted_and_bound_to_the_torrent(self):
+        async def main() -> None:
+            client, server, accepted = await self.exchange("require", mse.CRYPTO_RC4)
+            self.assertEqual((client.at_ready, server.at_ready),
+                             ((True, INFO_HASH), (True, INFO_HASH)))
+        self.run_async(main())
+
+    def test_plaintext_method_leaves_a_plain_stream(self):
+        async def main() -> None:
+            client, server, accepted = await self.exchange(
+                "prefer", mse.CRYPTO_RC4 | mse.CRYPTO_PLAINTEXT)
+            self.assertEqual((client.at_ready, server.at_ready),
+                             ((False, INFO_HASH), (False, INFO_HASH)))
+        self.run_async(main())
+
+    def test_plain_handshake_sent_a_byte_at_a_time_is_still_plain(self):
+        async def main() -> None:
+            chosen: List[int] = []
+            handler, _, port = await self.incoming(recording_choice(chosen, mse_choice("prefer")))
+            client = await self.raw_client(port)
+            data = wire.handshake(INFO_HASH, PEER_ID)
+            for i in range(len(data)):
+                client.transport.write(data[i:i + 1])
+                await asyncio.sleep(0)
+            await handler.until(lambda: len(handler.received) >= len(data))
+            self.assertEqual(bytes(handler.received), data)
+            self.assertEqual(handler.calls[:2], ["opened", "ready"])
+            self.assertEqual(handler.at_ready, (False, None))
+        self.run_async(main())
+
+    def test_peer_hanging_up_on_the_mse_key_is_mse_unsupported(self):
+        async def main() -> None:
+            sink, handler, stream = await self.dial_sink(
+                mse.MseLink.initiator(INFO_HASH, mse.CRYPTO_RC4),
+                answer=lambda s, d: s.transport.close())
+            await handler.until(lambda: bool(handler.closed))
+            [(reason, error)] = handler.closed
+            self.assertIsInstance(error, mse.MseUnsupported)
+            self.assertIn("encrypted link failed", reason)
+            self.assertNotIn("ready", handler.calls)
+        self.run_async(main())
+
+    def test_node_with_encryption_off_refuses_mse(self):
+        async def main() -> None:
+            server, _, port = await self.incoming(mse_choice("off"))
+            client, stream = await self.dial(port, mse.MseLink.initiator(INFO_HASH, 3))
+            await client.until(lambda: bool(client.closed))
+            self.assertIsInstance(client.closed[0][1], mse.MseUnsupported)
+            await server.until(lambda: bool(server.closed))
+            self.assertIn("MSE/PE peer: encryption is off", server.closed[0][0])
         self.run_async(main())
 
 

@@ -253,7 +253,8 @@ def make_file(path: str, size: int, seed: int = 0) -> str:
 
 # ----------------------------------------------------------------------------------------- aria2
 
-def _aria2c_common(port: int, tracker: Optional[str]) -> List[str]:
+def _aria2c_common(port: int, tracker: Optional[str], require_crypto: bool = False
+                   ) -> List[str]:
     cmd = [
         which("aria2c") or "aria2c",
         "--listen-port=%d" % port,
@@ -264,8 +265,9 @@ def _aria2c_common(port: int, tracker: Optional[str]) -> List[str]:
         "--enable-dht6=false",
         "--bt-enable-lpd=false",
         "--enable-peer-exchange=false",
-        # Accept plain connections (STA has no MSE/PE); aria2c accepts both by default, say so.
-        "--bt-require-crypto=false",
+        # Accept plain connections unless MSE/PE with RC4 throughout is asked for; aria2c
+        # accepts both by default, say so.
+        "--bt-require-crypto=%s" % ("true" if require_crypto else "false"),
         # The default allocation writes the whole file before downloading: not part of a transfer.
         "--file-allocation=none",
         "--allow-overwrite=true",
@@ -276,6 +278,8 @@ def _aria2c_common(port: int, tracker: Optional[str]) -> List[str]:
         "--enable-color=false",
         "--follow-torrent=false",
     ]
+    if require_crypto:
+        cmd.append("--bt-min-crypto-level=arc4")
     if tracker:
         # Replace the torrent's own trackers with the local one.
         cmd += ["--bt-exclude-tracker=*", "--bt-tracker=%s" % tracker]
@@ -283,13 +287,13 @@ def _aria2c_common(port: int, tracker: Optional[str]) -> List[str]:
 
 
 def aria2c_seed_cmd(torrent: str, data_dir: str, port: int,
-                    tracker: Optional[str] = None) -> List[str]:
+                    tracker: Optional[str] = None, require_crypto: bool = False) -> List[str]:
     """aria2c seeding `torrent` from `data_dir` on 127.0.0.1:`port` until stopped.
 
     It verifies the data first and prints ARIA2_LISTENING when ready. Without `tracker` it
-    announces to the torrent's own trackers.
+    announces to the torrent's own trackers. `require_crypto`: MSE/PE with RC4 only.
     """
-    return _aria2c_common(port, tracker) + [
+    return _aria2c_common(port, tracker, require_crypto) + [
         "--dir=%s" % data_dir,
         "--check-integrity=true",
         "--seed-ratio=0.0",  # 0.0: keep seeding whatever the ratio
@@ -298,9 +302,11 @@ def aria2c_seed_cmd(torrent: str, data_dir: str, port: int,
 
 
 def aria2c_download_cmd(torrent: str, out_dir: str, port: int,
-                        tracker: Optional[str] = None) -> List[str]:
-    """aria2c downloading `torrent` into `out_dir`; it exits 0 once complete (no seeding)."""
-    return _aria2c_common(port, tracker) + [
+                        tracker: Optional[str] = None, require_crypto: bool = False
+                        ) -> List[str]:
+    """aria2c downloading `torrent` into `out_dir`; it exits 0 once complete (no seeding).
+    `require_crypto`: MSE/PE with RC4 only."""
+    return _aria2c_common(port, tracker, require_crypto) + [
         "--dir=%s" % out_dir,
         "--seed-time=0",
         "--bt-stop-timeout=0",

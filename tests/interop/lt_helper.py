@@ -15,11 +15,11 @@ on any Python) start this script with /usr/bin/python3 and talk to it through it
     create PATH --out T [--tracker URL]... [--piece-length N] [--private] [--comment C]
         a v1-only torrent hashed by libtorrent (one tier per tracker)
     seed TORRENT --data DIR [--port P] [--peer H:P]... [--tracker-ok] [--tracker URL]...
-         [--seconds S]
+         [--seconds S] [--encryption enabled|forced|disabled]
         checks DIR, then prints "LISTENING <port>" and "SEEDING" and seeds until killed or for S
         seconds; announces to the torrent's trackers only with --tracker-ok
     download (TORRENT | --magnet URI) --out DIR [--port P] [--peer H:P]... [--tracker URL]...
-         [--timeout S]
+         [--timeout S] [--encryption enabled|forced|disabled]
         prints "LISTENING <port>", "PROGRESS <fraction> <bytes/s>" about twice a second and
         "DONE <seconds>" once every piece is verified and flushed, then exits 0; after S seconds
         exits 1 with the reason on stderr
@@ -106,7 +106,24 @@ def parse_setting(text):
     return name, value
 
 
-def make_session(port, overrides=()):
+# --encryption: libtorrent's MSE/PE policy. "enabled" (the default here) offers and accepts both
+# plain and encrypted connections and picks plaintext inside MSE/PE; "forced" takes MSE/PE with
+# the RC4 stream only, both ways (qBittorrent's "require encryption"); "disabled" plain only.
+ENCRYPTION_MODES = ("enabled", "forced", "disabled")
+
+
+def encryption_settings(mode):
+    if mode == "forced":
+        policy, level, prefer_rc4 = lt.enc_policy.pe_forced, lt.enc_level.rc4, True
+    elif mode == "disabled":
+        policy, level, prefer_rc4 = lt.enc_policy.pe_disabled, lt.enc_level.both, False
+    else:
+        policy, level, prefer_rc4 = lt.enc_policy.pe_enabled, lt.enc_level.both, False
+    return {"out_enc_policy": int(policy), "in_enc_policy": int(policy),
+            "allowed_enc_level": int(level), "prefer_rc4": prefer_rc4}
+
+
+def make_session(port, overrides=(), encryption="enabled"):
     alerts = (lt.alert.category_t.error_notification
               | lt.alert.category_t.status_notification
               | lt.alert.category_t.storage_notification)
@@ -122,11 +139,6 @@ def make_session(port, overrides=()):
         "enable_outgoing_utp": False,
         # Every peer of a loopback test has the same address.
         "allow_multiple_connections_per_ip": True,
-        # Accept and offer both plain and encrypted connections, never require encryption.
-        "out_enc_policy": int(lt.enc_policy.pe_enabled),
-        "in_enc_policy": int(lt.enc_policy.pe_enabled),
-        "allowed_enc_level": int(lt.enc_level.both),
-        "prefer_rc4": False,
         # Trackers in the tests run on 127.0.0.1 and take query strings: libtorrent 2.0's SSRF
         # mitigation would refuse to announce to them.
         "ssrf_mitigation": False,
@@ -137,6 +149,7 @@ def make_session(port, overrides=()):
         "alert_mask": int(alerts),
         "user_agent": "lt_helper/libtorrent-" + lt.__version__,
     }
+    settings.update(encryption_settings(encryption))
     settings.update(parse_setting(text) for text in overrides)
     return lt.session(settings)
 
@@ -277,7 +290,7 @@ def cmd_create(args):
 
 
 def cmd_seed(args):
-    ses = make_session(args.port, args.setting)
+    ses = make_session(args.port, args.setting, args.encryption)
     port = wait_listening(ses)
     params = add_params(args.data, torrent=args.torrent)
     if not args.tracker_ok:
@@ -326,7 +339,7 @@ def cmd_download(args):
         fail("give either a TORRENT or --magnet URI")
     os.makedirs(args.out, exist_ok=True)
     peers = [parse_peer(p) for p in args.peer]
-    ses = make_session(args.port, args.setting)
+    ses = make_session(args.port, args.setting, args.encryption)
     port = wait_listening(ses)
     emit("LISTENING %d" % port)
     params = add_params(args.out, torrent=args.torrent, magnet=args.magnet)
@@ -400,6 +413,8 @@ def main(argv=None):
     p.add_argument("--seconds", type=float, default=0, help="stop after this long (0: never)")
     p.add_argument("--setting", action="append", default=[], metavar="NAME=VALUE",
                    help="override a libtorrent setting (repeatable)")
+    p.add_argument("--encryption", choices=ENCRYPTION_MODES, default="enabled",
+                   help="MSE/PE policy: forced = RC4 only, both ways; disabled = plain only")
     p.set_defaults(func=cmd_seed)
 
     p = sub.add_parser("download", help="download a torrent or magnet")
@@ -412,6 +427,8 @@ def main(argv=None):
     p.add_argument("--timeout", type=float, default=DEFAULT_DOWNLOAD_TIMEOUT)
     p.add_argument("--setting", action="append", default=[], metavar="NAME=VALUE",
                    help="override a libtorrent setting (repeatable)")
+    p.add_argument("--encryption", choices=ENCRYPTION_MODES, default="enabled",
+                   help="MSE/PE policy: forced = RC4 only, both ways; disabled = plain only")
     p.set_defaults(func=cmd_download)
 
     args = parser.parse_args(argv)

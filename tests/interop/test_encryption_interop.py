@@ -1,9 +1,10 @@
 """STA's encryption policies against a client that cannot speak TLS: libtorrent.
 
 libtorrent reads STA's TLS ClientHello as the start of an MSE/PE key exchange (or drops it), so
-the TLS attempt fails. With `prefer` STA reconnects in plain BitTorrent and downloads; with
-`require` it refuses, says why in its log, and gives up at --timeout. Skips when libtorrent's
-Python bindings are absent.
+the TLS attempt fails. With `prefer` STA reconnects with MSE/PE and downloads; against a
+libtorrent that takes plain BitTorrent only, `require` refuses, says why in its log, and gives
+up at --timeout. (MSE/PE against libtorrent in depth: test_mse_interop.py.) Skips when
+libtorrent's Python bindings are absent.
 """
 
 from __future__ import annotations
@@ -58,8 +59,10 @@ class LibtorrentPolicyTests(unittest.TestCase):
         kit.write_torrent(path, self.torrent, (), PIECE_LENGTH)
         with open(path, "rb") as f:
             self.data = f.read()
-        lt = clients.start(clients.lt_helper_cmd("seed", self.torrent, "--data", self.data_dir),
-                           self)
+
+    def lt_seed(self, encryption: str = "enabled") -> None:
+        lt = clients.start(clients.lt_helper_cmd("seed", self.torrent, "--data", self.data_dir,
+                                                 "--encryption", encryption), self)
         self.lt_port = int(clients.wait_for_line(lt, "LISTENING", WAIT).split()[1])
         clients.wait_for_line(lt, "SEEDING", WAIT)
 
@@ -68,7 +71,8 @@ class LibtorrentPolicyTests(unittest.TestCase):
                               "--peer", "127.0.0.1:%d" % self.lt_port, "--encryption",
                               encryption, "--timeout", str(timeout), "--log-level", "info")
 
-    def test_prefer_downloads_from_libtorrent_in_plain_after_the_tls_attempt(self):
+    def test_prefer_downloads_from_libtorrent_with_mse_after_the_tls_attempt(self):
+        self.lt_seed()
         down = self.download("prefer", WAIT)
 
         status = down.wait_exit(WAIT + 15)
@@ -76,11 +80,13 @@ class LibtorrentPolicyTests(unittest.TestCase):
         self.assertEqual(status, 0, down.describe())
         self.assertEqual(kit.read_file(os.path.join(self.out, FILE_NAME)), self.data)
         self.assertRegex(down.output, r"127\.0\.0\.1:%d closed: encrypted link failed: .*; "
-                                      r"retrying in plain BitTorrent" % self.lt_port)
+                                      r"retrying with MSE/PE" % self.lt_port)
+        self.assertNotIn("retrying in plain", down.output)
         self.assertRegex(down.output, r"from 127\.0\.0\.1:%d: " % self.lt_port)
         self.assertNotIn("Traceback", down.output)
 
-    def test_require_refuses_libtorrent_and_says_why(self):
+    def test_require_refuses_a_plain_only_libtorrent_and_says_why(self):
+        self.lt_seed("disabled")
         down = self.download("require", REQUIRE_TIMEOUT)
 
         down.wait_for(r"127\.0\.0\.1:%d closed: encrypted link failed" % self.lt_port)
