@@ -122,16 +122,20 @@ def cmd_tracker(args: argparse.Namespace) -> int:
     try:
         return tracker.run(args, emit=_say, ssl_context=context)
     except tracker.TrackerServerError as exc:
-        cause = exc.__cause__
-        if isinstance(cause, OSError) and cause.errno == errno.EADDRINUSE:
-            raise CliError(f"cannot listen on port {args.port}: another program uses it (a "
-                           "tracker already running?); stop it, or choose another port with "
-                           "--port") from None
-        if isinstance(cause, OSError) and cause.errno in (errno.EACCES, errno.EPERM):
-            raise CliError(f"cannot listen on port {args.port}: permission denied (ports below "
-                           "1024 need administrator rights); choose another with --port") \
-                from None
+        _raise_if_cannot_listen(exc, f"port {args.port}", "a tracker")
         raise
+
+
+def _raise_if_cannot_listen(exc: Exception, where: str, who: str) -> None:
+    """A server that could not bind its port (``exc`` caused by the OSError): the CliError
+    that says what to do. Any other failure: nothing (the caller re-raises)."""
+    cause = exc.__cause__
+    if isinstance(cause, OSError) and cause.errno == errno.EADDRINUSE:
+        raise CliError(f"cannot listen on {where}: another program uses it ({who} already "
+                       "running?); stop it, or choose another port with --port") from None
+    if isinstance(cause, OSError) and cause.errno in (errno.EACCES, errno.EPERM):
+        raise CliError(f"cannot listen on {where}: permission denied (ports below 1024 need "
+                       "administrator rights); choose another with --port") from None
 
 
 def _self_made_tracker_context(args: argparse.Namespace) -> Any:
@@ -204,11 +208,7 @@ def cmd_dht(args: argparse.Namespace) -> int:
     try:
         return asyncio.run(_run_dht(node, args.bind, args.port))
     except dht.DhtError as exc:
-        cause = exc.__cause__
-        if isinstance(cause, OSError) and cause.errno == errno.EADDRINUSE:
-            raise CliError(f"cannot listen on UDP port {args.port}: another program uses it (a "
-                           "DHT node or a peer already running?); choose another port with "
-                           "--port") from None
+        _raise_if_cannot_listen(exc, f"UDP port {args.port}", "a DHT node or a peer")
         raise
 
 

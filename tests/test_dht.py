@@ -9,9 +9,11 @@ import io
 import os
 import random
 import signal
+import socket
 import sys
 import tempfile
 import unittest
+import unittest.mock
 from typing import List, Tuple
 
 from sta import bencode, krpc
@@ -224,6 +226,23 @@ class DhtCommandTests(unittest.TestCase):
         clients.wait_for_line(proc, "Stopped; saved 1 nodes", PROCESS_TIMEOUT)
         state = read_state(os.path.join(home.name, STATE_FILE))
         self.assertEqual(len(krpc.unpack_nodes(state[b"nodes"])), 1)
+
+    def test_dht_command_on_a_busy_port_says_so_in_one_line(self) -> None:
+        from sta import cli
+        busy = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.addCleanup(busy.close)
+        busy.bind(("127.0.0.1", 0))
+        port = busy.getsockname()[1]
+        home = tempfile.TemporaryDirectory()
+        self.addCleanup(home.cleanup)
+        errors = io.StringIO()
+        with contextlib.redirect_stderr(errors), \
+                unittest.mock.patch.dict(os.environ, {"STA_HOME": home.name}):
+            status = cli.main(["dht", "--port", str(port), "--bind", "127.0.0.1"])
+        self.assertEqual(status, 1)
+        self.assertEqual(errors.getvalue(), f"sta: error: cannot listen on UDP port {port}: "
+                         "another program uses it (a DHT node or a peer already running?); "
+                         "stop it, or choose another port with --port\n")
 
     def test_dht_command_refuses_a_bad_bootstrap_address(self) -> None:
         from sta import cli
