@@ -181,8 +181,6 @@ class RoutingTable:
 
     @staticmethod
     def _keep_as_replacement(bucket: _Bucket, entry: NodeEntry) -> None:
-        if entry.last_answer is None and entry.last_query is None:
-            return
         bucket.replacements.append(entry)
         del bucket.replacements[:-REPLACEMENTS]
 
