@@ -1,4 +1,4 @@
-"""Command line: ``sta tracker | create | seed | download | shell | info``.
+"""Command line: ``sta tracker | create | seed | download | shell | info | dht``.
 
 The grammar is in cliargs.py (the shell parses its lines with the same parsers); ``create`` and
 ``info`` are in torrent_commands.py (the shell runs them too). Here: ``main``, which turns what
@@ -27,7 +27,7 @@ from .errors import describe_error, is_user_error, plain_reason
 from .torrent_commands import cmd_create, cmd_info
 
 __all__ = ["main", "build_parser", "configure_logging", "CliError", "COMMANDS", "cmd_tracker",
-           "cmd_create", "cmd_seed", "cmd_download", "cmd_shell", "cmd_info"]
+           "cmd_create", "cmd_seed", "cmd_download", "cmd_shell", "cmd_info", "cmd_dht"]
 
 # What a --log-file line holds; the terminal gets the message alone (ui.TerminalLogFormatter).
 LOG_FILE_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -44,7 +44,7 @@ def build_parser() -> StaArgumentParser:
 
 def _handlers() -> Dict[str, Any]:
     return {"tracker": cmd_tracker, "create": cmd_create, "seed": cmd_seed,
-            "download": cmd_download, "shell": cmd_shell, "info": cmd_info}
+            "download": cmd_download, "shell": cmd_shell, "info": cmd_info, "dht": cmd_dht}
 
 
 # ----------------------------------------------------------------------------------- main
@@ -103,6 +103,12 @@ def _silence_stdout() -> None:
         pass
 
 
+# Seconds between checks of how many nodes the `dht` command knows (a line when it changed),
+# and the longest it stays silent even when nothing changed.
+DHT_STATUS_CHECK = 2.0
+DHT_STATUS_EVERY = 5 * 60.0
+
+
 # -------------------------------------------------------------------------------- tracker
 
 def cmd_tracker(args: argparse.Namespace) -> int:
@@ -116,16 +122,20 @@ def cmd_tracker(args: argparse.Namespace) -> int:
     try:
         return tracker.run(args, emit=_say, ssl_context=context)
     except tracker.TrackerServerError as exc:
-        cause = exc.__cause__
-        if isinstance(cause, OSError) and cause.errno == errno.EADDRINUSE:
-            raise CliError(f"cannot listen on port {args.port}: another program uses it (a "
-                           "tracker already running?); stop it, or choose another port with "
-                           "--port") from None
-        if isinstance(cause, OSError) and cause.errno in (errno.EACCES, errno.EPERM):
-            raise CliError(f"cannot listen on port {args.port}: permission denied (ports below "
-                           "1024 need administrator rights); choose another with --port") \
-                from None
+        _raise_if_cannot_listen(exc, f"port {args.port}", "a tracker")
         raise
+
+
+def _raise_if_cannot_listen(exc: Exception, where: str, who: str) -> None:
+    """A server that could not bind its port (``exc`` caused by the OSError): the CliError
+    that says what to do. Any other failure: nothing (the caller re-raises)."""
+    cause = exc.__cause__
+    if isinstance(cause, OSError) and cause.errno == errno.EADDRINUSE:
+        raise CliError(f"cannot listen on {where}: another program uses it ({who} already "
+                       "running?); stop it, or choose another port with --port") from None
+    if isinstance(cause, OSError) and cause.errno in (errno.EACCES, errno.EPERM):
+        raise CliError(f"cannot listen on {where}: permission denied (ports below 1024 need "
+                       "administrator rights); choose another with --port") from None
 
 
 def _self_made_tracker_context(args: argparse.Namespace) -> Any:
@@ -185,3 +195,56 @@ def cmd_shell(args: argparse.Namespace) -> int:
     preflight.check_bind_address(args.bind)
     from . import shell
     return shell.run(args)
+
+
+# ------------------------------------------------------------------------------------ dht
+
+def cmd_dht(args: argparse.Namespace) -> int:
+    preflight.check_bind_address(args.bind)
+    import asyncio
+    from . import dht, resume  # the DHT node: only this command (for now) runs one
+    state = os.path.join(resume.default_home(), dht.STATE_FILE)
+    node = dht.DhtNode(bootstrap=args.dht_bootstrap, state_path=state)
+    try:
+        return asyncio.run(_run_dht(node, args.bind, args.port))
+    except dht.DhtError as exc:
+        _raise_if_cannot_listen(exc, f"UDP port {args.port}", "a DHT node or a peer")
+        raise
+
+
+async def _run_dht(node: Any, host: str, port: int) -> int:
+    """Run ``node`` until SIGINT or SIGTERM; print its size when it changes; save at the end."""
+    import asyncio
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for name in ("SIGINT", "SIGTERM"):
+        sig = getattr(signal, name, None)
+        if sig is not None:
+            try:
+                loop.add_signal_handler(sig, stop.set)
+            except (NotImplementedError, RuntimeError):  # Windows: wake the loop instead
+                signal.signal(sig, lambda *_: loop.call_soon_threadsafe(stop.set))
+    await node.start(host, port)
+    bound_host, bound_port = node.address
+    _say(f"DHT node {node.node_id.hex()} listening on UDP {bound_host}:{bound_port}")
+    if bound_host in preflight.WILDCARD_ADDRESSES:
+        from .tracker import lan_address
+        bound_host = lan_address() or bound_host
+    _say(f"* other nodes join with: --dht-bootstrap {bound_host}:{bound_port}")
+    if node.state_path:
+        _say(f"* state: {node.state_path} ({node.node_count()} nodes saved from last time)")
+    shown, shown_at = -1, loop.time()
+    try:
+        while not stop.is_set():
+            count = node.node_count()
+            if count != shown or loop.time() - shown_at >= DHT_STATUS_EVERY:
+                _say(f"knows {count} node{'s' if count != 1 else ''}")
+                shown, shown_at = count, loop.time()
+            try:
+                await asyncio.wait_for(stop.wait(), DHT_STATUS_CHECK)
+            except asyncio.TimeoutError:
+                pass
+    finally:
+        await node.stop()
+    _say(f"Stopped; saved {node.node_count()} nodes to {node.state_path}")
+    return 0

@@ -28,7 +28,7 @@ __all__ = [
 ]
 
 PROG = "sta"
-COMMANDS = ("tracker", "create", "seed", "download", "shell", "info")
+COMMANDS = ("tracker", "create", "seed", "download", "shell", "info", "dht")
 # BitTorrent's customary first port (6881-6889), as libtorrent and Transmission use.
 DEFAULT_PEER_PORT = 6881
 DEFAULT_DOWNLOAD_DIR = os.path.join(".", "downloads")
@@ -368,6 +368,16 @@ def _info_arguments(p: StaArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print JSON")
 
 
+def _dht_arguments(p: StaArgumentParser) -> None:
+    p.add_argument("--port", type=_port, default=DEFAULT_PEER_PORT,
+                   help=f"UDP port for the DHT (default: {DEFAULT_PEER_PORT}; 0 picks any)")
+    p.add_argument("--bind", type=_address, default=DEFAULT_BIND, metavar="ADDRESS",
+                   help="listen on this address of this machine only (default: every address)")
+    p.add_argument("--dht-bootstrap", action="append", default=[], type=_peer,
+                   metavar="HOST:PORT", help="join the DHT through this node; repeatable "
+                                             "(none: wait for others to join through this one)")
+
+
 # Commands whose paths may come between options: `create HOST -o x.torrent a.bin b.bin`.
 _INTERMIXED = ("create", "seed", "download")
 # (name, arguments, one-line help, description, takes the https tracker options)
@@ -389,5 +399,9 @@ _COMMANDS: Tuple[Tuple[str, Callable[[StaArgumentParser], None], str, str, bool]
      "Interactive shell: create, seed, download and watch torrents in one session.", True),
     ("info", _info_arguments, "describe a .torrent or magnet link",
      "Show what a .torrent file or magnet link holds.", True),
+    ("dht", _dht_arguments, "run a DHT node (a lab's bootstrap node)",
+     "Run a DHT node (BEP 5) until Ctrl-C: peers find each other through it without a "
+     "tracker. It prints its address and, from time to time, how many nodes it knows, and "
+     "keeps its id and nodes in STA_HOME/dht.bencode to rejoin from.", False),
 )
 

@@ -23,8 +23,16 @@ on any Python) start this script with /usr/bin/python3 and talk to it through it
         prints "LISTENING <port>", "PROGRESS <fraction> <bytes/s>" about twice a second and
         "DONE <seconds>" once every piece is verified and flushed, then exits 0; after S seconds
         exits 1 with the reason on stderr
+    dht --bootstrap H:P [--port P] [--announce HEX]... [--get-peers HEX]... [--seconds S]
+        a DHT node on 127.0.0.1 that joins through H:P only; prints "LISTENING <port>",
+        "NODES <n>" when its routing table changes, "ANNOUNCED <hex> <host> <port>" for each
+        announce_peer it receives, and "PEERS <hex> <host:port>..." for each get_peers answer
+        with peers. Every REPEAT_INTERVAL seconds, until killed or for S seconds, it announces
+        itself (its listen port) for each --announce info hash, through a magnet-only torrent
+        (the bindings' session.dht_announce cannot be called: its flags type is not exported),
+        and looks up each --get-peers info hash
 
-Every session listens on 127.0.0.1 only and has DHT, local peer discovery, UPnP, NAT-PMP and uTP
+Every session listens on 127.0.0.1 only and (but in the dht mode) has DHT, local peer discovery, UPnP, NAT-PMP and uTP
 off, so a test never leaves the loopback interface and always speaks TCP (the only transport STA
 has). Errors go to stderr as one line and exit with status 1.
 """
@@ -33,7 +41,9 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
+import warnings
 
 try:
     import libtorrent as lt
@@ -56,6 +66,22 @@ RECONNECT_INTERVAL = 2.0
 # Deadline for flushing written pieces before reporting DONE.
 FLUSH_TIMEOUT = 10.0
 DEFAULT_DOWNLOAD_TIMEOUT = 120.0
+# The dht mode repeats its announces and lookups this often: a lookup over a handful of
+# loopback nodes takes milliseconds, and libtorrent's own interval (15 minutes) is far too long
+# for a test.
+REPEAT_INTERVAL = 1.0
+# libtorrent's settings for a private DHT on loopback, where every node shares 127.0.0.1:
+# by default it keeps one node per IP in its routing table and lookups
+# (dht_restrict_routing_ips, dht_restrict_search_ips) and stops answering an IP that sends more
+# than dht_block_ratelimit (5) messages a second (its dos_blocker).
+LOOPBACK_DHT_SETTINGS = {
+    "enable_dht": True,
+    "dht_restrict_routing_ips": False,
+    "dht_restrict_search_ips": False,
+    "dht_ignore_dark_internet": False,
+    "dht_enforce_node_id": False,
+    "dht_block_ratelimit": 10000,
+}
 
 
 def fail(message):
@@ -375,6 +401,59 @@ def cmd_download(args):
     return 0
 
 
+def cmd_dht(args):
+    overrides = ["%s=%s" % item for item in sorted(LOOPBACK_DHT_SETTINGS.items())]
+    overrides.append("dht_bootstrap_nodes=%s" % args.bootstrap)
+    ses = make_session(args.port, overrides + args.setting)
+    mask = (lt.alert.category_t.error_notification | lt.alert.category_t.status_notification
+            | lt.alert.category_t.dht_notification
+            | lt.alert.category_t.dht_operation_notification)
+    ses.apply_settings({"alert_mask": int(mask)})
+    port = wait_listening(ses)
+    emit("LISTENING %d" % port)
+    handles = [ses.add_torrent(add_params(tempfile.gettempdir(),
+                                          magnet="magnet:?xt=urn:btih:" + parse_hash(text)))
+               for text in args.announce]
+    lookups = [lt.sha1_hash(bytes.fromhex(parse_hash(text))) for text in args.get_peers]
+    stop = time.monotonic() + args.seconds if args.seconds else None
+    next_round = time.monotonic()
+    nodes = -1
+    while stop is None or time.monotonic() < stop:
+        if time.monotonic() >= next_round:
+            for handle in handles:
+                handle.force_dht_announce()
+            for info_hash in lookups:
+                ses.dht_get_peers(info_hash)
+            next_round = time.monotonic() + REPEAT_INTERVAL
+            with warnings.catch_warnings():  # status() is deprecated, yet the simplest count
+                warnings.simplefilter("ignore", DeprecationWarning)
+                count = ses.status().dht_nodes
+            if count != nodes:
+                emit("NODES %d" % count)
+                nodes = count
+        ses.wait_for_alert(ALERT_WAIT_MS)
+        for alert in ses.pop_alerts():
+            report_dht_alert(alert)
+    return 0
+
+
+def parse_hash(text):
+    if len(text) != 40 or any(c not in "0123456789abcdefABCDEF" for c in text):
+        fail("bad info hash %r: expected 40 hex digits" % text)
+    return text.lower()
+
+
+def report_dht_alert(alert):
+    if isinstance(alert, lt.listen_failed_alert):
+        fail("cannot listen: %s" % alert.message())
+    if isinstance(alert, lt.dht_announce_alert):
+        emit("ANNOUNCED %s %s %d" % (alert.info_hash, alert.ip, alert.port))
+    elif isinstance(alert, lt.dht_get_peers_reply_alert):
+        peers = ["%s:%d" % (host, port) for host, port in alert.peers()]
+        if peers:
+            emit("PEERS %s %s" % (alert.info_hash, " ".join(peers)))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="lt_helper", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command")
@@ -430,6 +509,18 @@ def main(argv=None):
     p.add_argument("--encryption", choices=ENCRYPTION_MODES, default="enabled",
                    help="MSE/PE policy: forced = RC4 only, both ways; disabled = plain only")
     p.set_defaults(func=cmd_download)
+
+    p = sub.add_parser("dht", help="run a DHT node on 127.0.0.1")
+    p.add_argument("--bootstrap", required=True, help="HOST:PORT of the node to join through")
+    p.add_argument("--port", type=int, default=0)
+    p.add_argument("--announce", action="append", default=[], metavar="INFOHASH_HEX",
+                   help="announce our listen port for this info hash (repeatable)")
+    p.add_argument("--get-peers", action="append", default=[], metavar="INFOHASH_HEX",
+                   help="look this info hash up (repeatable)")
+    p.add_argument("--seconds", type=float, default=0, help="stop after this long (0: never)")
+    p.add_argument("--setting", action="append", default=[], metavar="NAME=VALUE",
+                   help="override a libtorrent setting (repeatable)")
+    p.set_defaults(func=cmd_dht)
 
     args = parser.parse_args(argv)
     try:
