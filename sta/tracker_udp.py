@@ -13,9 +13,8 @@ connection ids are ``udptrackerproto.ConnectionIdMint``'s keyed hashes of the cl
 so the tracker keeps no state per client and a forged or stale id is simply dropped, as is any
 datagram that is not a BEP 15 request.
 
-``TrackerUDPServer`` is the socket and the thread that serves it: non-blocking reads drained in
-a loop (one system call per datagram under load), select() with a short timeout when idle, so
-``shutdown()`` returns within POLL_SECONDS.
+``TrackerUDPServer`` is the socket and the thread that serves it with blocking reads: one system
+call per datagram, and none while idle.
 """
 
 from __future__ import annotations
@@ -23,11 +22,11 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
-import select
 import socket
 import struct
 import threading
 import time
+from operator import attrgetter
 from typing import Callable, Optional, Tuple
 
 from sta import udptrackerproto as proto
@@ -36,7 +35,7 @@ from sta.tracker_http import normalise_ip
 from sta.tracker_limits import address_group
 
 __all__ = ["UdpTrackerFront", "TrackerUDPServer", "MAX_NUMWANT_V6", "RECEIVE_BUFFER",
-           "POLL_SECONDS"]
+           "MAX_REQUEST"]
 
 log = logging.getLogger(__name__)
 
@@ -50,16 +49,20 @@ MAX_NUMWANT_V6 = 80
 # opentracker asks for a larger buffer too.
 RECEIVE_BUFFER = 4 << 20
 
-# How often the idle serving loop checks for shutdown().
-POLL_SECONDS = 0.05
+# shutdown() sends a wake-up datagram this often, and gives up waiting for the thread after
+# SHUTDOWN_TIMEOUT (the thread is a daemon: it cannot keep the process alive).
+WAKE_INTERVAL = 0.1
+SHUTDOWN_TIMEOUT = 5.0
 
-# Datagrams read before the loop looks at the shutdown flag again, so a flood cannot keep it
-# from stopping.
-BATCH = 256
+# Bytes read of one datagram: a scrape of MAX_SCRAPE_HASHES is 1,496 bytes, an announce with
+# BEP 41 options under 1,200. A longer datagram is cut, and then fails to parse or is ignored.
+MAX_REQUEST = 2048
 
 _HEADER = struct.Struct(">QII")
 _ANNOUNCE_BODY = struct.Struct(">20s20sQQQIIIiH")
-_NO_PEERS = b""
+_ANNOUNCE_ANSWER = struct.Struct(">IIIII")
+_EVENTS = proto.EVENTS_BY_CODE
+_COMPACT = attrgetter("compact")
 
 
 class UdpTrackerFront:
@@ -72,6 +75,9 @@ class UdpTrackerFront:
         self.store = app.store
         self.mint = proto.ConnectionIdMint(key or os.urandom(32))
         self.dropped = 0
+        self._interval = app.interval
+        self._default_numwant = app.default_numwant
+        self._max_numwant = app.max_numwant
 
     def answer(self, data: bytes, address: Tuple, now: float) -> Optional[bytes]:
         """The datagram to send back to ``address`` for ``data``, or None to drop it."""
@@ -80,25 +86,21 @@ class UdpTrackerFront:
             return None
         connection_id, action, tid = _HEADER.unpack_from(data)
         client_ip = address[0]
-        client = client_ip.encode("ascii", "replace")
         if action == proto.CONNECT:
             if connection_id != proto.PROTOCOL_ID:
                 self.dropped += 1
                 return None
-            return proto.connect_response(tid, self.mint.issue(client, now))
-        if not self.mint.check(connection_id, client, now):
+            return proto.connect_response(tid, self.mint.issue(client_ip.encode(), now))
+        if not self.mint.check(connection_id, client_ip.encode(), now):
             self.dropped += 1
             return None
+        if ":" in client_ip:
+            client_ip = normalise_ip(client_ip)
         try:
             if action == proto.ANNOUNCE and len(data) >= proto.ANNOUNCE_REQUEST_SIZE:
-                return self._announce(data, tid, normalise_ip(client_ip))
+                return self._announce(data, tid, client_ip)
             if action == proto.SCRAPE:
-                request = proto.parse_request(data)
-                assert isinstance(request, proto.ScrapeRequest)
-                counts = self.store.scrape(request.info_hashes)
-                return proto.scrape_response(tid, [
-                    (c[0], c[2], c[1]) for c in (counts.get(h, (0, 0, 0))
-                                                 for h in request.info_hashes)])
+                return self._scrape(data, tid)
             raise proto.UdpTrackerError(f"action {action} with {len(data)} bytes")
         except TrackerDbError as exc:
             return proto.error_response(tid, str(exc))
@@ -112,19 +114,35 @@ class UdpTrackerFront:
         if not port:
             raise proto.UdpTrackerError("port must be a number from 1 to 65535")
         v6 = ":" in client_ip
-        limit = MAX_NUMWANT_V6 if v6 else self.app.max_numwant
-        numwant = self.app.default_numwant if numwant < 0 else min(numwant, limit)
+        if numwant < 0:
+            numwant = self._default_numwant
+        elif numwant > self._max_numwant or (v6 and numwant > MAX_NUMWANT_V6):
+            numwant = MAX_NUMWANT_V6 if v6 else self._max_numwant
         peer_ip = client_ip
         if ip and not v6:
             peer_ip = self.app.announced_ip(str(ipaddress.IPv4Address(ip)).encode(),
                                             client_ip)[0]
+        if (uploaded | downloaded | left) > MAX_COUNTER:
+            uploaded, downloaded, left = (min(n, MAX_COUNTER) for n in (uploaded, downloaded,
+                                                                        left))
         seeders, leechers, _, peers = self.store.announce(
-            info_hash, peer_id, peer_ip, port, min(uploaded, MAX_COUNTER),
-            min(downloaded, MAX_COUNTER), min(left, MAX_COUNTER),
-            proto.EVENTS_BY_CODE.get(event, b""), b"%08X" % key, numwant,
-            address_group(client_ip))
-        blob = b"".join([p.compact for p in peers if p.is_v6 == v6]) if peers else _NO_PEERS
-        return proto.announce_response(tid, self.app.interval, leechers, seeders, blob)
+            info_hash, peer_id, peer_ip, port, uploaded, downloaded, left,
+            _EVENTS.get(event, b""), b"%08X" % key, numwant,
+            address_group(client_ip) if v6 else client_ip)
+        if not peers:
+            return _ANNOUNCE_ANSWER.pack(proto.ANNOUNCE, tid, self._interval, leechers, seeders)
+        blob = b"".join(map(_COMPACT, peers))
+        if len(blob) != (18 if v6 else 6) * len(peers):  # both families in the swarm
+            blob = b"".join([p.compact for p in peers if p.is_v6 == v6])
+        return _ANNOUNCE_ANSWER.pack(proto.ANNOUNCE, tid, self._interval, leechers,
+                                     seeders) + blob
+
+    def _scrape(self, data: bytes, tid: int) -> bytes:
+        request = proto.parse_request(data)
+        assert isinstance(request, proto.ScrapeRequest)
+        counts = self.store.scrape(request.info_hashes)
+        return proto.scrape_response(tid, [(c[0], c[2], c[1]) for c in (
+            counts.get(h, (0, 0, 0)) for h in request.info_hashes)])
 
 
 class TrackerUDPServer:
@@ -145,7 +163,6 @@ class TrackerUDPServer:
             except OSError:
                 pass  # the kernel's default buffer still works
             self.sock.bind((host, port))
-            self.sock.setblocking(False)
         except OSError:
             self.sock.close()
             raise
@@ -167,29 +184,36 @@ class TrackerUDPServer:
         recvfrom, sendto = sock.recvfrom, sock.sendto
         while not stop.is_set():
             try:
-                for _ in range(BATCH):
-                    data, address = recvfrom(2048)
-                    reply = answer(data, address, clock())
-                    if reply is not None:
-                        try:
-                            sendto(reply, address)
-                        except OSError as exc:  # a full send buffer, an unreachable client
-                            log.debug("udp answer to %s not sent: %s", address[0], exc)
-            except (BlockingIOError, InterruptedError):
-                try:
-                    select.select([sock], [], [], POLL_SECONDS)
-                except (OSError, ValueError):
-                    return  # closed under us
+                data, address = recvfrom(MAX_REQUEST)
             except OSError as exc:
                 if stop.is_set() or sock.fileno() < 0:
                     return
                 log.debug("udp receive failed: %s", exc)  # ICMP errors from earlier sends
+                continue
+            try:
+                reply = answer(data, address, clock())
+                if reply is not None:
+                    sendto(reply, address)
+            except OSError as exc:  # a full send buffer, an unreachable client
+                log.debug("udp answer to %s not sent: %s", address[0], exc)
             except Exception:  # one bad datagram must not stop the tracker  # noqa: BLE001
                 log.exception("udp request failed")
 
     def shutdown(self) -> None:
-        """Stop the thread (within POLL_SECONDS) and close the socket."""
+        """Stop the thread and close the socket. The thread waits in a blocking read (one
+        system call per datagram, none when idle), so an empty datagram to our own address
+        wakes it."""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        if self._thread is not None and self._thread.is_alive():
+            host, port = self.sock.getsockname()[:2]
+            if host in ("0.0.0.0", "::"):
+                host = "127.0.0.1" if host == "0.0.0.0" else "::1"
+            deadline = time.monotonic() + SHUTDOWN_TIMEOUT
+            while self._thread.is_alive() and time.monotonic() < deadline:
+                try:
+                    with socket.socket(self.sock.family, socket.SOCK_DGRAM) as waker:
+                        waker.sendto(b"", (host, port))
+                except OSError:
+                    pass
+                self._thread.join(WAKE_INTERVAL)
         self.sock.close()

@@ -17,7 +17,7 @@ negative byte count means nothing) except ``num_want``, whose -1 means "the defa
 
 from __future__ import annotations
 
-import hashlib
+from hashlib import blake2b
 import struct
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -245,9 +245,9 @@ def connect_response(transaction_id: int, connection_id: int) -> bytes:
 
 def announce_response(transaction_id: int, interval: int, leechers: int, seeders: int,
                       peers: bytes) -> bytes:
-    """``peers``: the compact entries, 6 bytes each (18 when answering over IPv6)."""
-    return _ANNOUNCE_ANSWER.pack(ANNOUNCE, transaction_id, interval, min(leechers, _MAX_U32),
-                                 min(seeders, _MAX_U32)) + peers
+    """``peers``: the compact entries, 6 bytes each (18 when answering over IPv6). The counts
+    must fit 32 bits (a tracker holds far fewer peers)."""
+    return _ANNOUNCE_ANSWER.pack(ANNOUNCE, transaction_id, interval, leechers, seeders) + peers
 
 
 def scrape_response(transaction_id: int, counts: Sequence[Tuple[int, int, int]]) -> bytes:
@@ -273,27 +273,37 @@ class ConnectionIdMint:
         if len(key) < 16:
             raise ValueError("the connection id key must have at least 16 bytes")
         self._key = key
-        self._secrets: Dict[int, bytes] = {}
+        self._hashers: Dict[int, "blake2b"] = {}
+        self._period = -1           # the period of _current, the hasher tried first
+        self._current = self._previous = self._hasher(0)
 
-    def _secret(self, period: int) -> bytes:
-        secret = self._secrets.get(period)
-        if secret is None:
-            if len(self._secrets) > 4:
-                self._secrets.clear()
-            secret = hashlib.blake2b(b"%d" % period, key=self._key[:64], digest_size=32).digest()
-            self._secrets[period] = secret
-        return secret
+    def _hasher(self, period: int) -> "blake2b":
+        """The keyed hash of ``period``, ready to copy for each address."""
+        hasher = self._hashers.get(period)
+        if hasher is None:
+            if len(self._hashers) > 4:
+                self._hashers.clear()
+            secret = blake2b(b"%d" % period, key=self._key[:64], digest_size=32).digest()
+            hasher = self._hashers[period] = blake2b(key=secret, digest_size=8)
+        return hasher
 
     def issue(self, client: bytes, now: float) -> int:
-        """The id for the client at ``client`` (its address bytes, packed IP)."""
-        period = int(now // CONNECTION_ID_LIFETIME)
-        return int.from_bytes(hashlib.blake2b(client, key=self._secret(period),
-                                              digest_size=8).digest(), "big")
+        """The id for the client at ``client`` (its address, as text or packed bytes)."""
+        hasher = self._hasher(int(now // CONNECTION_ID_LIFETIME)).copy()
+        hasher.update(client)
+        return int.from_bytes(hasher.digest(), "big")
 
     def check(self, connection_id: int, client: bytes, now: float) -> bool:
         period = int(now // CONNECTION_ID_LIFETIME)
-        for p in (period, period - 1):
-            mac = hashlib.blake2b(client, key=self._secret(p), digest_size=8).digest()
-            if int.from_bytes(mac, "big") == connection_id:
-                return True
-        return False
+        if period != self._period:
+            self._period = period
+            self._current = self._hasher(period)
+            self._previous = self._hasher(period - 1)
+        wanted = connection_id.to_bytes(8, "big")
+        hasher = self._current.copy()
+        hasher.update(client)
+        if hasher.digest() == wanted:
+            return True
+        hasher = self._previous.copy()
+        hasher.update(client)
+        return hasher.digest() == wanted
