@@ -33,7 +33,7 @@ __all__ = [
     "TrackerError", "AnnounceResponse", "build_announce_url", "parse_announce_response",
     "scrape_url", "build_scrape_url", "parse_scrape_response", "is_supported_url", "display_url",
     "DEFAULT_NUMWANT", "DEFAULT_INTERVAL", "DEFAULT_TRACKER_PORT", "MAX_MESSAGE_CHARS",
-    "compact_peers", "clean_text", "is_udp_url",
+    "compact_peers", "clean_text", "is_udp_url", "check_announce",
 ]
 
 log = logging.getLogger(__name__)
@@ -136,14 +136,7 @@ def build_announce_url(url: str, *, info_hash: bytes, peer_id: bytes, port: int,
                        tracker_id: Optional[bytes] = None, compact: bool = True) -> str:
     """The announce URL with the BEP 3 parameters appended after any query it already has
     (``http://t/announce?passkey=x`` stays valid). ``key`` as an int is sent as 8 hex digits."""
-    if len(info_hash) != 20 or len(peer_id) != 20:
-        raise ValueError("info_hash and peer_id must be 20 bytes each")
-    if not 0 <= port <= 65535:
-        raise ValueError(f"port {port} out of range")
-    if min(uploaded, downloaded, left) < 0:
-        raise ValueError("uploaded, downloaded and left cannot be negative")
-    if event is not None and event not in _EVENTS:
-        raise ValueError(f"unknown event {event!r}")
+    check_announce(info_hash, peer_id, port, uploaded, downloaded, left, event)
     params: List[Tuple[str, Union[bytes, str, int]]] = [
         ("info_hash", info_hash), ("peer_id", peer_id), ("port", port),
         ("uploaded", uploaded), ("downloaded", downloaded), ("left", left)]
@@ -155,6 +148,19 @@ def build_announce_url(url: str, *, info_hash: bytes, peer_id: bytes, port: int,
     if tracker_id is not None:
         params.append(("trackerid", tracker_id))
     return _append_query(url, params)
+
+
+def check_announce(info_hash: bytes, peer_id: bytes, port: int, uploaded: int, downloaded: int,
+                   left: int, event: Optional[str]) -> None:
+    """Raise ValueError for announce values no tracker should see (HTTP or UDP alike)."""
+    if len(info_hash) != 20 or len(peer_id) != 20:
+        raise ValueError("info_hash and peer_id must be 20 bytes each")
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port {port} out of range")
+    if min(uploaded, downloaded, left) < 0:
+        raise ValueError("uploaded, downloaded and left cannot be negative")
+    if event is not None and event not in _EVENTS:
+        raise ValueError(f"unknown event {event!r}")
 
 
 def _append_query(url: str, params: Iterable[Tuple[str, Union[bytes, str, int]]]) -> str:

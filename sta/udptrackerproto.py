@@ -22,8 +22,8 @@ import struct
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
-from sta.trackerproto import (MAX_MESSAGE_CHARS, AnnounceResponse, TrackerError, clean_text,
-                              compact_peers)
+from sta.trackerproto import (MAX_MESSAGE_CHARS, AnnounceResponse, TrackerError,
+                              check_announce, clean_text, compact_peers)
 
 __all__ = [
     "UdpTrackerError", "ConnectRequest", "AnnounceRequest", "ScrapeRequest", "ConnectionIdMint",
@@ -92,14 +92,7 @@ def announce_request(connection_id: int, transaction_id: int, *, info_hash: byte
                      event: Optional[str], key: int, num_want: int, port: int,
                      ip: int = 0, request_path: bytes = b"") -> bytes:
     """The 98-byte announce request, then the BEP 41 URL data option for ``request_path``."""
-    if len(info_hash) != 20 or len(peer_id) != 20:
-        raise ValueError("info_hash and peer_id must be 20 bytes each")
-    if not 0 <= port <= 65535:
-        raise ValueError(f"port {port} out of range")
-    if min(uploaded, downloaded, left) < 0:
-        raise ValueError("uploaded, downloaded and left cannot be negative")
-    if event not in EVENT_CODES:
-        raise ValueError(f"unknown event {event!r}")
+    check_announce(info_hash, peer_id, port, uploaded, downloaded, left, event)
     packet = _ANNOUNCE.pack(connection_id, ANNOUNCE, transaction_id & _MAX_U32, info_hash,
                             peer_id, min(downloaded, 2 ** 63 - 1), min(left, 2 ** 63 - 1),
                             min(uploaded, 2 ** 63 - 1), EVENT_CODES[event], ip & _MAX_U32,
