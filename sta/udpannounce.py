@@ -18,7 +18,7 @@ import os
 import socket
 import threading
 import time
-from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, Optional, Sequence, Tuple, Union
 from urllib.parse import urlsplit
 
 from sta import udptrackerproto as proto
