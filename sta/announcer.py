@@ -1,7 +1,8 @@
-"""The announce loop of one torrent: announce.py's blocking client driven from the event loop.
+"""The announce loop of one torrent: the blocking tracker clients driven from the event loop.
 
 trackers.TrackerList decides which tracker is due and with which event (BEP 12 tiers, intervals,
-backoff); this module runs those announces in the host's default thread pool, hands the peers they
+backoff); this module runs those announces in the host's default thread pool (announce.py for
+http and https, udpannounce.py for udp, chosen by the URL's scheme), hands the peers they
 return to a callback, and sends "stopped" on the way out. It reads the torrent's transfer
 counters through another callback, so it knows nothing of the torrent itself.
 """
@@ -14,8 +15,8 @@ import time
 from functools import partial
 from typing import Any, Callable, List, NamedTuple, Optional, Sequence, Tuple
 
-from . import announce
-from .trackerproto import DEFAULT_NUMWANT, TrackerError, display_url
+from . import announce, udpannounce
+from .trackerproto import DEFAULT_NUMWANT, TrackerError, display_url, is_udp_url
 from .torrenthost import TorrentHost
 from .trackers import AnnounceJob, TrackerList
 
@@ -68,6 +69,7 @@ class Announcer:
         self._on_peers = on_peers
         self._wake: Optional[asyncio.Event] = None
         self._task: Optional["asyncio.Task[None]"] = None
+        self._udp_ids = udpannounce.ConnectionIds()  # BEP 15 ids, reused for their minute
 
     def rebind(self, name: str, counters: Callable[[], Transferred],
                on_peers: Callable[[List[Tuple[str, int]]], None]) -> None:
@@ -115,7 +117,7 @@ class Announcer:
     async def _announce(self, job: AnnounceJob) -> None:
         try:
             response = await self.host.loop.run_in_executor(None, partial(
-                announce.announce, job.url, **self._params(job)))
+                self._client(job.url), job.url, **self._params(job)))
         except (TrackerError, ValueError, OSError) as exc:
             self.trackers.failed(job, exc, time.monotonic())
         else:
@@ -135,6 +137,12 @@ class Announcer:
                     numwant=DEFAULT_NUMWANT if counters.left else NUMWANT_SEEDING, key=host.key,
                     tracker_id=job.tracker_id, ssl_context=host.tracker_ssl_context)
 
+    def _client(self, url: str) -> Callable[..., Any]:
+        """The blocking announce for ``url``'s scheme."""
+        if is_udp_url(url):
+            return partial(udpannounce.announce, connection_ids=self._udp_ids)
+        return announce.announce
+
     async def stop(self) -> None:
         """Cancel the loop and tell every tracker that saw us start that we are leaving."""
         if self._task is not None:
@@ -143,7 +151,7 @@ class Announcer:
         if not jobs:
             return
         loop = self.host.loop
-        calls = [loop.run_in_executor(None, partial(announce.announce, job.url,
+        calls = [loop.run_in_executor(None, partial(self._client(job.url), job.url,
                                                     **dict(self._params(job),
                                                            timeout=STOP_TIMEOUT)))
                  for job in jobs]

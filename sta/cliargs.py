@@ -286,6 +286,8 @@ def _tracker_arguments(p: StaArgumentParser) -> None:
     p.add_argument("--tls", action="store_true", help="serve HTTPS")
     p.add_argument("--certfile", metavar="PEM", help="TLS certificate (with --tls)")
     p.add_argument("--keyfile", metavar="PEM", help="TLS private key (with --tls)")
+    p.add_argument("--no-udp", action="store_true",
+                   help="serve HTTP only, no UDP tracker (BEP 15) on the same port number")
 
 
 def _create_arguments(p: StaArgumentParser) -> None:
@@ -383,7 +385,8 @@ _INTERMIXED = ("create", "seed", "download")
 # (name, arguments, one-line help, description, takes the https tracker options)
 _COMMANDS: Tuple[Tuple[str, Callable[[StaArgumentParser], None], str, str, bool], ...] = (
     ("tracker", _tracker_arguments, "run a tracker",
-     "Run a tracker: announce, scrape, hosted .torrent files and a dashboard over HTTP.", False),
+     "Run a tracker: announce, scrape, hosted .torrent files and a dashboard over HTTP, and "
+     "announce and scrape over UDP (BEP 15) on the same port number.", False),
     ("create", _create_arguments, "make a .torrent from files or a folder",
      "Make a .torrent. One file gives a single-file torrent, a folder or several paths a "
      "multi-file torrent. Without -t, a first argument that is a URL, or a host that is not an "

@@ -2,9 +2,9 @@
 
 ``Tracker`` turns one request (method, target, body, client address) into one response and knows
 nothing about sockets (hosted .torrent files are ``tracker_hosting``'s part of it);
-``TrackerServer`` puts it behind the HTTP/1.1 front end of ``tracker_http`` with the swarm store
-of ``tracker_db`` (answers from memory, SQLite written behind) and is what the `tracker` command
-runs. Every limit on what a client can make the tracker hold or do is a named constant of the
+``TrackerServer`` puts it behind the HTTP/1.1 front end of ``tracker_http``, and the UDP one of
+``tracker_udp`` (BEP 15) on the same port number, with the swarm store of ``tracker_db``
+(answers from memory, SQLite written behind), and is what the `tracker` command runs. Every limit on what a client can make the tracker hold or do is a named constant of the
 module that enforces it, tested without sockets through ``Tracker`` or the store.
 """
 
@@ -27,6 +27,7 @@ from sta.tracker_db import MAX_COUNTER, MAX_TORRENTS, TrackerDbError, TrackerSto
 from sta.tracker_hosting import (LIST_PAGE, Response, TorrentHosting, json_response,
                                  text_response)
 from sta.tracker_http import TrackerHTTPServer, normalise_ip
+from sta.tracker_udp import TrackerUDPServer, UdpTrackerFront
 from sta.tracker_limits import DEFAULT_INTERVAL, address_group
 from sta.trackerproto import DEFAULT_TRACKER_PORT
 
@@ -176,6 +177,9 @@ class Tracker:
         # The part of every answer that never changes, ready to paste after the counters.
         self._timing = b"8:intervali%de12:min intervali%de" % (self.interval, self.min_interval)
         self._tracker_id = b"10:tracker id%d:%s" % (len(store.tracker_id), store.tracker_id)
+        # What the UDP front end (tracker_udp) answers by, the same as HTTP's.
+        self.default_numwant = DEFAULT_NUMWANT
+        self.max_numwant = MAX_NUMWANT
 
     # --- announce -------------------------------------------------------------------------------
 
@@ -220,7 +224,7 @@ class Tracker:
         ip = client_ip
         wanted_ip = params.get(b"ip")
         if wanted_ip:
-            ip, warning = self._announced_ip(wanted_ip, client_ip)
+            ip, warning = self.announced_ip(wanted_ip, client_ip)
             if warning:
                 warnings.append(warning)
         complete, incomplete, completed, peers = self.store.announce(
@@ -253,7 +257,9 @@ class Tracker:
             return [{b"ip": p.ip, b"port": p.port} for p in peers]
         return [{b"ip": p.ip, b"peer id": p.peer_id, b"port": p.port} for p in peers]
 
-    def _announced_ip(self, wanted: bytes, client_ip: str) -> Tuple[str, Optional[str]]:
+    def announced_ip(self, wanted: bytes, client_ip: str) -> Tuple[str, Optional[str]]:
+        """The address to record for a peer that names ``wanted`` (BEP 3 ``ip``) from
+        ``client_ip``, and a warning when it is not honoured."""
         try:
             ip = normalise_ip(str(ipaddress.ip_address(wanted.decode("ascii"))))
         except (UnicodeDecodeError, ValueError):
@@ -334,12 +340,13 @@ class Tracker:
 
 
 class TrackerServer:
-    """The tracker: an HTTP(S) server on (host, port) with its SQLite database."""
+    """The tracker: an HTTP(S) server on (host, port) with its SQLite database, and a BEP 15
+    UDP tracker on the same port number unless ``udp`` is False."""
 
     def __init__(self, host: str = "0.0.0.0", port: int = DEFAULT_PORT,
                  db_path: str = "tracker.db", interval: int = DEFAULT_INTERVAL,
                  ssl_context: Optional[ssl.SSLContext] = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, udp: bool = True) -> None:
         if interval < 1:
             raise TrackerServerError("the announce interval must be at least 1 second")
         try:
@@ -354,6 +361,16 @@ class TrackerServer:
             self.store.close()
             raise TrackerServerError(
                 f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+        self.udp: Optional[TrackerUDPServer] = None
+        if udp:
+            try:
+                self.udp = TrackerUDPServer(UdpTrackerFront(self.app), host, self.port)
+            except OSError as exc:
+                self.httpd.server_close()
+                self.store.close()
+                raise TrackerServerError(
+                    f"cannot listen on UDP {host}:{self.port}: {exc.strerror or exc} (--no-udp "
+                    "serves HTTP only)") from exc
         self._thread: Optional[threading.Thread] = None
         self._serving: Optional[int] = None
         self._closed = False
@@ -382,12 +399,17 @@ class TrackerServer:
             lines.append(f"* Running on all addresses ({self.host or '0.0.0.0'})")
         lines.extend(f"* Running on {url}" for url in self.urls)
         lines.append(f"* Announce URL: {self.urls[-1]}/announce")
+        if self.udp is not None:
+            lines.append(f"* UDP announce URL: udp://{self.urls[-1].split('://', 1)[1]}"
+                         "/announce")
         lines.append(f"* Dashboard: {self.urls[0]}/  (Ctrl-C to stop)")
         return lines
 
     def start(self) -> "TrackerServer":
         """Serve in a background thread (tests, embedding); returns self."""
         self.store.start()
+        if self.udp is not None:
+            self.udp.start()
         self._thread = threading.Thread(target=self._serve, name="tracker-http", daemon=True)
         self._serving = -1  # a shutdown() before the thread runs must still stop it
         self._thread.start()
@@ -396,6 +418,8 @@ class TrackerServer:
     def serve_forever(self) -> None:
         """Serve in this thread until shutdown() from another thread or KeyboardInterrupt."""
         self.store.start()
+        if self.udp is not None:
+            self.udp.start()
         self._serve()
 
     def _serve(self) -> None:
@@ -415,6 +439,8 @@ class TrackerServer:
             self.httpd.shutdown()  # waits for the serving loop to notice (POLL_SECONDS)
         if self._thread is not None:
             self._thread.join(timeout=10)
+        if self.udp is not None:
+            self.udp.shutdown()
         self.httpd.server_close()
         self.httpd.close_connections()
         self.store.close()
@@ -461,7 +487,7 @@ def server_ssl_context(certfile: str, keyfile: Optional[str] = None) -> ssl.SSLC
 def run(args: Any, emit: Optional[Callable[[str], None]] = None,
         ssl_context: Optional[ssl.SSLContext] = None) -> int:
     """The `tracker` command: serve until Ctrl-C. ``args`` has host, port, db, interval,
-    certfile, keyfile, tls; ``emit`` receives the lines to show; ``ssl_context`` (from --tls)
+    certfile, keyfile, tls, no_udp; ``emit`` receives the lines to show; ``ssl_context`` (from --tls)
     takes precedence over certfile/keyfile. Raises TrackerServerError when it cannot start."""
     emit = emit or log.info
     context = ssl_context
@@ -475,7 +501,8 @@ def run(args: Any, emit: Optional[Callable[[str], None]] = None,
         raise TrackerServerError("--tls needs a TLS context; pass --certfile and --keyfile")
     server = TrackerServer(getattr(args, "host", "0.0.0.0"), getattr(args, "port", DEFAULT_PORT),
                            getattr(args, "db", "tracker.db"),
-                           getattr(args, "interval", DEFAULT_INTERVAL), context)
+                           getattr(args, "interval", DEFAULT_INTERVAL), context,
+                           udp=not getattr(args, "no_udp", False))
     for line in server.banner():
         emit(line)
     previous = sys.getswitchinterval()

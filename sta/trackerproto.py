@@ -9,11 +9,12 @@ under the fuzzer:
 - answers: ``parse_announce_response`` (compact peers of BEP 23, the dictionary model of BEP 3,
   ``peers6`` of BEP 7) and ``parse_scrape_response`` (BEP 48), both raising ``TrackerError``
   with one readable line for a refusal or a malformed answer;
-- URLs: ``is_supported_url`` (http and https only; UDP trackers, BEP 15, are not spoken) and
+- URLs: ``is_supported_url`` (http, https, and udp with a port), ``is_udp_url`` and
   ``display_url`` (a URL without its passkey, for messages).
 
-``sta.announce`` sends these requests over HTTP(S); ``sta.trackers`` decides which tracker to ask
-and when.
+``sta.announce`` sends these requests over HTTP(S); UDP trackers (BEP 15) have their own codec,
+``sta.udptrackerproto``, and answers of the same ``AnnounceResponse`` shape. ``sta.trackers``
+decides which tracker to ask and when.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ __all__ = [
     "TrackerError", "AnnounceResponse", "build_announce_url", "parse_announce_response",
     "scrape_url", "build_scrape_url", "parse_scrape_response", "is_supported_url", "display_url",
     "DEFAULT_NUMWANT", "DEFAULT_INTERVAL", "DEFAULT_TRACKER_PORT", "MAX_MESSAGE_CHARS",
+    "compact_peers", "clean_text", "is_udp_url", "check_announce",
 ]
 
 log = logging.getLogger(__name__)
@@ -98,13 +100,21 @@ def display_url(url: str) -> str:
 
 
 def is_supported_url(url: str) -> bool:
-    """True for the http:// and https:// URLs ``sta.announce`` can announce to."""
+    """True for the URLs the tracker client speaks: http:// and https:// (``sta.announce``), and
+    udp:// with a port (``sta.udpannounce``, BEP 15, which has no default port)."""
     try:
         parts = urlsplit(url)
-        parts.port  # raises ValueError for a port that is not a number in range
+        port = parts.port  # raises ValueError for a port that is not a number in range
+        if parts.scheme == "udp":
+            return bool(parts.hostname) and bool(port)
         return parts.scheme in ("http", "https") and bool(parts.hostname)
     except ValueError:
         return False
+
+
+def is_udp_url(url: str) -> bool:
+    """True for a udp:// tracker URL (BEP 15): the client dispatches on this."""
+    return url[:6].lower() == "udp://"
 
 
 @dataclass(frozen=True)
@@ -126,14 +136,7 @@ def build_announce_url(url: str, *, info_hash: bytes, peer_id: bytes, port: int,
                        tracker_id: Optional[bytes] = None, compact: bool = True) -> str:
     """The announce URL with the BEP 3 parameters appended after any query it already has
     (``http://t/announce?passkey=x`` stays valid). ``key`` as an int is sent as 8 hex digits."""
-    if len(info_hash) != 20 or len(peer_id) != 20:
-        raise ValueError("info_hash and peer_id must be 20 bytes each")
-    if not 0 <= port <= 65535:
-        raise ValueError(f"port {port} out of range")
-    if min(uploaded, downloaded, left) < 0:
-        raise ValueError("uploaded, downloaded and left cannot be negative")
-    if event is not None and event not in _EVENTS:
-        raise ValueError(f"unknown event {event!r}")
+    check_announce(info_hash, peer_id, port, uploaded, downloaded, left, event)
     params: List[Tuple[str, Union[bytes, str, int]]] = [
         ("info_hash", info_hash), ("peer_id", peer_id), ("port", port),
         ("uploaded", uploaded), ("downloaded", downloaded), ("left", left)]
@@ -145,6 +148,19 @@ def build_announce_url(url: str, *, info_hash: bytes, peer_id: bytes, port: int,
     if tracker_id is not None:
         params.append(("trackerid", tracker_id))
     return _append_query(url, params)
+
+
+def check_announce(info_hash: bytes, peer_id: bytes, port: int, uploaded: int, downloaded: int,
+                   left: int, event: Optional[str]) -> None:
+    """Raise ValueError for announce values no tracker should see (HTTP or UDP alike)."""
+    if len(info_hash) != 20 or len(peer_id) != 20:
+        raise ValueError("info_hash and peer_id must be 20 bytes each")
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port {port} out of range")
+    if min(uploaded, downloaded, left) < 0:
+        raise ValueError("uploaded, downloaded and left cannot be negative")
+    if event is not None and event not in _EVENTS:
+        raise ValueError(f"unknown event {event!r}")
 
 
 def _append_query(url: str, params: Iterable[Tuple[str, Union[bytes, str, int]]]) -> str:
@@ -174,14 +190,14 @@ def parse_announce_response(body: bytes) -> AnnounceResponse:
     peers: List[Tuple[str, int]] = []
     raw_peers = top.get(b"peers")
     if isinstance(raw_peers, bytes):
-        peers += _compact_peers(raw_peers, 4)
+        peers += compact_peers(raw_peers, 4)
     elif isinstance(raw_peers, list):
         peers += _dictionary_peers(raw_peers)
     elif raw_peers is not None:
         raise TrackerError(f"'peers' is a {kind(raw_peers)}, not a string or a list")
     raw_peers6 = top.get(b"peers6")
     if isinstance(raw_peers6, bytes):
-        peers += _compact_peers(raw_peers6, 16)
+        peers += compact_peers(raw_peers6, 16)
     elif raw_peers6 is not None:
         raise TrackerError(f"'peers6' is a {kind(raw_peers6)}, not a string")
     tracker_id = top.get(b"tracker id")
@@ -197,7 +213,7 @@ def parse_announce_response(body: bytes) -> AnnounceResponse:
         tracker_id=tracker_id,
         complete=_opt_int(top, b"complete", minimum=0),
         incomplete=_opt_int(top, b"incomplete", minimum=0),
-        warning=None if warning is None else _clean_text(warning))
+        warning=None if warning is None else clean_text(warning))
 
 
 def parse_scrape_response(body: bytes) -> Dict[bytes, Tuple[int, int, int]]:
@@ -260,7 +276,7 @@ def _raise_failure(top: dict) -> None:
     failure = top.get(b"failure reason")
     if failure is None:
         return
-    text = _clean_text(failure) if isinstance(failure, bytes) else repr(failure)
+    text = clean_text(failure) if isinstance(failure, bytes) else repr(failure)
     raise TrackerError(f"failure reason: {text}", failure_reason=text)
 
 
@@ -275,7 +291,9 @@ def _opt_int(top: dict, key: bytes, minimum: int) -> Optional[int]:
     return value
 
 
-def _compact_peers(data: bytes, address_size: int) -> List[Tuple[str, int]]:
+def compact_peers(data: bytes, address_size: int) -> List[Tuple[str, int]]:
+    """Compact peer entries (BEP 23 and BEP 7; BEP 15 answers too): ``address_size`` bytes of
+    address and 2 of port each. Port 0 and unspecified addresses are dropped."""
     entry = address_size + 2
     if len(data) % entry:
         name = "peers" if address_size == 4 else "peers6"
@@ -327,12 +345,13 @@ def _normalise_ip(ip: Union[ipaddress.IPv4Address, ipaddress.IPv6Address]) -> Op
     return None if ip.is_unspecified else str(ip)
 
 
-def _clean_text(raw: bytes) -> str:
+def clean_text(raw: bytes) -> str:
+    """A tracker's message as one printable line of at most MAX_MESSAGE_CHARS characters."""
     text = raw[:MAX_MESSAGE_CHARS * 4].decode("utf-8", "replace")
     text = " ".join("".join(c if c.isprintable() else " " for c in text).split())
     return text if len(text) <= MAX_MESSAGE_CHARS else text[:MAX_MESSAGE_CHARS - 3] + "..."
 
 
 def _preview(body: bytes) -> str:
-    text = _clean_text(body[:60])
+    text = clean_text(body[:60])
     return f"; it starts with {text!r}" if text else ""

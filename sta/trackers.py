@@ -5,10 +5,10 @@ Pure policy: no I/O and no clock. Every method takes ``now`` in the engine's own
 ``TrackerSchedule`` says when the next announce is due (interval, min interval, backoff after
 failures); ``TrackerList`` walks the tiers, picks the event each tracker should see and keeps
 what the UI shows per tracker. The engine makes the announces themselves with
-``sta.announce.announce`` and reports each outcome back with ``succeeded`` or ``failed``.
+``sta.announce.announce`` or ``sta.udpannounce.announce`` and reports each outcome back with ``succeeded`` or ``failed``.
 
-Only http:// and https:// trackers are kept (``sta.trackerproto.is_supported_url``): UDP trackers
-(BEP 15) are skipped with a log line.
+http://, https:// and udp:// trackers (BEP 15) share the tiers alike; any other URL, and a udp://
+one without a port, is skipped with a log line (``sta.trackerproto.is_supported_url``).
 """
 
 from __future__ import annotations
@@ -148,8 +148,8 @@ class TrackerList:
                 if url in self._by_url:
                     continue
                 if not is_supported_url(url):
-                    log.info("%sskipping tracker %s: only http and https trackers are "
-                             "supported", self._prefix, display_url(url))
+                    log.info("%sskipping tracker %s: only http, https and udp (with a port) "
+                             "trackers are supported", self._prefix, display_url(url))
                     continue
                 tracker = _Tracker(url, len(self._tiers))
                 self._by_url[url] = tracker

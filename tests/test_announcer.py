@@ -5,6 +5,7 @@ import time
 import unittest
 from unittest import mock
 
+from sta import udpannounce
 from sta.announce import AnnounceResponse, TrackerError
 from sta.announcer import NUMWANT_SEEDING, STOP_TIMEOUT, Announcer, Transferred
 from sta.trackerproto import DEFAULT_NUMWANT as NUMWANT
@@ -66,6 +67,19 @@ class Kit(unittest.TestCase):
 
 
 class AnnounceTests(Kit):
+    def test_udp_trackers_go_to_the_udp_client_with_the_torrents_id_cache(self):
+        udp = FakeTrackers()
+        patcher = mock.patch("sta.udpannounce.announce", udp)
+        patcher.start()
+        self.addCleanup(patcher.stop)
+        self.trackers.answers[TRACKER] = TrackerError("down")
+        announcer = self.announcer(tiers=((TRACKER,), ("udp://127.0.0.1:9/announce",)))
+        announcer.start()
+        self.host.wait_until(lambda: len(udp.calls) >= 1)
+        self.assertEqual([c["url"] for c in self.trackers.calls], [TRACKER])
+        self.assertEqual(udp.calls[0]["event"], "started")
+        self.assertIsInstance(udp.calls[0]["connection_ids"], udpannounce.ConnectionIds)
+
     def test_the_first_announce_says_started_with_the_nodes_identity(self):
         self.counters = Transferred(5, 7, 1000)
         self.announcer().start()

@@ -226,7 +226,12 @@ class DisplayUrlTests(unittest.TestCase):
 
     def test_supported_urls(self):
         self.assertTrue(TP.is_supported_url("https://t/announce"))
-        self.assertFalse(TP.is_supported_url("udp://t:80/announce"))
+        self.assertTrue(TP.is_supported_url("udp://t:80/announce"))
+        self.assertTrue(TP.is_supported_url("udp://[::1]:6969"))
+        self.assertFalse(TP.is_supported_url("udp://t/announce"))     # BEP 15 has no port
+        self.assertFalse(TP.is_supported_url("wss://t:80/announce"))
+        self.assertTrue(TP.is_udp_url("UDP://t:80"))
+        self.assertFalse(TP.is_udp_url("http://t/announce"))
         self.assertFalse(TP.is_supported_url("http://t:99999/announce"))
         self.assertFalse(TP.is_supported_url("http:///announce"))
 

@@ -78,14 +78,25 @@ class TrackerListTests(unittest.TestCase):
         with self.assertLogs("sta.announce", "WARNING"):
             tl.failed(job, error or OSError("down"), now)
 
-    def test_shuffles_within_tiers_only_and_drops_duplicates_and_udp(self):
+    def test_shuffles_within_tiers_only_and_drops_duplicates_and_unsupported(self):
         tiers = [["http://a/announce", "http://b/announce", "http://c/announce"],
-                 ["http://d/announce", "http://a/announce", "udp://u:80/announce"]]
+                 ["http://d/announce", "http://a/announce", "wss://u:80/announce",
+                  "udp://noport/announce"]]
         orders = {T.TrackerList(tiers, rng=random.Random(seed)).tiers for seed in range(30)}
         for order in orders:
             self.assertEqual(sorted(order[0]), tiers[0])
             self.assertEqual(order[1], ("http://d/announce",))
         self.assertGreater(len(orders), 1)
+
+    def test_udp_trackers_share_tiers_with_http_ones(self):
+        tiers = [["udp://u:6969/announce", "http://a/announce"], ["udp://v:80"]]
+        tl = self.make(tiers)
+        self.assertEqual(sorted(tl.tiers[0]), sorted(tiers[0]))
+        self.assertEqual(tl.tiers[1], ("udp://v:80",))
+        first = tl.due(0.0)[0]
+        self.fail_job(tl, first, 0.0)
+        self.assertEqual([j.url for j in tl.due(0.0)],
+                         [u for u in tl.tiers[0] if u != first.url])
 
     def test_first_announce_is_started_to_the_first_tracker(self):
         tl = self.make([["http://a/announce", "http://b/announce"]])
@@ -299,7 +310,7 @@ class TrackerListTests(unittest.TestCase):
                          [("http://b/announce", "started")])
 
     def test_empty_list_plans_nothing(self):
-        tl = self.make([["udp://x:1/announce"], []])
+        tl = self.make([["wss://x:1/announce"], []])
         self.assertEqual(len(tl), 0)
         self.assertEqual(tl.due(0.0), [])
         self.assertIsNone(tl.next_due_at())
