@@ -336,7 +336,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 def run(args: Any, emit: Callable[[str], None]) -> int:
     """`sta web`: the node, headless, with its saved torrents, and the web server in front of
-    it, until Ctrl-C or SIGTERM (KeyboardInterrupt); ``emit`` writes one line for the user."""
+    it, until Ctrl-C or SIGTERM (KeyboardInterrupt), which end it cleanly (exit status 0);
+    ``emit`` writes one line for the user."""
     check_exposure(args.web_host, args.web_password)
     notices = NoticeLog(emit)
     node = Node(notices, port=args.port, host=args.bind, encryption=args.encryption,
@@ -357,6 +358,8 @@ def run(args: Any, emit: Callable[[str], None]) -> int:
         stop = threading.Event()
         while not stop.wait(WAIT_STEP):
             pass
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the way to stop a server, not a failure
+        emit("stopping ...")
     finally:
         if server is not None:
             server.stop()

@@ -15,10 +15,12 @@ regular file, an URL is fetched without following redirects, and nothing else is
 
 from __future__ import annotations
 
+import base64
 import binascii
 import collections
 import logging
 import os
+import stat
 import threading
 import time
 from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple
@@ -239,9 +241,10 @@ class WebNode:
     def add_file(self, path: str, folder: Optional[str] = None) -> Dict[str, Any]:
         """Add the .torrent at ``path`` on this machine: a regular file, bounded in size."""
         try:
+            # Checked before opening: opening a FIFO would wait for a writer forever.
+            if not stat.S_ISREG(os.stat(path).st_mode):
+                raise WebNodeError(f"{path}: not a regular file")
             with open(path, "rb") as f:
-                if not os.path.isfile(path):
-                    raise WebNodeError(f"{path}: not a regular file")
                 data = f.read(MAX_TORRENT_BYTES + 1)
         except OSError as exc:
             raise WebNodeError(describe_error(exc)) from None
@@ -281,6 +284,6 @@ class WebNode:
 def decode_base64(text: str) -> bytes:
     """Base64 (Transmission's metainfo field) to bytes; WebNodeError when it is not."""
     try:
-        return binascii.a2b_base64("".join(text.split()).encode("ascii"))
+        return base64.b64decode("".join(text.split()).encode("ascii"), validate=True)
     except (binascii.Error, UnicodeEncodeError, ValueError):
         raise WebNodeError("metainfo is not base64") from None
