@@ -7,7 +7,7 @@ import base64
 import os
 import unittest
 
-from tests.webkit import DATA_SIZE, PIECE_LENGTH, WebFixture, start_seed
+from tests.webkit import DATA_SIZE, PIECE_LENGTH, WebFixture, download_from_seed
 
 
 class WebApiTest(unittest.TestCase):
@@ -45,11 +45,8 @@ class WebApiTest(unittest.TestCase):
         self.web.wait_state("metadata")
 
     def test_detail_shows_files_piece_map_peers_and_rates(self) -> None:
-        seed_port = start_seed(self, self.web)
         self.add()
-        self.web.node.add(self.web.meta, self.web.downloads, seed_only=False,
-                          peers=[("127.0.0.1", seed_port)], recheck=False, timeout=None)
-        self.web.wait_state("seeding")
+        download_from_seed(self, self.web)
         self.web.web.sample()
         status, detail = self.web.get_json(f"/api/torrents/{self.key.upper()}")
         self.assertEqual(status, 200)

@@ -12,7 +12,7 @@ from typing import List
 
 from sta.webrpc import DOWNLOAD, SEED, STOPPED, RpcError, select_ids
 from tests.enginekit import poll_until
-from tests.webkit import DATA_SIZE, WAIT, WebFixture, start_seed
+from tests.webkit import DATA_SIZE, WAIT, WebFixture, download_from_seed
 
 TRANSMISSION_REMOTE = shutil.which("transmission-remote")
 LIST_FIELDS = ["error", "errorString", "eta", "id", "isFinished", "leftUntilDone", "name",
@@ -75,16 +75,13 @@ class RpcTest(unittest.TestCase):
                          {"torrents": []})
 
     def test_download_from_a_seed_shows_files_pieces_and_peers_then_stop_start(self) -> None:
-        seed_port = start_seed(self, self.web)
         self.add_metainfo()
-        key = self.web.meta.info_hash
-        self.web.node.add(self.web.meta, self.web.downloads, seed_only=False,
-                          peers=[("127.0.0.1", seed_port)], recheck=False, timeout=None)
-        self.web.wait_state("seeding")
+        download_from_seed(self, self.web)
         fields = ["status", "percentDone", "files", "fileStats", "pieces", "pieceCount",
                   "peers", "downloadDir", "haveValid"]
-        (row,) = self.web.rpc("torrent-get", {"ids": [key.hex()], "fields": fields})[
-            "arguments"]["torrents"]
+        ids = [self.web.meta.info_hash.hex()]
+        (row,) = self.web.rpc("torrent-get", {"ids": ids, "fields": fields})["arguments"][
+            "torrents"]
         self.assertEqual((row["status"], row["percentDone"], row["haveValid"]),
                          (SEED, 1.0, DATA_SIZE))
         self.assertEqual(row["files"], [{"name": "notes.bin", "length": DATA_SIZE,
@@ -103,11 +100,8 @@ class RpcTest(unittest.TestCase):
         return [r["status"] for r in rows]
 
     def test_verify_hashes_again_and_remove_deletes_local_data(self) -> None:
-        seed_port = start_seed(self, self.web)
         self.add_metainfo()
-        self.web.node.add(self.web.meta, self.web.downloads, seed_only=False,
-                          peers=[("127.0.0.1", seed_port)], recheck=False, timeout=None)
-        self.web.wait_state("seeding")
+        download_from_seed(self, self.web)
         path = os.path.join(self.web.downloads, "notes.bin")
         with open(path, "r+b") as f:  # spoil the first piece behind the node's back
             f.write(b"\0" * 100)
@@ -154,11 +148,8 @@ class TransmissionRemoteTest(unittest.TestCase):
         return output
 
     def test_add_list_info_files_peers_stop_start_remove(self) -> None:
-        seed_port = start_seed(self, self.web)
         self.assertIn('responded: "success"', self.remote("-a", self.web.torrent_path, "-l"))
-        self.web.node.add(self.web.meta, self.web.downloads, seed_only=False,
-                          peers=[("127.0.0.1", seed_port)], recheck=False, timeout=None)
-        self.web.wait_state("seeding")
+        download_from_seed(self, self.web)
         listing = self.remote("-l")
         self.assertRegex(listing, r"\n\s+1\s+100%\s+300\.0 kB\s+Done\s.*Idle\s+notes\.bin")
         info = self.remote("-t", "1", "-i")

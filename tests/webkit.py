@@ -127,3 +127,12 @@ def start_seed(test: Any, fixture: WebFixture) -> int:
     poll_until(lambda: [r for r in node.status_rows() if r["state"] == "seeding"], WAIT,
                "the seed seeding")
     return node.listen_port
+
+
+def download_from_seed(test: Any, fixture: WebFixture) -> None:
+    """Give the fixture's torrent, already added to its node, a seed, and wait until it is
+    complete."""
+    seed_port = start_seed(test, fixture)
+    fixture.node.add(fixture.meta, fixture.downloads, seed_only=False,
+                     peers=[("127.0.0.1", seed_port)], recheck=False, timeout=None)
+    fixture.wait_state("seeding")

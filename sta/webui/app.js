@@ -204,8 +204,10 @@ function addTorrent(event) {
 
 // -- the detail view ---------------------------------------------------------------------------
 
+// The open torrent is kept in the address (#INFOHASH), so a detail view can be bookmarked.
 function openDetail(hash) {
   openHash = hash;
+  if (location.hash !== "#" + hash) history.replaceState(null, "", "#" + hash);
   $("detail").hidden = false;
   pollDetail(true);
   $("detail").scrollIntoView({ behavior: "smooth" });
@@ -213,6 +215,7 @@ function openDetail(hash) {
 
 function closeDetail() {
   openHash = null;
+  if (location.hash) history.replaceState(null, "", location.pathname + location.search);
   $("detail").hidden = true;
 }
 
@@ -286,7 +289,7 @@ function drawGraph(points) {
     }).join(" ");
     svg.appendChild(svgEl("polyline", { points: line, "class": k === 1 ? "down" : "up" }));
   });
-  $("graph-peak").textContent = "peak " + rate(peak) + " · last " + eta(t1 - t0);
+  $("graph-peak").textContent = (peak > 1 ? "peak " + rate(peak) : "no traffic") + " · last " + eta(t1 - t0);
 }
 
 $("add").addEventListener("submit", addTorrent);
@@ -295,3 +298,4 @@ $("detail-remove").addEventListener("click", function () { if (openHash) removeT
 $("detail-delete").addEventListener("click", function () { if (openHash) removeTorrent(openHash, true); });
 $("detail-verify").addEventListener("click", function () { if (openHash) act(openHash, "verify"); });
 pollList();
+if (/^#[0-9a-f]{40}$/.test(location.hash)) openDetail(location.hash.slice(1));
