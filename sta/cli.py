@@ -1,4 +1,4 @@
-"""Command line: ``sta tracker | create | seed | download | shell | info | dht``.
+"""Command line: ``sta tracker | create | seed | download | shell | web | info | dht``.
 
 The grammar is in cliargs.py (the shell parses its lines with the same parsers); ``create`` and
 ``info`` are in torrent_commands.py (the shell runs them too). Here: ``main``, which turns what
@@ -27,7 +27,8 @@ from .errors import describe_error, is_user_error, plain_reason
 from .torrent_commands import cmd_create, cmd_info
 
 __all__ = ["main", "build_parser", "configure_logging", "CliError", "COMMANDS", "cmd_tracker",
-           "cmd_create", "cmd_seed", "cmd_download", "cmd_shell", "cmd_info", "cmd_dht"]
+           "cmd_create", "cmd_seed", "cmd_download", "cmd_shell", "cmd_web", "cmd_info",
+           "cmd_dht"]
 
 # What a --log-file line holds; the terminal gets the message alone (ui.TerminalLogFormatter).
 LOG_FILE_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -44,7 +45,8 @@ def build_parser() -> StaArgumentParser:
 
 def _handlers() -> Dict[str, Any]:
     return {"tracker": cmd_tracker, "create": cmd_create, "seed": cmd_seed,
-            "download": cmd_download, "shell": cmd_shell, "info": cmd_info, "dht": cmd_dht}
+            "download": cmd_download, "shell": cmd_shell, "web": cmd_web, "info": cmd_info,
+            "dht": cmd_dht}
 
 
 # ----------------------------------------------------------------------------------- main
@@ -193,8 +195,20 @@ def cmd_download(args: argparse.Namespace) -> int:
 
 def cmd_shell(args: argparse.Namespace) -> int:
     preflight.check_bind_address(args.bind)
+    if args.web is not None:
+        from . import web
+        web.check_exposure(args.web[0], args.web_password)
     from . import shell
     return shell.run(args)
+
+
+def cmd_web(args: argparse.Namespace) -> int:
+    """`sta web`: the node, headless, behind the web interface (web.py)."""
+    preflight.check_bind_address(args.bind)
+    preflight.check_download_folder(args.output)
+    from . import web
+    _stop_on_sigterm()
+    return web.run(args, emit=_say)
 
 
 # ------------------------------------------------------------------------------------ dht

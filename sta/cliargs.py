@@ -23,17 +23,22 @@ from .trackerproto import DEFAULT_TRACKER_PORT
 
 __all__ = [
     "PROG", "COMMANDS", "DEFAULT_PEER_PORT", "DEFAULT_DOWNLOAD_DIR", "DEFAULT_BIND",
+    "DEFAULT_WEB_HOST", "DEFAULT_WEB_PORT", "web_address",
     "UsageError", "ParserExit", "StaArgumentParser", "build_parser", "tracker_url", "parse_size",
     "looks_like_tracker", "tracker_trust",
 ]
 
 PROG = "sta"
-COMMANDS = ("tracker", "create", "seed", "download", "shell", "info", "dht")
+COMMANDS = ("tracker", "create", "seed", "download", "shell", "web", "info", "dht")
 # BitTorrent's customary first port (6881-6889), as libtorrent and Transmission use.
 DEFAULT_PEER_PORT = 6881
 DEFAULT_DOWNLOAD_DIR = os.path.join(".", "downloads")
 # Every address of the machine: what a peer listens on unless --bind says otherwise.
 DEFAULT_BIND = "0.0.0.0"
+# The web interface: this machine only unless told otherwise (with a password), on
+# Transmission's RPC port, which its remotes try first.
+DEFAULT_WEB_HOST = "127.0.0.1"
+DEFAULT_WEB_PORT = 9091
 ENCRYPTION_MODES = ("require", "prefer", "off")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
@@ -145,6 +150,19 @@ def _address(text: str) -> str:
         raise argparse.ArgumentTypeError(f"bad address {text!r}: expected an IP address of "
                                          "this machine, like 192.168.88.114")
     return bare
+
+
+def web_address(text: str) -> Tuple[str, int]:
+    """`shell --web`: "PORT", "HOST:PORT" or "[IPv6]:PORT" -> (host, port); the host defaults
+    to DEFAULT_WEB_HOST."""
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        host, port = DEFAULT_WEB_HOST, text
+    try:
+        return _address(host), _port(port)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"bad web address {text!r}: expected PORT or "
+                                         "HOST:PORT, like 9091 or 127.0.0.1:9091") from None
 
 
 def parse_size(text: str) -> int:
@@ -355,6 +373,28 @@ def _shell_arguments(p: StaArgumentParser) -> None:
     _peer_node_arguments(p, "")
     p.add_argument("-o", "--output", default=DEFAULT_DOWNLOAD_DIR, metavar="DIR",
                    help="download folder (default: ./downloads)")
+    p.add_argument("--web", type=web_address, metavar="[HOST:]PORT",
+                   help="also serve the web interface and Transmission's RPC there (HOST "
+                        f"defaults to {DEFAULT_WEB_HOST})")
+    _web_password_argument(p)
+
+
+def _web_password_argument(p: StaArgumentParser) -> None:
+    p.add_argument("--web-password", metavar="PASS",
+                   help="password of the web interface (HTTP basic auth, any user name); "
+                        "needed to serve on an address other than this machine's loopback")
+
+
+def _web_arguments(p: StaArgumentParser) -> None:
+    p.add_argument("--web-host", type=_address, default=DEFAULT_WEB_HOST, metavar="ADDRESS",
+                   help=f"address of the web interface (default: {DEFAULT_WEB_HOST}, this "
+                        "machine only)")
+    p.add_argument("--web-port", type=_port, default=DEFAULT_WEB_PORT, metavar="PORT",
+                   help=f"port of the web interface (default: {DEFAULT_WEB_PORT}; 0 picks any)")
+    _web_password_argument(p)
+    _peer_node_arguments(p, "")
+    p.add_argument("-o", "--output", default=DEFAULT_DOWNLOAD_DIR, metavar="DIR",
+                   help="download folder (default: ./downloads)")
 
 
 def _info_arguments(p: StaArgumentParser) -> None:
@@ -400,6 +440,10 @@ _COMMANDS: Tuple[Tuple[str, Callable[[StaArgumentParser], None], str, str, bool]
      "the peers given with --peer; exit once every one is complete.", True),
     ("shell", _shell_arguments, "interactive shell",
      "Interactive shell: create, seed, download and watch torrents in one session.", True),
+    ("web", _web_arguments, "node with a web interface",
+     "Run the node without a terminal: a web page to add, watch, pause and remove torrents, and "
+     "Transmission's RPC for transmission-remote and remote GUIs. Torrents are remembered "
+     "across restarts, as in the shell.", True),
     ("info", _info_arguments, "describe a .torrent or magnet link",
      "Show what a .torrent file or magnet link holds.", True),
     ("dht", _dht_arguments, "run a DHT node (a lab's bootstrap node)",

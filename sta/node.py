@@ -24,17 +24,18 @@ import logging
 import os
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Set, Tuple
 
 from . import nodestate, transfer, ui
 from .errors import describe_error, is_user_error
-from .console import Console, leave_signals_to_main_thread
+from .console import leave_signals_to_main_thread
 from .magnet_torrent import METADATA, saved_metainfo
+from .metainfo import Info
 from .nodestate import NodeStateError, SavedList, SavedTorrent
 from .session import Session, node_state_dir
 from .torrent import DOWNLOADING, ERROR, PAUSED, SEEDING
 
-__all__ = ["Node", "NodeError", "ratio"]
+__all__ = ["Node", "NodeError", "NoticeSink", "ratio"]
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,14 @@ COMPLETION_TIMEOUT = 0.5
 
 class NodeError(Exception):
     """The node could not do what was asked; the message says why."""
+
+
+class NoticeSink(Protocol):
+    """Where background notices go: the shell's Console, or a headless node's log."""
+
+    def notice(self, text: str) -> None: ...
+
+    def was_logged(self, message: str) -> bool: ...
 
 
 def ratio(uploaded: int, downloaded: int, have: int) -> float:
@@ -98,7 +107,7 @@ class Node:
     """One session on its own loop thread, and its saved list of torrents in ``state_dir``
     (default STA_HOME); ``console`` gets the background notices."""
 
-    def __init__(self, console: Console, *, port: int, host: str = "0.0.0.0",
+    def __init__(self, console: NoticeSink, *, port: int, host: str = "0.0.0.0",
                  encryption: str = "prefer", tracker_ssl_context: Any = None,
                  state_dir: Optional[str] = None) -> None:
         self.console = console
@@ -499,6 +508,18 @@ class Node:
             return [os.path.join(root, *f.path) for f in info.files if not f.pad], root
         return self.call(on_loop)
 
+    def pieces(self, key: bytes) -> Tuple[Optional[Info], bytes]:
+        """A running torrent's info dictionary and its verified pieces as a BEP 3 bitfield;
+        (None, b"") for a magnet still fetching its metadata or a torrent not running."""
+        def on_loop() -> Tuple[Optional[Info], bytes]:
+            assert self.session is not None
+            torrent = self.session.torrent_for(key)
+            picker = getattr(torrent, "picker", None)
+            if picker is None:
+                return None, b""
+            return torrent.info, picker.have.to_bytes()  # type: ignore[union-attr]
+        return self.call(on_loop)
+
     # -- pause, resume, remove ---------------------------------------------------------------
 
     def pause(self, key: bytes) -> str:
@@ -534,6 +555,22 @@ class Node:
                 self._change(self.saved.update, key, paused=False)
             return before, torrent.status()["state"]
         return self.call(on_loop)
+
+    def verify(self, key: bytes) -> None:
+        """Hash every piece again (a resume state not trusted): the torrent leaves the session
+        and is added back from the list, paused or not as it was."""
+        async def on_loop() -> None:
+            assert self.session is not None
+            entry = self.saved.get(key)
+            if entry is None:
+                raise NodeError("that torrent was removed meanwhile")
+            torrent = self.session.torrent_for(key)
+            if torrent is not None:
+                await self.session.remove(torrent)
+            self._watched.pop(key, None)
+            self._start_adding(entry, kept=True, quiet=True, recheck=True)
+            await asyncio.sleep(0)  # the add registers its torrent (see _begin_add)
+        self.call(on_loop)
 
     def remove(self, key: bytes, delete_files: bool = False) -> List[str]:
         """Remove a torrent from the session and from the list; return the files deleted."""

@@ -155,8 +155,12 @@ class Shell:
     def __init__(self, *, port: int = cliargs.DEFAULT_PEER_PORT,
                  folder: str = cliargs.DEFAULT_DOWNLOAD_DIR, host: str = cliargs.DEFAULT_BIND,
                  tracker_ssl_context: Any = None, encryption: str = "prefer", stdin: Any = None,
-                 stdout: Any = None, stderr: Any = None) -> None:
+                 stdout: Any = None, stderr: Any = None,
+                 web: Optional[Tuple[str, int]] = None, web_password: Optional[str] = None) -> None:
         self.folder = folder
+        self.web_address = web
+        self.web_password = web_password
+        self.web_server: Any = None
         self.console = Console(stdin or sys.stdin, stdout or sys.stdout, stderr or sys.stderr)
         self.node = Node(self.console, port=port, host=host, encryption=encryption,
                          tracker_ssl_context=tracker_ssl_context)
@@ -205,9 +209,24 @@ class Shell:
     def start(self) -> None:
         self.console.start()
         self.node.start()
+        if self.web_address is not None:
+            self._start_web(*self.web_address)
+
+    def _start_web(self, host: str, port: int) -> None:
+        """`shell --web`: the web interface (web.py) in front of this shell's node."""
+        from .web import WebServer
+        from .webnode import WebNode
+        web = WebNode(self.node, self.folder)
+        self.web_server = WebServer(web, host, port, self.web_password)
+        self.web_server.start()
+        web.start()
 
     def stop(self) -> None:
-        """Stop the node (trackers told "stopped"), then the console's notices."""
+        """Stop the web server, the node (trackers told "stopped"), then the console's
+        notices."""
+        if self.web_server is not None:
+            self.web_server.web.stop()
+            self.web_server.stop()
         self.node.stop()
         self.console.stop()
 
@@ -229,6 +248,8 @@ class Shell:
             self.console.stderr.write(f"Listening for peers on {self.node.host}:"
                                       f"{self.node.listen_port}; type 'help' for commands, "
                                       "'exit' to leave\n")
+            if self.web_server is not None:
+                self.console.stderr.write(f"Web interface on {self.web_server.url}\n")
             restored = self.node.restore()
             if restored:
                 self.console.stderr.write(restored + "\n")
@@ -274,7 +295,7 @@ class Shell:
         return True
 
     def _unknown(self, name: str) -> None:
-        if name in ("tracker", "shell"):
+        if name in ("tracker", "shell", "web"):
             self.console.error(f"{name} runs on its own: start it with 'python sta.py {name}' "
                                "in another terminal")
             return
@@ -453,4 +474,5 @@ class Shell:
 def run(args: argparse.Namespace) -> int:
     """`sta shell`: run the node and its prompt until `exit`, Ctrl-D or SIGTERM."""
     return Shell(port=args.port, folder=args.output, host=args.bind, encryption=args.encryption,
-                 tracker_ssl_context=cliargs.tracker_trust(args)).run()
+                 tracker_ssl_context=cliargs.tracker_trust(args), web=args.web,
+                 web_password=args.web_password).run()

@@ -182,5 +182,23 @@ class ArgumentTypesTest(unittest.TestCase):
             cliargs.tracker_trust(args)
 
 
+class WebOptionsTest(unittest.TestCase):
+    def test_web_defaults_to_loopback_on_transmissions_port(self) -> None:
+        args = cliargs.build_parser().parse_args(["web"])
+        self.assertEqual((args.web_host, args.web_port, args.web_password),
+                         ("127.0.0.1", 9091, None))
+
+    def test_shell_web_takes_a_port_or_host_and_port(self) -> None:
+        self.assertEqual(cliargs.web_address("9092"), ("127.0.0.1", 9092))
+        self.assertEqual(cliargs.web_address("0.0.0.0:80"), ("0.0.0.0", 80))
+        self.assertEqual(cliargs.web_address("[::1]:9091"), ("::1", 9091))
+        self.assertIsNone(cliargs.build_parser().parse_args(["shell"]).web)
+
+    def test_bad_web_address_is_a_usage_error(self) -> None:
+        for bad in ("x", "host:99999", "a b:1"):
+            with self.assertRaises(cliargs.UsageError):
+                cliargs.build_parser().parse_args(["shell", "--web", bad])
+
+
 if __name__ == "__main__":
     unittest.main()

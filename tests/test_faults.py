@@ -440,7 +440,8 @@ class LoggingTests(unittest.TestCase):
     def test_every_command_takes_log_level_and_log_file(self):
         parser = cli.build_parser()
         minimal = {"tracker": [], "create": ["x"], "seed": ["x.torrent"],
-                   "download": ["x.torrent"], "shell": [], "info": ["x.torrent"], "dht": []}
+                   "download": ["x.torrent"], "shell": [], "web": [], "info": ["x.torrent"],
+                   "dht": []}
         self.assertEqual(set(minimal), set(cli.COMMANDS))
         for command, rest in minimal.items():
             with self.subTest(command=command):
