@@ -21,7 +21,8 @@ import sys
 from typing import Any, Dict, List, Optional, Sequence
 
 from . import preflight, ui
-from .cliargs import COMMANDS, PROG, ParserExit, StaArgumentParser, UsageError, tracker_trust
+from .cliargs import (COMMANDS, PROG, ParserExit, StaArgumentParser, UsageError, dht_bootstrap,
+                      tracker_trust)
 from .cliargs import build_parser as _build_parser
 from .errors import describe_error, is_user_error, plain_reason
 from .torrent_commands import cmd_create, cmd_info
@@ -180,7 +181,8 @@ def cmd_seed(args: argparse.Namespace) -> int:
     return transfer.run(transfer.TransferOptions(
         sources=args.torrents, folder=args.data, port=args.port, host=args.bind,
         seed_only=True, super_seed=args.super_seed, timeout=args.timeout,
-        encryption=args.encryption, tracker_ssl_context=tracker_trust(args)))
+        encryption=args.encryption, tracker_ssl_context=tracker_trust(args),
+        dht_bootstrap=dht_bootstrap(args)))
 
 
 def cmd_download(args: argparse.Namespace) -> int:
@@ -190,7 +192,8 @@ def cmd_download(args: argparse.Namespace) -> int:
     return transfer.run(transfer.TransferOptions(
         sources=args.torrents, folder=args.output, port=args.port, host=args.bind,
         peers=args.peer, keep_seeding=args.seed, recheck=args.recheck, timeout=args.timeout,
-        encryption=args.encryption, tracker_ssl_context=tracker_trust(args)))
+        encryption=args.encryption, tracker_ssl_context=tracker_trust(args),
+        dht_bootstrap=dht_bootstrap(args)))
 
 
 def cmd_shell(args: argparse.Namespace) -> int:

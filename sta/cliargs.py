@@ -30,6 +30,12 @@ __all__ = [
 
 PROG = "sta"
 COMMANDS = ("tracker", "create", "seed", "download", "shell", "web", "info", "dht")
+# The DHT routers libtorrent, Transmission and qBittorrent join through when nothing else is
+# known; a lab without Internet gives its own (`sta dht`) with --dht-bootstrap, or once for
+# every command in the environment variable.
+PUBLIC_DHT_ROUTERS = (("router.bittorrent.com", 6881), ("router.utorrent.com", 6881),
+                      ("dht.transmissionbt.com", 6881), ("dht.libtorrent.org", 25401))
+DHT_BOOTSTRAP_VARIABLE = "STA_DHT_BOOTSTRAP"
 # BitTorrent's customary first port (6881-6889), as libtorrent and Transmission use.
 DEFAULT_PEER_PORT = 6881
 DEFAULT_DOWNLOAD_DIR = os.path.join(".", "downloads")
@@ -339,6 +345,35 @@ def _peer_node_arguments(p: StaArgumentParser, port_help: str) -> None:
                         "(default: every address)")
     p.add_argument("--encryption", choices=ENCRYPTION_MODES, default="prefer",
                    help="peer connection encryption (default: prefer)")
+    _dht_choice_arguments(p)
+
+
+def _dht_choice_arguments(p: StaArgumentParser) -> None:
+    """--no-dht and --dht-bootstrap: whether a node finds peers through the DHT, and how it
+    joins it."""
+    p.add_argument("--no-dht", action="store_true",
+                   help="do not use the DHT (BEP 5) to find peers")
+    p.add_argument("--dht-bootstrap", action="append", default=[], type=_peer,
+                   metavar="HOST:PORT", help="join the DHT through this node (a lab's `sta dht`); "
+                                             "repeatable (default: $STA_DHT_BOOTSTRAP, else the "
+                                             "public routers)")
+
+
+def dht_bootstrap(args: argparse.Namespace) -> Optional[List[Tuple[str, int]]]:
+    """Where a node joins the DHT: --dht-bootstrap, else $STA_DHT_BOOTSTRAP (comma-separated
+    HOST:PORT; empty: only the nodes saved last time), else the public routers every client
+    uses; None with --no-dht."""
+    if getattr(args, "no_dht", True):
+        return None
+    if args.dht_bootstrap:
+        return list(args.dht_bootstrap)
+    configured = os.environ.get(DHT_BOOTSTRAP_VARIABLE)
+    if configured is None:
+        return list(PUBLIC_DHT_ROUTERS)
+    try:
+        return [_peer(part.strip()) for part in configured.split(",") if part.strip()]
+    except argparse.ArgumentTypeError as exc:
+        raise UsageError(f"{DHT_BOOTSTRAP_VARIABLE}: {exc}", prog=PROG) from None
 
 
 def _seed_arguments(p: StaArgumentParser) -> None:
@@ -408,6 +443,7 @@ def _info_arguments(p: StaArgumentParser) -> None:
     p.add_argument("--timeout", type=_positive_float, metavar="SECONDS",
                    help="give up fetching after SECONDS (default: 60)")
     p.add_argument("--json", action="store_true", help="print JSON")
+    _dht_choice_arguments(p)
 
 
 def _dht_arguments(p: StaArgumentParser) -> None:

@@ -72,6 +72,7 @@ class MagnetTorrent:
         self._haves: Dict[Any, List[int]] = {}
 
     complete = False
+    private = False   # not known before the metadata arrives; a magnet uses every source
 
     @property
     def peers(self) -> Any:

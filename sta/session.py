@@ -19,10 +19,11 @@ import random
 import string
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Awaitable, Dict, List, Optional, Protocol, Set, Tuple
+from typing import Any, Awaitable, Dict, List, Optional, Protocol, Sequence, Set, Tuple
 
 from . import __version__, mse, peerlink, tls
 from .connlimits import ConnectionLimits
+from .dhtdiscovery import DhtDiscovery, start_dht
 from .peer import CLIENT_CODE, PeerConnection, PeerOwner
 from .resume import default_home
 from .safepath import overlapping_paths
@@ -58,6 +59,9 @@ class ManagedTorrent(PeerOwner, Protocol):
 
     async def pause(self) -> None: ...
 
+    @property
+    def private(self) -> bool: ...
+
     def tick(self, now: float) -> None: ...
 
     async def shutdown(self) -> None: ...
@@ -87,8 +91,14 @@ class Session:
     def __init__(self, *, port: int = 6881, host: str = "0.0.0.0",
                  peer_id: Optional[bytes] = None, tracker_ssl_context: Any = None,
                  encryption: str = tls.DEFAULT_ENCRYPTION,
-                 state_dir: Optional[str] = None) -> None:
+                 state_dir: Optional[str] = None,
+                 dht_bootstrap: Optional[Sequence[Tuple[str, int]]] = None) -> None:
+        """``dht_bootstrap``: run a DHT node on the peer port's UDP number, joining through
+        these addresses (possibly none: then only through the nodes saved last time); None:
+        no DHT."""
         self.tracker_ssl_context = tracker_ssl_context
+        self._dht_bootstrap = None if dht_bootstrap is None else list(dht_bootstrap)
+        self.dht: Optional[DhtDiscovery] = None
         self.encryption = tls.parse_policy(encryption)
         self.state_dir = state_dir or node_state_dir()
         self._peer_tls: Optional[peerlink.PeerTls] = None
@@ -138,6 +148,9 @@ class Session:
         if self.requested_port and self.listen_port != self.requested_port:
             log.warning("port %d is taken; listening on %d", self.requested_port, self.listen_port)
         log.info("listening on %s:%d", self.host, self.listen_port)
+        if self._dht_bootstrap is not None:
+            self.dht = await start_dht(self._dht_bootstrap, self.state_dir, self.host,
+                                       self.listen_port, self.torrents.get, self.spawn)
         self._tick_task = self.loop.create_task(self._tick_loop())
 
     async def close(self) -> None:
@@ -155,6 +168,8 @@ class Session:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
+        if self.dht is not None:
+            await self.dht.close()
         for task in list(self._tasks):
             task.cancel()
         self.hash_pool.shutdown(wait=True)
@@ -182,6 +197,8 @@ class Session:
             await torrent.pause()
         elif announce:
             torrent.start_announcing()
+        if self.dht is not None and not torrent.private:  # BEP 27: never on the DHT
+            self.dht.add(torrent.info_hash, time.monotonic())
         return torrent
 
     def _index(self, info_hash: bytes) -> None:
@@ -209,6 +226,8 @@ class Session:
         """Stop a torrent and forget it (its resume state too); optionally delete its files."""
         self.torrents.pop(torrent.info_hash, None)
         self._unindex(torrent.info_hash)
+        if self.dht is not None:
+            self.dht.remove(torrent.info_hash)
         self._removed_downloaded += torrent.downloaded
         self._removed_uploaded += torrent.uploaded
         await torrent.shutdown()
@@ -384,6 +403,8 @@ class Session:
                     torrent.tick(now)
                 except Exception:  # one torrent's bug must not stop the others
                     log.exception("%s: periodic work failed", torrent.name)
+            if self.dht is not None:
+                self.dht.tick(now)
 
     # -- status ------------------------------------------------------------------------------
 
@@ -399,4 +420,5 @@ class Session:
             "uploaded": self._removed_uploaded + sum(t.uploaded for t in torrents),
             "down_rate": sum(p.down_rate for p in self.connections),
             "up_rate": sum(p.up_rate for p in self.connections),
+            **(self.dht.status() if self.dht is not None else {}),
         }

@@ -156,14 +156,15 @@ class Shell:
                  folder: str = cliargs.DEFAULT_DOWNLOAD_DIR, host: str = cliargs.DEFAULT_BIND,
                  tracker_ssl_context: Any = None, encryption: str = "prefer", stdin: Any = None,
                  stdout: Any = None, stderr: Any = None,
-                 web: Optional[Tuple[str, int]] = None, web_password: Optional[str] = None) -> None:
+                 web: Optional[Tuple[str, int]] = None, web_password: Optional[str] = None,
+                 dht_bootstrap: Any = None) -> None:
         self.folder = folder
         self.web_address = web
         self.web_password = web_password
         self.web_server: Any = None
         self.console = Console(stdin or sys.stdin, stdout or sys.stdout, stderr or sys.stderr)
         self.node = Node(self.console, port=port, host=host, encryption=encryption,
-                         tracker_ssl_context=tracker_ssl_context)
+                         tracker_ssl_context=tracker_ssl_context, dht_bootstrap=dht_bootstrap)
         self.cli_parser = cliargs.build_parser()
         self.cli_commands = _subcommand_parsers(self.cli_parser)
         # The shell has one port and its own download folder: a None default tells "given" apart.
@@ -475,4 +476,4 @@ def run(args: argparse.Namespace) -> int:
     """`sta shell`: run the node and its prompt until `exit`, Ctrl-D or SIGTERM."""
     return Shell(port=args.port, folder=args.output, host=args.bind, encryption=args.encryption,
                  tracker_ssl_context=cliargs.tracker_trust(args), web=args.web,
-                 web_password=args.web_password).run()
+                 web_password=args.web_password, dht_bootstrap=cliargs.dht_bootstrap(args)).run()

@@ -102,6 +102,11 @@ class Torrent:
         return self.swarm.peers
 
     @property
+    def private(self) -> bool:
+        """BEP 27: peers from the torrent's trackers only (no DHT, no peer exchange)."""
+        return bool(self.info.private)
+
+    @property
     def left(self) -> int:
         return self.picker.left_bytes if self.picker is not None else self.info.length
 

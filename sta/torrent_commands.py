@@ -14,7 +14,8 @@ import time
 from typing import Callable, List, Optional
 
 from . import magnet, maketorrent, metainfo, ui, views
-from .cliargs import PROG, UsageError, looks_like_tracker, tracker_trust, tracker_url
+from .cliargs import (PROG, UsageError, dht_bootstrap, looks_like_tracker, tracker_trust,
+                      tracker_url)
 
 __all__ = ["TorrentCommandError", "cmd_create", "cmd_info"]
 
@@ -159,7 +160,8 @@ def _info_fetch(args: argparse.Namespace, m: magnet.Magnet) -> int:
     """`info MAGNET --fetch`: get the metadata from the swarm, print it like a .torrent's."""
     from . import transfer  # the engine: only --fetch needs it
     raw = transfer.fetch_metadata(m, args.peer, getattr(args, "timeout", None),
-                                  tracker_ssl_context=tracker_trust(args))
+                                  tracker_ssl_context=tracker_trust(args),
+                                  dht_bootstrap=dht_bootstrap(args))
     data = metainfo.encode_torrent(raw, trackers=m.trackers, url_list=m.web_seeds,
                                    created_by=metainfo.CREATED_BY)
     meta = metainfo.parse(data)

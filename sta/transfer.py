@@ -46,6 +46,7 @@ class TransferOptions:
     encryption: str = "prefer"
     out: Any = None               # stream for progress and summary (default stderr)
     tracker_ssl_context: Any = None   # trust for https trackers (announce.make_ssl_context)
+    dht_bootstrap: Optional[List[Tuple[str, int]]] = None   # None: no DHT
     extra: dict = field(default_factory=dict)
 
 
@@ -83,7 +84,8 @@ def _run_loop(coro: Any) -> int:
 async def _transfer(options: TransferOptions, metainfos: List[Any]) -> int:
     out = options.out if options.out is not None else sys.stderr
     session = Session(port=options.port, host=options.host, encryption=options.encryption,
-                      tracker_ssl_context=options.tracker_ssl_context)
+                      tracker_ssl_context=options.tracker_ssl_context,
+                      dht_bootstrap=options.dht_bootstrap)
     stop = asyncio.Event()
     _install_signal_handlers(stop)
     await session.start()
@@ -176,11 +178,12 @@ def _install_signal_handlers(stop: asyncio.Event) -> None:
 
 def fetch_metadata(link: "magnet_mod.Magnet", peers: Sequence[Tuple[str, int]],
                    timeout: Optional[float], port: int = 0,
-                   tracker_ssl_context: Any = None) -> bytes:
+                   tracker_ssl_context: Any = None,
+                   dht_bootstrap: Optional[List[Tuple[str, int]]] = None) -> bytes:
     """`info --fetch`: the verified info dictionary of a magnet link, from its trackers, its
     sources and its peers; TransferError naming every source tried when none answers."""
     return _run_loop(_fetch(link, peers, timeout or DEFAULT_FETCH_TIMEOUT, port,
-                            tracker_ssl_context))
+                            tracker_ssl_context, dht_bootstrap))
 
 
 # Seconds `info --fetch` waits without --timeout: long enough for a tracker round trip and a
@@ -189,8 +192,10 @@ DEFAULT_FETCH_TIMEOUT = 60.0
 
 
 async def _fetch(link: "magnet_mod.Magnet", peers: Sequence[Tuple[str, int]], timeout: float,
-                 port: int, tracker_ssl_context: Any) -> bytes:
-    session = Session(port=port, tracker_ssl_context=tracker_ssl_context)
+                 port: int, tracker_ssl_context: Any,
+                 dht_bootstrap: Optional[List[Tuple[str, int]]]) -> bytes:
+    session = Session(port=port, tracker_ssl_context=tracker_ssl_context,
+                      dht_bootstrap=dht_bootstrap)
     stop = asyncio.Event()
     _install_signal_handlers(stop)
     await session.start()

@@ -38,7 +38,7 @@ import threading
 from typing import Any, Callable, Optional, Tuple
 from urllib.parse import urlsplit
 
-from .cliargs import DEFAULT_WEB_HOST, DEFAULT_WEB_PORT, tracker_trust
+from .cliargs import DEFAULT_WEB_HOST, DEFAULT_WEB_PORT, dht_bootstrap, tracker_trust
 from .node import Node
 from .webapi import API_PREFIX, WebApi
 from .webnode import MAX_TORRENT_BYTES, NoticeLog, WebNode
@@ -341,7 +341,7 @@ def run(args: Any, emit: Callable[[str], None]) -> int:
     check_exposure(args.web_host, args.web_password)
     notices = NoticeLog(emit)
     node = Node(notices, port=args.port, host=args.bind, encryption=args.encryption,
-                tracker_ssl_context=tracker_trust(args))
+                tracker_ssl_context=tracker_trust(args), dht_bootstrap=dht_bootstrap(args))
     web: Optional[WebNode] = None
     server: Optional[WebServer] = None
     try:

@@ -340,11 +340,16 @@ class Engine:
             return fn()
         return self.run(invoke(), timeout)
 
-    async def _start_node(self, meta: metainfo.Metainfo, folder: str, readonly: bool,
-                          host: str, super_seed: bool = False) -> Torrent:
-        session = Session(port=0, host=host)
+    async def session(self, host: str = "127.0.0.1", **options: Any) -> Session:
+        """A started session on this loop, closed with the engine."""
+        session = Session(port=0, host=host, **options)
         await session.start()
         self.sessions.append(session)
+        return session
+
+    async def _start_node(self, meta: metainfo.Metainfo, folder: str, readonly: bool,
+                          host: str, super_seed: bool = False, **options: Any) -> Torrent:
+        session = await self.session(host, **options)
         storage = FileStorage(meta.info, folder, readonly=readonly)
         torrent = Torrent(session, meta, storage, super_seed=super_seed)
         await session.add(torrent)
@@ -352,10 +357,12 @@ class Engine:
 
     def node(self, meta: metainfo.Metainfo, folder: str, *, readonly: bool = False,
              peers: Iterable[Tuple[str, int]] = (), host: str = "127.0.0.1",
-             super_seed: bool = False) -> Torrent:
-        """A session with one torrent whose data lives in `folder`; returns the torrent."""
+             super_seed: bool = False, **options: Any) -> Torrent:
+        """A session with one torrent whose data lives in `folder`; returns the torrent.
+        ``options`` go to the Session (dht_bootstrap=..., encryption=...)."""
         async def start() -> Torrent:
-            torrent = await self._start_node(meta, folder, readonly, host, super_seed)
+            torrent = await self._start_node(meta, folder, readonly, host, super_seed,
+                                             **options)
             torrent.add_peers(list(peers), "test")
             return torrent
         return self.run(start())
