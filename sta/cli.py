@@ -168,7 +168,8 @@ def cmd_seed(args: argparse.Namespace) -> int:
     return transfer.run(transfer.TransferOptions(
         sources=args.torrents, folder=args.data, port=args.port, host=args.bind,
         seed_only=True, super_seed=args.super_seed, timeout=args.timeout,
-        encryption=args.encryption, tracker_ssl_context=tracker_trust(args)))
+        encryption=args.encryption, lsd=not args.no_lsd,
+        tracker_ssl_context=tracker_trust(args)))
 
 
 def cmd_download(args: argparse.Namespace) -> int:
@@ -178,7 +179,8 @@ def cmd_download(args: argparse.Namespace) -> int:
     return transfer.run(transfer.TransferOptions(
         sources=args.torrents, folder=args.output, port=args.port, host=args.bind,
         peers=args.peer, keep_seeding=args.seed, recheck=args.recheck, timeout=args.timeout,
-        encryption=args.encryption, tracker_ssl_context=tracker_trust(args)))
+        encryption=args.encryption, lsd=not args.no_lsd,
+        tracker_ssl_context=tracker_trust(args)))
 
 
 def cmd_shell(args: argparse.Namespace) -> int:

@@ -100,8 +100,9 @@ class Node:
 
     def __init__(self, console: Console, *, port: int, host: str = "0.0.0.0",
                  encryption: str = "prefer", tracker_ssl_context: Any = None,
-                 state_dir: Optional[str] = None) -> None:
+                 state_dir: Optional[str] = None, lsd: bool = False) -> None:
         self.console = console
+        self.lsd = lsd
         self.port = port
         self.host = host
         self.encryption = encryption
@@ -148,7 +149,8 @@ class Node:
     async def _start_session(self) -> None:
         # Built on the loop: engine objects create asyncio primitives that bind to it on 3.8.
         session = Session(port=self.port, host=self.host, encryption=self.encryption,
-                          tracker_ssl_context=self.tracker_ssl_context, state_dir=self.state_dir)
+                          tracker_ssl_context=self.tracker_ssl_context, state_dir=self.state_dir,
+                          lsd=self.lsd)
         await session.start()
         self.session = session
         session.spawn(self._watch())

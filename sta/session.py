@@ -22,9 +22,12 @@ from typing import Any, Awaitable, Dict, List, Optional, Protocol, Set, Tuple
 
 from . import __version__, peerlink, tls
 from .connlimits import ConnectionLimits
+from .lsd_service import LsdService
+from .magnet_torrent import METADATA
 from .peer import CLIENT_CODE, PeerConnection, PeerOwner
 from .resume import default_home
 from .safepath import overlapping_paths
+from .torrent import DOWNLOADING, SEEDING
 from .transport import TcpStream
 
 log = logging.getLogger(__name__)
@@ -86,7 +89,7 @@ class Session:
     def __init__(self, *, port: int = 6881, host: str = "0.0.0.0",
                  peer_id: Optional[bytes] = None, tracker_ssl_context: Any = None,
                  encryption: str = tls.DEFAULT_ENCRYPTION,
-                 state_dir: Optional[str] = None) -> None:
+                 state_dir: Optional[str] = None, lsd: bool = False) -> None:
         self.tracker_ssl_context = tracker_ssl_context
         self.encryption = tls.parse_policy(encryption)
         self.state_dir = state_dir or node_state_dir()
@@ -113,6 +116,8 @@ class Session:
         self._closed = False
         self._removed_downloaded = 0   # totals of torrents removed from the session
         self._removed_uploaded = 0
+        self.lsd_enabled = lsd
+        self.lsd: Optional[LsdService] = None
 
     # -- start and stop ----------------------------------------------------------------------
 
@@ -137,6 +142,7 @@ class Session:
             log.warning("port %d is taken; listening on %d", self.requested_port, self.listen_port)
         log.info("listening on %s:%d", self.host, self.listen_port)
         self._tick_task = self.loop.create_task(self._tick_loop())
+        await self._start_lsd()
 
     async def close(self) -> None:
         """Stop every torrent, tell the trackers, close every connection."""
@@ -145,6 +151,8 @@ class Session:
         self._closed = True
         if self._tick_task is not None:
             self._tick_task.cancel()
+        if self.lsd is not None:
+            self.lsd.close()
         stops = [t.shutdown() for t in self.torrents.values()]
         if stops:
             await asyncio.gather(*stops, return_exceptions=True)
@@ -180,6 +188,8 @@ class Session:
             await torrent.pause()
         elif announce:
             torrent.start_announcing()
+        if self.lsd is not None:
+            self.lsd.add(torrent.info_hash)
         return torrent
 
     def _check_overlap(self, torrent: Any) -> None:
@@ -198,6 +208,8 @@ class Session:
         """Stop a torrent and forget it (its resume state too); optionally delete its files."""
         self.torrents.pop(torrent.info_hash, None)
         self._torrent_ids.pop(peerlink.torrent_id(torrent.info_hash), None)
+        if self.lsd is not None:
+            self.lsd.remove(torrent.info_hash)
         self._removed_downloaded += torrent.downloaded
         self._removed_uploaded += torrent.uploaded
         await torrent.shutdown()
@@ -337,6 +349,31 @@ class Session:
 
     def is_self(self, address: Tuple[str, int]) -> bool:
         return address in self._self_addresses
+
+    # -- local service discovery (BEP 14) ----------------------------------------------------
+
+    async def _start_lsd(self) -> None:
+        """One LsdService for every torrent of the node; a host without multicast runs on
+        without it."""
+        if self.lsd_enabled:
+            self.lsd = LsdService(self._lsd_found, self._lsd_wants, bind=self.host)
+            if not await self.lsd.start(self.listen_port):
+                self.lsd = None
+
+    def _lsd_wants(self, info_hash: bytes) -> bool:
+        """Announce, and take local peers for, a torrent that is downloading or seeding (or a
+        magnet link fetching its metadata), never a private one (BEP 27: peers from its
+        trackers only)."""
+        torrent = self.torrents.get(info_hash)
+        if torrent is None or torrent.state not in (DOWNLOADING, SEEDING, METADATA):
+            return False
+        info = getattr(torrent, "info", None)   # a magnet link's stand-in has none yet
+        return not (info is not None and info.private)
+
+    def _lsd_found(self, info_hash: bytes, address: Tuple[str, int]) -> None:
+        torrent = self.torrents.get(info_hash)
+        if torrent is not None:
+            torrent.add_peers([address], "lsd")
 
     # -- periodic work -----------------------------------------------------------------------
 

@@ -31,7 +31,7 @@ NO_TEST_NEEDED = {"__init__", "__main__"}
 # name says it is a codec or the peer protocol counts as one too.
 PROTOCOL_MODULES = {
     "bencode", "wire", "magnet", "metainfo", "picker", "availability", "bitfield", "choker",
-    "superseed", "trackers", "trackerproto", "ut_metadata", "extension",
+    "superseed", "trackers", "trackerproto", "ut_metadata", "extension", "lsd",
 }
 PROTOCOL_NAME_PATTERN = re.compile(r"peerproto|codec|ut_metadata")
 # What a protocol module may not import: sockets, event loops, TLS, threads, processes, HTTP and
