@@ -202,27 +202,28 @@ class LsdService:
         self._task: Optional["asyncio.Task[None]"] = None
         self._wake: Optional[asyncio.Event] = None
 
-    @property
-    def running(self) -> bool:
-        return bool(self._transports)
-
     async def start(self, listen_port: int) -> bool:
         """Join the groups and start announcing; False (with a warning) when no group could be
         joined, and the node runs on without local discovery."""
         self.listen_port = listen_port
         loop = asyncio.get_running_loop()
-        errors = []
-        for family, links in ((socket.AF_INET, ipv4_links(self.bind)),
-                              (socket.AF_INET6, ipv6_links(self.bind))):
+        errors: Dict[str, str] = {}
+        for name, family, links in (("IPv4", socket.AF_INET, ipv4_links(self.bind)),
+                                    ("IPv6", socket.AF_INET6, ipv6_links(self.bind))):
+            if not links:
+                continue   # IPv6 with an IPv4 --bind address, say
             try:
                 await self._open_family(loop, family, links)
             except (OSError, LsdServiceError) as exc:
-                name = "IPv4" if family == socket.AF_INET else "IPv6"
-                errors.append(f"{name}: {getattr(exc, 'strerror', None) or exc}")
-                log.debug("local discovery: %s", errors[-1])
+                errors[name] = f"{name}: {getattr(exc, 'strerror', None) or exc}"
+                log.debug("local discovery: %s", errors[name])
         if not self._transports:
-            log.warning("local peer discovery is off: %s", "; ".join(errors) or "no interface")
+            log.warning("local peer discovery is off: %s",
+                        "; ".join(errors.values()) or "no interface takes multicast")
             return False
+        if "IPv4" in errors:
+            # IPv6 alone goes on quietly; IPv4 is what most LANs use, so its loss is said.
+            log.warning("local peer discovery is off on %s", errors["IPv4"])
         log.info("local peer discovery on %s", ", ".join(self.joined))
         self._wake = asyncio.Event()
         self._task = loop.create_task(self._announce_loop())
@@ -230,8 +231,6 @@ class LsdService:
 
     async def _open_family(self, loop: asyncio.AbstractEventLoop, family: int,
                            links: List[Link]) -> None:
-        if not links:
-            raise LsdServiceError("no interface")
         if family == socket.AF_INET6 and not socket.has_ipv6:
             raise LsdServiceError("no IPv6 on this host")
         sock = _listening_socket(family)

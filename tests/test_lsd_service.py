@@ -95,6 +95,20 @@ class ReceiveTests(unittest.TestCase):
         self.assertEqual(len(self.owner.found), SOURCE_BURST + 1)
 
 
+class StartTests(unittest.TestCase):
+    def test_a_node_where_no_group_can_be_joined_runs_on_without_it(self) -> None:
+        async def start() -> Tuple[bool, List[str]]:
+            # 203.0.113.7 (TEST-NET-3) is no address of this machine: no interface to join on.
+            service = LsdService(lambda *a: None, lambda h: True, bind="203.0.113.7")
+            try:
+                return await service.start(6881), service.joined
+            finally:
+                service.close()
+        with self.assertLogs("sta.lsd_service", "WARNING") as logs:
+            self.assertEqual(asyncio.run(start()), (False, []))
+        self.assertIn("local peer discovery is off: IPv4: ", logs.output[0])
+
+
 class InterfaceTests(unittest.TestCase):
     def test_a_bind_address_joins_on_that_address_only(self) -> None:
         links = ipv4_links("10.1.2.3")
