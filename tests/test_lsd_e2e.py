@@ -18,6 +18,7 @@ import unittest
 from typing import Any, List
 
 from tests import enginekit as kit
+from tests.interop import clients
 
 # Namespace and interface names carry the test process's id, so two runs never collide; an
 # interface name has at most 15 characters.
@@ -29,6 +30,25 @@ FIND_TIMEOUT = 30.0
 GIVE_UP_AFTER = 4
 IP_TIMEOUT = 10.0
 FILE_SIZE = 300 * 1024 + 17
+# A libtorrent seed with local service discovery on: it prints "ready" once seeding and "lsd
+# peer ..." (with the peer's address) for each peer it hears of by BEP 14, and runs until it is
+# stopped.
+LT_SEED = """
+import sys, time, libtorrent as lt
+s = lt.session({"listen_interfaces": "0.0.0.0:6881", "enable_lsd": True, "enable_dht": False,
+                "enable_upnp": False, "enable_natpmp": False,
+                "alert_mask": lt.alert.category_t.status_notification
+                              | lt.alert.category_t.peer_notification})
+h = s.add_torrent({"ti": lt.torrent_info(sys.argv[1]), "save_path": sys.argv[2]})
+while not h.status().is_seeding:
+    time.sleep(0.1)
+print("ready", flush=True)
+while True:
+    for a in s.pop_alerts():
+        if a.what() == "lsd_peer":   # the Python binding has no class for it: its message
+            print("lsd peer", a.message(), flush=True)
+    time.sleep(0.1)
+"""
 
 
 def _ip(*args: str) -> None:
@@ -108,6 +128,19 @@ class TwoNodesOnASubnetTests(unittest.TestCase):
         self.assertEqual(kit.read_file(os.path.join(self.out, "notes.bin")),
                          kit.read_file(os.path.join(self.data, "notes.bin")))
         self.assertIn("local peer discovery on IPv4", download.output)
+
+    @unittest.skipUnless(clients.have_libtorrent(), "libtorrent's Python binding is not installed")
+    def test_libtorrent_hears_our_announce_and_serves_a_bare_magnet(self) -> None:
+        subnet = Subnet(self, 3)
+        seed = clients.start(["ip", "netns", "exec", subnet.names[0], clients.LT_PYTHON, "-c",
+                              LT_SEED, os.path.join(self.dir, "notes.torrent"), self.data], self)
+        clients.wait_for_line(seed, "ready", FIND_TIMEOUT)
+        download = self.node(subnet, 1, "download", self.magnet, "-o", self.out)
+        self.assertEqual(download.wait_exit(FIND_TIMEOUT), 0, download.describe())
+        self.assertEqual(kit.read_file(os.path.join(self.out, "notes.bin")),
+                         kit.read_file(os.path.join(self.data, "notes.bin")))
+        heard = clients.wait_for_line(seed, "lsd peer", FIND_TIMEOUT)
+        self.assertIn("%s:" % subnet.addresses[1], heard)
 
     def test_no_lsd_leaves_the_nodes_strangers(self) -> None:
         subnet = Subnet(self, 2)
