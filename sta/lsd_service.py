@@ -72,12 +72,13 @@ def multicast_interfaces() -> List[Tuple[str, int]]:
 
 
 def ipv4_links(bind: str) -> List[Link]:
-    """Where to join the IPv4 group: the --bind address, or every interface."""
+    """Where to join the IPv4 group: the --bind address (or host name), or every interface;
+    OSError when the name does not resolve."""
     group = socket.inet_aton(GROUP_V4)
     if bind not in ANY_ADDRESSES:
         if ":" in bind:
             return []
-        local = socket.inet_aton(bind)
+        local = socket.inet_aton(socket.gethostbyname(bind))
         return [Link(bind, group + local, local)]
     if sys.platform.startswith("linux"):
         # struct ip_mreqn: group, local address (any), interface index; Linux takes the same
@@ -208,11 +209,12 @@ class LsdService:
         self.listen_port = listen_port
         loop = asyncio.get_running_loop()
         errors: Dict[str, str] = {}
-        for name, family, links in (("IPv4", socket.AF_INET, ipv4_links(self.bind)),
-                                    ("IPv6", socket.AF_INET6, ipv6_links(self.bind))):
-            if not links:
-                continue   # IPv6 with an IPv4 --bind address, say
+        for name, family, links_for in (("IPv4", socket.AF_INET, ipv4_links),
+                                        ("IPv6", socket.AF_INET6, ipv6_links)):
             try:
+                links = links_for(self.bind)
+                if not links:
+                    continue   # IPv6 with an IPv4 --bind address, say
                 await self._open_family(loop, family, links)
             except (OSError, LsdServiceError) as exc:
                 errors[name] = f"{name}: {getattr(exc, 'strerror', None) or exc}"

@@ -116,6 +116,9 @@ class InterfaceTests(unittest.TestCase):
                          [(bytes([239, 192, 152, 143, 10, 1, 2, 3]), bytes([10, 1, 2, 3]))])
         self.assertEqual(ipv6_links("10.1.2.3"), [])
 
+    def test_a_bind_host_name_joins_on_the_address_it_names(self) -> None:
+        self.assertEqual([l.outgoing for l in ipv4_links("localhost")], [bytes([127, 0, 0, 1])])
+
     def test_an_ipv6_bind_address_leaves_ipv4_out(self) -> None:
         self.assertEqual(ipv4_links("fd00::1"), [])
         self.assertEqual([l.outgoing for l in ipv6_links("fd00::1")], [0])
