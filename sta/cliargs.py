@@ -46,6 +46,9 @@ DEFAULT_BIND = "0.0.0.0"
 DEFAULT_WEB_HOST = "127.0.0.1"
 DEFAULT_WEB_PORT = 9091
 ENCRYPTION_MODES = ("require", "prefer", "off")
+# Set (to anything but 0) in the environment, it turns local peer discovery off as --no-lsd
+# does, for every node started from there (the test suite keeps its nodes off the network so).
+NO_LSD_VARIABLE = "STA_NO_LSD"
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 Handler = Callable[[argparse.Namespace], int]
@@ -337,7 +340,8 @@ def _create_arguments(p: StaArgumentParser) -> None:
 
 
 def _peer_node_arguments(p: StaArgumentParser, port_help: str) -> None:
-    """--port, --bind and --encryption: the options of every command that runs a peer."""
+    """--port, --bind, --encryption and --no-lsd: the options of every command that runs a
+    peer."""
     p.add_argument("--port", type=_port, default=DEFAULT_PEER_PORT,
                    help=f"port for peers (default: {DEFAULT_PEER_PORT}{port_help})")
     p.add_argument("--bind", type=_address, default=DEFAULT_BIND, metavar="ADDRESS",
@@ -345,6 +349,10 @@ def _peer_node_arguments(p: StaArgumentParser, port_help: str) -> None:
                         "(default: every address)")
     p.add_argument("--encryption", choices=ENCRYPTION_MODES, default="prefer",
                    help="peer connection encryption (default: prefer)")
+    p.add_argument("--no-lsd", action="store_true",
+                   default=os.environ.get(NO_LSD_VARIABLE, "0") not in ("", "0"),
+                   help="do not look for peers on the local network (BEP 14 multicast); "
+                        "on by default")
     _dht_choice_arguments(p)
 
 

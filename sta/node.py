@@ -108,14 +108,12 @@ class Node:
     (default STA_HOME); ``console`` gets the background notices."""
 
     def __init__(self, console: NoticeSink, *, port: int, host: str = "0.0.0.0",
-                 encryption: str = "prefer", tracker_ssl_context: Any = None,
-                 state_dir: Optional[str] = None, dht_bootstrap: Any = None) -> None:
+                 state_dir: Optional[str] = None, **session_options: Any) -> None:
+        """``session_options`` go to the Session (encryption, tracker trust, DHT, LSD)."""
         self.console = console
         self.port = port
         self.host = host
-        self.encryption = encryption
-        self.tracker_ssl_context = tracker_ssl_context
-        self.dht_bootstrap = dht_bootstrap   # None: no DHT (session.Session)
+        self.session_options = session_options
         self.state_dir = state_dir or node_state_dir()
         self.loop: Optional[asyncio.AbstractEventLoop] = None
         self.session: Optional[Session] = None
@@ -157,9 +155,8 @@ class Node:
 
     async def _start_session(self) -> None:
         # Built on the loop: engine objects create asyncio primitives that bind to it on 3.8.
-        session = Session(port=self.port, host=self.host, encryption=self.encryption,
-                          tracker_ssl_context=self.tracker_ssl_context, state_dir=self.state_dir,
-                          dht_bootstrap=self.dht_bootstrap)
+        session = Session(port=self.port, host=self.host, state_dir=self.state_dir,
+                          **self.session_options)
         await session.start()
         self.session = session
         session.spawn(self._watch())

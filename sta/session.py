@@ -24,9 +24,12 @@ from typing import Any, Awaitable, Dict, List, Optional, Protocol, Sequence, Set
 from . import __version__, mse, peerlink, tls
 from .connlimits import ConnectionLimits
 from .dhtdiscovery import DhtDiscovery, start_dht
+from .lsd_service import LsdService
+from .magnet_torrent import METADATA
 from .peer import CLIENT_CODE, PeerConnection, PeerOwner
 from .resume import default_home
 from .safepath import overlapping_paths
+from .torrent import DOWNLOADING, SEEDING
 from .transport import UNDECIDED, Link, TcpStream
 
 log = logging.getLogger(__name__)
@@ -92,10 +95,11 @@ class Session:
                  peer_id: Optional[bytes] = None, tracker_ssl_context: Any = None,
                  encryption: str = tls.DEFAULT_ENCRYPTION,
                  state_dir: Optional[str] = None,
-                 dht_bootstrap: Optional[Sequence[Tuple[str, int]]] = None) -> None:
+                 dht_bootstrap: Optional[Sequence[Tuple[str, int]]] = None,
+                 lsd: bool = False) -> None:
         """``dht_bootstrap``: run a DHT node on the peer port's UDP number, joining through
         these addresses (possibly none: then only through the nodes saved last time); None:
-        no DHT."""
+        no DHT. ``lsd``: find peers on the local network by multicast (BEP 14)."""
         self.tracker_ssl_context = tracker_ssl_context
         self._dht_bootstrap = None if dht_bootstrap is None else list(dht_bootstrap)
         self.dht: Optional[DhtDiscovery] = None
@@ -125,6 +129,8 @@ class Session:
         self._closed = False
         self._removed_downloaded = 0   # totals of torrents removed from the session
         self._removed_uploaded = 0
+        self.lsd_enabled = lsd
+        self.lsd: Optional[LsdService] = None
 
     # -- start and stop ----------------------------------------------------------------------
 
@@ -152,6 +158,7 @@ class Session:
             self.dht = await start_dht(self._dht_bootstrap, self.state_dir, self.host,
                                        self.listen_port, self.torrents.get, self.spawn)
         self._tick_task = self.loop.create_task(self._tick_loop())
+        await self._start_lsd()
 
     async def close(self) -> None:
         """Stop every torrent, tell the trackers, close every connection."""
@@ -160,6 +167,8 @@ class Session:
         self._closed = True
         if self._tick_task is not None:
             self._tick_task.cancel()
+        if self.lsd is not None:
+            self.lsd.close()
         stops = [t.shutdown() for t in self.torrents.values()]
         if stops:
             await asyncio.gather(*stops, return_exceptions=True)
@@ -199,6 +208,8 @@ class Session:
             torrent.start_announcing()
         if self.dht is not None and not torrent.private:  # BEP 27: never on the DHT
             self.dht.add(torrent.info_hash, time.monotonic())
+        if self.lsd is not None:
+            self.lsd.add(torrent.info_hash)
         return torrent
 
     def _index(self, info_hash: bytes) -> None:
@@ -228,6 +239,8 @@ class Session:
         self._unindex(torrent.info_hash)
         if self.dht is not None:
             self.dht.remove(torrent.info_hash)
+        if self.lsd is not None:
+            self.lsd.remove(torrent.info_hash)
         self._removed_downloaded += torrent.downloaded
         self._removed_uploaded += torrent.uploaded
         await torrent.shutdown()
@@ -385,6 +398,31 @@ class Session:
 
     def is_self(self, address: Tuple[str, int]) -> bool:
         return address in self._self_addresses
+
+    # -- local service discovery (BEP 14) ----------------------------------------------------
+
+    async def _start_lsd(self) -> None:
+        """One LsdService for every torrent of the node; a host without multicast runs on
+        without it."""
+        if self.lsd_enabled:
+            self.lsd = LsdService(self._lsd_found, self._lsd_wants, bind=self.host)
+            if not await self.lsd.start(self.listen_port):
+                self.lsd = None
+
+    def _lsd_wants(self, info_hash: bytes) -> bool:
+        """Announce, and take local peers for, a torrent that is downloading or seeding (or a
+        magnet link fetching its metadata), never a private one (BEP 27: peers from its
+        trackers only)."""
+        torrent = self.torrents.get(info_hash)
+        if torrent is None or torrent.state not in (DOWNLOADING, SEEDING, METADATA):
+            return False
+        info = getattr(torrent, "info", None)   # a magnet link's stand-in has none yet
+        return not (info is not None and info.private)
+
+    def _lsd_found(self, info_hash: bytes, address: Tuple[str, int]) -> None:
+        torrent = self.torrents.get(info_hash)
+        if torrent is not None:
+            torrent.add_peers([address], "lsd")
 
     # -- periodic work -----------------------------------------------------------------------
 

@@ -154,8 +154,8 @@ def _subcommand_parsers(parser: argparse.ArgumentParser) -> Dict[str, argparse.A
 class Shell:
     def __init__(self, *, port: int = cliargs.DEFAULT_PEER_PORT,
                  folder: str = cliargs.DEFAULT_DOWNLOAD_DIR, host: str = cliargs.DEFAULT_BIND,
-                 tracker_ssl_context: Any = None, encryption: str = "prefer", stdin: Any = None,
-                 stdout: Any = None, stderr: Any = None,
+                 tracker_ssl_context: Any = None, encryption: str = "prefer", lsd: bool = False,
+                 stdin: Any = None, stdout: Any = None, stderr: Any = None,
                  web: Optional[Tuple[str, int]] = None, web_password: Optional[str] = None,
                  dht_bootstrap: Any = None) -> None:
         self.folder = folder
@@ -164,12 +164,13 @@ class Shell:
         self.web_server: Any = None
         self.console = Console(stdin or sys.stdin, stdout or sys.stdout, stderr or sys.stderr)
         self.node = Node(self.console, port=port, host=host, encryption=encryption,
-                         tracker_ssl_context=tracker_ssl_context, dht_bootstrap=dht_bootstrap)
+                         tracker_ssl_context=tracker_ssl_context, dht_bootstrap=dht_bootstrap,
+                         lsd=lsd)
         self.cli_parser = cliargs.build_parser()
         self.cli_commands = _subcommand_parsers(self.cli_parser)
         # The shell has one port and its own download folder: a None default tells "given" apart.
         for name in ("seed", "download"):
-            self.cli_commands[name].set_defaults(port=None)
+            self.cli_commands[name].set_defaults(port=None, no_lsd=None)
         self.cli_commands["download"].set_defaults(output=None)
         self.parsers = self._shell_parsers()
 
@@ -326,13 +327,15 @@ class Shell:
         self._add(args, folder, seed_only=False, peers=args.peer)
 
     def _shell_wide_options(self, args: argparse.Namespace) -> None:
-        """Logging, and the tracker trust of torrents added to the one session, belong to the
-        whole shell: say so when a command has them (`info --fetch` uses its trust itself)."""
+        """Logging, local peer discovery, and the tracker trust of torrents added to the one
+        session, belong to the whole shell: say so when a command has them (`info --fetch`
+        uses its trust itself)."""
         session_wide = args.command in ("seed", "download")
         given = [option for option, value in (
             ("--log-level", args.log_level != "warning"), ("--log-file", args.log_file),
             ("--tracker-cafile", session_wide and getattr(args, "tracker_cafile", None)),
-            ("--tracker-pin", session_wide and getattr(args, "tracker_pin", None))) if value]
+            ("--tracker-pin", session_wide and getattr(args, "tracker_pin", None)),
+            ("--no-lsd", session_wide and getattr(args, "no_lsd", None))) if value]
         if given:
             self.console.notice(f"note: {', '.join(given)} apply to the whole shell and "
                                 "are ignored here: give them to 'sta shell'")
@@ -476,4 +479,5 @@ def run(args: argparse.Namespace) -> int:
     """`sta shell`: run the node and its prompt until `exit`, Ctrl-D or SIGTERM."""
     return Shell(port=args.port, folder=args.output, host=args.bind, encryption=args.encryption,
                  tracker_ssl_context=cliargs.tracker_trust(args), web=args.web,
-                 web_password=args.web_password, dht_bootstrap=cliargs.dht_bootstrap(args)).run()
+                 web_password=args.web_password, dht_bootstrap=cliargs.dht_bootstrap(args),
+                 lsd=not args.no_lsd).run()

@@ -341,7 +341,8 @@ def run(args: Any, emit: Callable[[str], None]) -> int:
     check_exposure(args.web_host, args.web_password)
     notices = NoticeLog(emit)
     node = Node(notices, port=args.port, host=args.bind, encryption=args.encryption,
-                tracker_ssl_context=tracker_trust(args), dht_bootstrap=dht_bootstrap(args))
+                tracker_ssl_context=tracker_trust(args), dht_bootstrap=dht_bootstrap(args),
+                lsd=not args.no_lsd)
     web: Optional[WebNode] = None
     server: Optional[WebServer] = None
     try:
