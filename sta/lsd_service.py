@@ -44,7 +44,7 @@ class LsdServiceError(Exception):
     """Local service discovery could not use a socket."""
 
 
-class Link(NamedTuple):
+class GroupLink(NamedTuple):
     """One interface to join and send on: its name for the log, the membership request, and
     the outgoing-interface value for the socket option."""
     label: str
@@ -71,7 +71,7 @@ def multicast_interfaces() -> List[Tuple[str, int]]:
     return usable
 
 
-def ipv4_links(bind: str) -> List[Link]:
+def ipv4_links(bind: str) -> List[GroupLink]:
     """Where to join the IPv4 group: the --bind address (or host name), or every interface;
     OSError when the name does not resolve."""
     group = socket.inet_aton(GROUP_V4)
@@ -79,15 +79,15 @@ def ipv4_links(bind: str) -> List[Link]:
         if ":" in bind:
             return []
         local = socket.inet_aton(socket.gethostbyname(bind))
-        return [Link(bind, group + local, local)]
+        return [GroupLink(bind, group + local, local)]
     if sys.platform.startswith("linux"):
         # struct ip_mreqn: group, local address (any), interface index; Linux takes the same
         # structure for the outgoing interface.
-        return [Link(name, struct.pack("=4s4si", group, bytes(4), index),
+        return [GroupLink(name, struct.pack("=4s4si", group, bytes(4), index),
                      struct.pack("=4s4si", group, bytes(4), index))
                 for name, index in multicast_interfaces()]
     addresses = _host_ipv4_addresses() or ["0.0.0.0"]
-    return [Link(a, group + socket.inet_aton(a), socket.inet_aton(a)) for a in addresses]
+    return [GroupLink(a, group + socket.inet_aton(a), socket.inet_aton(a)) for a in addresses]
 
 
 def _host_ipv4_addresses() -> List[str]:
@@ -100,20 +100,20 @@ def _host_ipv4_addresses() -> List[str]:
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
-def ipv6_links(bind: str) -> List[Link]:
+def ipv6_links(bind: str) -> List[GroupLink]:
     """Where to join the IPv6 group: every interface, or the system's choice with an IPv6
     --bind address (none with an IPv4 one)."""
     group = socket.inet_pton(socket.AF_INET6, GROUP_V6)
     if bind not in ANY_ADDRESSES:
-        return [Link(bind, group + struct.pack("@I", 0), 0)] if ":" in bind else []
-    return [Link(name, group + struct.pack("@I", index), index)
+        return [GroupLink(bind, group + struct.pack("@I", 0), 0)] if ":" in bind else []
+    return [GroupLink(name, group + struct.pack("@I", index), index)
             for name, index in multicast_interfaces()]
 
 
 class _Sender:
     """One interface's sending socket."""
 
-    def __init__(self, family: int, link: Link, bind: str) -> None:
+    def __init__(self, family: int, link: GroupLink, bind: str) -> None:
         self.label = link.label
         self.sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
@@ -232,7 +232,7 @@ class LsdService:
         return True
 
     async def _open_family(self, loop: asyncio.AbstractEventLoop, family: int,
-                           links: List[Link]) -> None:
+                           links: List[GroupLink]) -> None:
         if family == socket.AF_INET6 and not socket.has_ipv6:
             raise LsdServiceError("no IPv6 on this host")
         sock = _listening_socket(family)
