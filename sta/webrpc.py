@@ -190,9 +190,9 @@ class TransmissionRpc:
         return {
             "download-dir": self.web.folder, "version": f"3.00 (STA {__version__})",
             "rpc-version": RPC_VERSION, "rpc-version-minimum": RPC_VERSION_MINIMUM,
-            "peer-port": node.listen_port, "encryption": {"require": "required", "off":
-                                                          "tolerated"}.get(node.encryption,
-                                                                           "preferred"),
+            "peer-port": node.listen_port,
+            "encryption": {"require": "required", "off": "tolerated"}.get(
+                node.session_options.get("encryption", "prefer"), "preferred"),
             "config-dir": node.state_dir, "speed-limit-down-enabled": False,
             "speed-limit-up-enabled": False, "alt-speed-enabled": False,
             "seedRatioLimited": False, "seedRatioLimit": DEFAULT_SEED_RATIO,
