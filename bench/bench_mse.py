@@ -80,7 +80,7 @@ def transfer_seconds(workdir: str, torrent: str, data_dir: str, lt_encryption: s
     """One STA seed -> libtorrent download; libtorrent's DONE time."""
     env = dict(os.environ, STA_HOME=os.path.join(workdir, "sta-home"))
     seed = Child([sys.executable, STA, "seed", torrent, "--data", data_dir, "--port", "0",
-                  "--bind", "127.0.0.1", "--log-level", "info"],
+                  "--bind", "127.0.0.1", "--no-dht", "--no-lsd", "--log-level", "info"],
                  os.path.join(workdir, "seed-%s.log" % lt_encryption), env=env)
     try:
         port = int(seed.wait_for_output(_listen_port, START_TIMEOUT, "the seed's listen port"))

@@ -35,8 +35,10 @@ from tests.interop import clients  # noqa: E402
 STA = os.path.join(common.REPO, "sta.py")
 # Flags for both sides of an STA transfer: plain BitTorrent (as libtorrent and aria2 speak it),
 # and TLS between the two STA nodes (the default between STA nodes).
-STA_PLAIN_FLAGS: Tuple[str, ...] = ("--encryption", "off")
-STA_TLS_FLAGS: Tuple[str, ...] = ("--encryption", "require")
+# Loopback only: no DHT and no multicast discovery (the bench's peers are given with --peer).
+STA_LOCAL_FLAGS: Tuple[str, ...] = ("--no-dht", "--no-lsd")
+STA_PLAIN_FLAGS: Tuple[str, ...] = ("--encryption", "off") + STA_LOCAL_FLAGS
+STA_TLS_FLAGS: Tuple[str, ...] = ("--encryption", "require") + STA_LOCAL_FLAGS
 
 DEFAULT_SIZE = "1GiB"
 # 1 MiB pieces: what libtorrent and qBittorrent pick for a file of about 1 GiB.
