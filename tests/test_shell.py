@@ -365,7 +365,9 @@ class RestartTest(unittest.TestCase):
         second = self.shell()
         second.err.expect(r"Re-adding 3 torrents from the last run \(1 paused, 1 whose folder "
                           r"is missing\); 'status' lists them\n")
-        rows = wait_status(second, "notes.bin", lambda r: r["state"] == "seeding")
+        wait_status(second, "notes.bin", lambda r: r["state"] == "seeding")
+        # A torrent left paused checks its data first, as any added torrent does, then rests.
+        wait_status(second, "other.bin", lambda r: r["state"] != "checking")
         rows = second.json("status --json")
         self.assertEqual([(r["number"], r["name"], r["state"]) for r in rows],
                          [(1, "notes.bin", "seeding"), (2, "other.bin", "paused"),
