@@ -202,6 +202,20 @@ def run_sta(*args: Any, timeout: float = WAIT) -> subprocess.CompletedProcess:
 
 # ------------------------------------------------------------------------------------------ data
 
+def download_to_end(test: Any, torrent: str, out: str, peer_ports: Sequence[int],
+                    *options: str) -> "StaProcess":
+    """`sta.py download` of ``torrent`` into ``out`` from peers on 127.0.0.1, run to its end:
+    the test fails unless it exits 0 without a traceback."""
+    args = ["download", torrent, "-o", out, "--port", "0", "--timeout", str(WAIT), *options]
+    for port in peer_ports:
+        args += ["--peer", "127.0.0.1:%d" % port]
+    down = StaProcess(test, *args)
+    status = down.wait_exit(WAIT + 15)
+    test.assertEqual(status, 0, down.describe())
+    test.assertNotIn("Traceback", down.output)
+    return down
+
+
 def temp_dir(test: Any, prefix: str = "sta-engine-") -> str:
     d = tempfile.TemporaryDirectory(prefix=prefix)
     test.addCleanup(d.cleanup)

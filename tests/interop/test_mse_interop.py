@@ -46,15 +46,8 @@ class MseInteropTestCase(unittest.TestCase):
         return seed
 
     def sta_download(self, encryption: str, *peers: int) -> kit.StaProcess:
-        args = ["download", self.torrent, "-o", self.out, "--port", "0", "--encryption",
-                encryption, "--timeout", str(WAIT), "--log-level", "info"]
-        for port in peers:
-            args += ["--peer", "127.0.0.1:%d" % port]
-        down = kit.StaProcess(self, *args)
-        status = down.wait_exit(WAIT + 15)
-        self.assertEqual(status, 0, down.describe())
-        self.assertNotIn("Traceback", down.output)
-        return down
+        return kit.download_to_end(self, self.torrent, self.out, peers, "--encryption",
+                                   encryption, "--log-level", "info")
 
     def assertDownloaded(self) -> None:
         self.assertEqual(kit.read_file(os.path.join(self.out, FILE_NAME)), self.data)

@@ -58,14 +58,7 @@ class PeerInteropTests(unittest.TestCase):
         return seed, port
 
     def sta_download(self, torrent, *peers):
-        args = ["download", torrent, "-o", self.out, "--port", "0", "--timeout", str(WAIT)]
-        for port in peers:
-            args += ["--peer", "127.0.0.1:%d" % port]
-        down = kit.StaProcess(self, *args)
-        status = down.wait_exit(WAIT + 15)
-        self.assertEqual(status, 0, down.describe())
-        self.assertNotIn("Traceback", down.output)
-        return down
+        return kit.download_to_end(self, torrent, self.out, peers)
 
     def test_aria2c_downloads_from_an_sta_seed_found_through_the_sta_tracker(self):
         clients.need_aria2c(self)
