@@ -55,6 +55,9 @@ STATE_FILE = "dht.bencode"
 # moves on from a slow node after a 1 s "short timeout" and gives it up after 15 s; 3 s keeps
 # a lookup moving without writing off a node that is merely slow.
 QUERY_TIMEOUT = 3.0
+# Seconds after which a lookup stops waiting on a query before asking another node in its
+# stead (the query stays open until QUERY_TIMEOUT): libtorrent's "short timeout" of 1 s.
+SHORT_TIMEOUT = 1.0
 # Seconds one lookup (get_peers, announce, bootstrap, refresh) may take in all.
 LOOKUP_TIMEOUT = 20.0
 # Queries awaiting an answer at once; more waits for a free slot's worth of answers (bounds
@@ -353,26 +356,36 @@ class DhtNode:
         known = [NodeInfo(e.node_id, *e.address) for e in self.routing.closest(target, 2 * K,
                                                                                   now)]
         lookup.add_candidates(known)
-        if len(known) < K:
+        # Saved nodes are only questionable until they answer, and after days away they may all
+        # be gone: the bootstrap nodes are asked too until K nodes have answered us.
+        if self.routing.counts(now)["good"] < K:
             lookup.add_candidates(await self._bootstrap_seeds(target))
         arg = "target" if method == "find_node" else "info_hash"
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         running: Dict["asyncio.Future[Any]", NodeInfo] = {}
+        slow_at: Dict["asyncio.Future[Any]", float] = {}  # when a query counts as slow
         try:
             while not lookup.done:
                 for node in lookup.next_queries():
                     query = self._query(node.address, method,
                                         None if node.node_id == target else node.node_id,
                                         **{arg: target})
-                    running[asyncio.ensure_future(query)] = node
-                left = deadline - loop.time()
-                if not running or left <= 0:
+                    future = asyncio.ensure_future(query)
+                    running[future] = node
+                    slow_at[future] = loop.time() + SHORT_TIMEOUT
+                now = loop.time()
+                if not running or now >= deadline:
                     break
-                finished, _ = await asyncio.wait(list(running), timeout=left,
+                wake = min([deadline] + list(slow_at.values()))
+                finished, _ = await asyncio.wait(list(running), timeout=max(0.0, wake - now),
                                                  return_when=asyncio.FIRST_COMPLETED)
                 for future in finished:
+                    slow_at.pop(future, None)
                     self._record(lookup, running.pop(future), future.result())
+                for future in [f for f, at in slow_at.items() if at <= loop.time()]:
+                    del slow_at[future]
+                    lookup.slow(running[future])
         finally:
             for future in running:
                 future.cancel()

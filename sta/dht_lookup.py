@@ -2,11 +2,14 @@
 
 The caller seeds a ``Lookup`` with the nodes it knows nearest the target, asks
 ``next_queries()`` for whom to query (never more than ``alpha`` in flight), and reports each
-answer (``answered``) or silence (``failed``). Answers bring nodes nearer the target, which
+answer (``answered``) or silence (``failed``). A query still unanswered after a short while is
+reported ``slow``: like libtorrent's "short timeout", it then stops holding one of the ``alpha``
+slots, so a table of departed nodes costs a lookup a second a round rather than the full query
+timeout. Answers bring nodes nearer the target, which
 become candidates; a get_peers lookup also collects peers (``values``) and the tokens that let
-us announce to the nodes that answered. The lookup is done when nothing is in flight and each
-of the ``k`` nearest nodes not known to have failed has answered, or when its query budget is
-spent. Every collection is bounded, so a lying node that answers with endless fresh ids
+us announce to the nodes that answered. The lookup is done when nothing but slow queries is in
+flight and each of the ``k`` nearest nodes not known to have failed or to be slow has answered,
+or when its query budget is spent. Every collection is bounded, so a lying node that answers with endless fresh ids
 cannot make a lookup run forever or grow without limit.
 """
 
@@ -47,6 +50,7 @@ class Lookup:
         self._candidates: Dict[Address, NodeInfo] = {}
         self._asked: Set[Address] = set()
         self._in_flight: Set[Address] = set()
+        self._slow: Set[Address] = set()
         self._answered: Dict[Address, NodeInfo] = {}
         self._failed: Set[Address] = set()
         self.tokens: Dict[Address, bytes] = {}
@@ -69,15 +73,19 @@ class Lookup:
             self._candidates = {a: n for a, n in self._candidates.items() if a in kept}
 
     def _nearest_alive(self) -> List[NodeInfo]:
-        alive = [n for a, n in self._candidates.items() if a not in self._failed]
+        alive = [n for a, n in self._candidates.items()
+                 if a not in self._failed and a not in self._slow]
         alive.sort(key=self._distance)
         return alive[:self.k]
+
+    def _busy(self) -> int:
+        return len(self._in_flight - self._slow)
 
     def next_queries(self) -> List[NodeInfo]:
         """Nodes to query now (marked as in flight); empty when none is due."""
         chosen: List[NodeInfo] = []
         for node in self._nearest_alive():
-            if len(self._in_flight) >= self.alpha or self.queries_sent >= self.max_queries:
+            if self._busy() >= self.alpha or self.queries_sent >= self.max_queries:
                 break
             if node.address not in self._asked:
                 self._asked.add(node.address)
@@ -91,6 +99,7 @@ class Lookup:
         """``node`` answered: the id it answered with replaces the one we guessed (a bootstrap
         address has none), its nodes become candidates, its values peers."""
         self._in_flight.discard(node.address)
+        self._slow.discard(node.address)
         self._candidates[node.address] = node
         self._answered[node.address] = node
         if token is not None:
@@ -106,8 +115,15 @@ class Lookup:
     def failed(self, node: NodeInfo) -> None:
         """``node`` did not answer in time (or answered with an error)."""
         self._in_flight.discard(node.address)
+        self._slow.discard(node.address)
         self._failed.add(node.address)
         self._candidates.pop(node.address, None)
+
+    def slow(self, node: NodeInfo) -> None:
+        """``node`` has not answered yet and probably will not: ask another in its stead (its
+        answer, should it come, still counts)."""
+        if node.address in self._in_flight:
+            self._slow.add(node.address)
 
     @property
     def in_flight(self) -> int:
@@ -115,7 +131,7 @@ class Lookup:
 
     @property
     def done(self) -> bool:
-        if self._in_flight:
+        if self._busy():
             return False
         if self.queries_sent >= self.max_queries:
             return True

@@ -2,7 +2,8 @@
 
 The session owns one DHT node (dht.py) on the UDP port with the peer port's number, and this
 scheduler: each torrent it is given gets a `get_peers` lookup soon after it starts, and again
-every DHT_REANNOUNCE seconds (every DHT_RETRY while it has no peer at all); the peers found go
+every DHT_REANNOUNCE seconds (sooner while it has no peer at all: after DHT_FIRST_RETRY
+seconds, doubling up to DHT_RETRY); the peers found go
 to the torrent through its one peer-source call, and each lookup is followed by an announce of
 our peer port. Private torrents (BEP 27) are never given to it: their peers come from their
 trackers only. The time comes from the caller's tick; lookups run as background tasks, a few at
@@ -21,8 +22,10 @@ log = logging.getLogger(__name__)
 # A torrent's lookup and announce are repeated this often: libtorrent's dht_announce_interval
 # is 15 minutes, and announced peers expire from the nodes after 30.
 DHT_REANNOUNCE = 15 * 60.0
-# ... and this often while the torrent has no peer (a magnet link with nothing but its info
-# hash has no other way to find one).
+# ... and while the torrent has no peer (a magnet link with nothing but its info hash has no
+# other way to find one), after this many seconds, doubling each time up to DHT_RETRY: two
+# nodes that start together may each look up before the other's announce is stored.
+DHT_FIRST_RETRY = 10.0
 DHT_RETRY = 60.0
 # The first lookup waits this long at most (a random share of it), so that torrents added
 # together do not all look up in the same second.
@@ -48,12 +51,14 @@ class DhtDiscovery:
         self._rng = rng or random.Random()
         self._due: Dict[bytes, float] = {}
         self._running: Set[bytes] = set()
+        self._retries: Dict[bytes, int] = {}  # lookups in a row that found no peer
 
     def add(self, info_hash: bytes, now: float) -> None:
         self._due[info_hash] = now + self._rng.uniform(0.0, DHT_FIRST_DELAY)
 
     def remove(self, info_hash: bytes) -> None:
         self._due.pop(info_hash, None)
+        self._retries.pop(info_hash, None)
 
     def status(self) -> Dict[str, int]:
         """For the node's statistics: nodes known, torrents looked up."""
@@ -80,7 +85,11 @@ class DhtDiscovery:
                 log.info("%s: the DHT gave %d peers", torrent.name, len(peers))
                 torrent.add_peers(peers, "dht")
             elif not torrent.peers:
-                self._due[info_hash] = now + DHT_RETRY
+                retries = self._retries.get(info_hash, 0)
+                self._retries[info_hash] = retries + 1
+                self._due[info_hash] = now + min(DHT_RETRY, DHT_FIRST_RETRY * 2 ** retries)
+            if peers or torrent.peers:
+                self._retries.pop(info_hash, None)
             await self.node.announce(info_hash, self._port())
         except Exception as exc:  # a failed lookup is retried at the next due time
             log.debug("DHT lookup failed: %r", exc)

@@ -189,6 +189,23 @@ class LoopbackDhtTests(unittest.IsolatedAsyncioTestCase):
             self.assertIn(("127.0.0.1", 6881), await again.get_peers(INFO_HASH))
         await asyncio.wait_for(scenario(), NETWORK_TIMEOUT)
 
+    async def test_a_saved_table_of_departed_nodes_still_joins_through_bootstrap(self) -> None:
+        folder = tempfile.TemporaryDirectory()
+        self.addCleanup(folder.cleanup)
+        path = os.path.join(folder.name, STATE_FILE)
+        departed = [krpc.NodeInfo(os.urandom(20), "127.0.0.1", 1000 + i) for i in range(20)]
+        with open(path, "wb") as f:
+            f.write(bencode.encode({b"id": os.urandom(20), b"nodes": krpc.pack_nodes(departed)}))
+
+        async def scenario() -> None:
+            first, others = await self.join_swarm()
+            await others[0].announce(INFO_HASH, 6881)
+            node = await self.start_node([first.address], state_path=path,
+                                         query_timeout=0.5)
+            self.assertGreaterEqual(node.node_count(), 8)
+            self.assertIn(("127.0.0.1", 6881), await node.get_peers(INFO_HASH, timeout=10))
+        await asyncio.wait_for(scenario(), NETWORK_TIMEOUT)
+
     async def test_unreadable_state_starts_afresh(self) -> None:
         folder = tempfile.TemporaryDirectory()
         self.addCleanup(folder.cleanup)

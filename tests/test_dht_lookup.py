@@ -53,6 +53,20 @@ class LookupTests(unittest.TestCase):
         lookup.answered(second[0])
         self.assertTrue(lookup.done)
 
+    def test_a_slow_node_frees_its_slot_and_its_late_answer_still_counts(self) -> None:
+        lookup = Lookup(TARGET, k=1, alpha=1)
+        lookup.add_candidates([node(0x01), node(0x02)])
+        first = lookup.next_queries()[0]
+        self.assertEqual(lookup.next_queries(), [])
+        lookup.slow(first)
+        second = lookup.next_queries()[0]
+        self.assertEqual(second.node_id[0], 0x02)
+        lookup.answered(second)
+        self.assertTrue(lookup.done)  # the slow one is not waited for
+        lookup.answered(first, values=[("1.2.3.4", 5)])
+        self.assertEqual([n.node_id[0] for n in lookup.closest_answered()], [0x01])
+        self.assertEqual(lookup.peers, [("1.2.3.4", 5)])
+
     def test_lookup_with_no_candidates_is_done(self) -> None:
         self.assertTrue(Lookup(TARGET).done)
 

@@ -11,7 +11,8 @@ import unittest
 from typing import Any, List
 
 from sta import dht, maketorrent, metainfo
-from sta.dhtdiscovery import DHT_FIRST_DELAY, DHT_REANNOUNCE, DHT_RETRY, DhtDiscovery
+from sta.dhtdiscovery import (DHT_FIRST_DELAY, DHT_FIRST_RETRY, DHT_REANNOUNCE, DHT_RETRY,
+                              DhtDiscovery)
 from sta.magnet import Magnet
 from sta.transfer import add_torrent
 from tests import enginekit as kit
@@ -74,14 +75,22 @@ class ScheduleTests(unittest.TestCase):
         self.drain()
         self.assertEqual(len(self.node.lookups), 2)
 
-    def test_a_torrent_without_peers_is_looked_up_again_sooner(self):
+    def test_a_torrent_without_peers_is_looked_up_again_sooner_and_less_often_each_time(self):
         d = self.discovery([])
         d.add(b"i" * 20, 0.0)
-        d.tick(DHT_FIRST_DELAY)
+        now = DHT_FIRST_DELAY
+        d.tick(now)
         self.drain()
-        d.tick(DHT_FIRST_DELAY + DHT_RETRY)
-        self.drain()
-        self.assertEqual(len(self.node.lookups), 2)
+        gaps = []
+        for _ in range(5):
+            gap = next(g for g in range(1, int(DHT_RETRY) + 2)
+                       if d.tick(now + g) is None and self.tasks)
+            self.drain()
+            now += gap
+            gaps.append(gap)
+        first = int(DHT_FIRST_RETRY)
+        self.assertEqual(gaps, [first, 2 * first, 4 * first, int(DHT_RETRY), int(DHT_RETRY)])
+        self.assertEqual(len(self.node.lookups), 6)
 
     def test_a_removed_torrent_is_never_looked_up(self):
         d = self.discovery([("10.0.0.1", 6881)])
@@ -99,15 +108,21 @@ class MagnetOverDhtTests(unittest.TestCase):
         meta = kit.write_torrent(os.path.join(data, "lab.bin"), os.path.join(tmp, "lab.torrent"),
                                  piece_length=64 * 1024)
         engine = kit.Engine(self)
+        # Each node its own home, as on two machines: one DHT id each, no table saved by
+        # another test.
+        homes = [os.path.join(tmp, name) for name in ("seed-home", "peer-home")]
+        for home in homes:
+            os.mkdir(home)
         boot = dht.DhtNode(state_path=None)
         engine.run(boot.start("127.0.0.1", 0))
         self.addCleanup(lambda: engine.run(boot.stop()))
         bootstrap = [boot.address]
-        seed = engine.node(meta, data, readonly=True, dht_bootstrap=bootstrap)
+        seed = engine.node(meta, data, readonly=True, dht_bootstrap=bootstrap,
+                           state_dir=homes[0])
         self.assertIsNotNone(seed.host.dht, "the seed's DHT did not start")
 
         async def download() -> Any:
-            session = await engine.session(dht_bootstrap=bootstrap)
+            session = await engine.session(dht_bootstrap=bootstrap, state_dir=homes[1])
             await add_torrent(session, Magnet(meta.info_hash), os.path.join(tmp, "out"))
             return session
         session = engine.run(download())
