@@ -11,6 +11,8 @@ opentracker on 127.0.0.1). The file and the .torrent are made once and shared by
 tracker round trip included; seeds are ready before it starts). MB are 10^6 bytes. "x lt" is the
 time divided by libtorrent's time. Peak RSS includes file pages a client maps into memory
 (libtorrent 2.0 maps the torrent's files), so the anonymous peak is printed beside it.
+"CPU s/GiB" is user + system CPU seconds per GiB moved (start-up and the downloader's hashing
+included), read from /proc/PID/stat at exit; beside it the ratio to libtorrent's in the same run.
 Nothing is asserted.
 """
 
@@ -253,6 +255,8 @@ class Result:
         self.seed_anon: List[int] = []
         self.dl_rss: List[int] = []
         self.dl_anon: List[int] = []
+        self.seed_cpu: List[float] = []
+        self.dl_cpu: List[float] = []
         self.rss_sources = set()
         self.commands: List[str] = []
         self.error: Optional[str] = None
@@ -288,6 +292,10 @@ def run_once(ctx: Context, seed: Client, down: Client, result: Result) -> None:
                               (result.dl_anon, dl.memory.peak_anon)):
             if value is not None:
                 values.append(value)
+        for cpus, cpu in ((result.seed_cpu, seed_child.memory.cpu_seconds),
+                          (result.dl_cpu, dl.memory.cpu_seconds)):
+            if cpu is not None:
+                cpus.append(cpu)
         result.rss_sources.update((seed_child.memory.source, dl.memory.source))
         if not result.commands:
             result.commands = [common.shell_command(c.cmd) for c in ctx.children]
@@ -317,18 +325,30 @@ def run_pair(ctx: Context, seed: Client, down: Client, runs: int) -> Result:
     return result
 
 
+def _cpu_cell(cpus: List[float], lt_cpu: Optional[float], size: int) -> str:
+    """CPU seconds per GiB moved, and the ratio to libtorrent's CPU seconds in the same run."""
+    if not cpus:
+        return "-"
+    cpu = common.median(cpus)
+    cell = "%.2f" % (cpu * GIB / size)
+    return cell + (" (%.2fx lt)" % (cpu / lt_cpu) if lt_cpu else "")
+
+
 def report(ctx: Context, args: argparse.Namespace,
            results: Dict[Tuple[str, str], Result]) -> None:
     pairs, runs = args.pairs, args.runs
     lt = results.get(("lt", "lt"))
     lt_time = common.median(lt.times) if lt is not None and lt.times else None
-    headers = ["pair", "time s", "MB/s", "x lt", "seed RSS", "seed anon", "dl RSS", "dl anon"]
+    lt_cpu = [common.median(v) if lt is not None and v else None
+              for v in ((lt.seed_cpu, lt.dl_cpu) if lt is not None else ((), ()))]
+    headers = ["pair", "time s", "MB/s", "x lt", "seed RSS", "seed anon", "dl RSS", "dl anon",
+               "seed CPU s/GiB", "dl CPU s/GiB"]
     rows = []
     for pair in pairs:
         r = results[pair]
         label = "%s -> %s" % pair
         if not r.times:
-            rows.append([label, "-", "-", "-", "-", "-", "-", "-"])
+            rows.append([label] + ["-"] * (len(headers) - 1))
             continue
         t = common.median(r.times)
         rows.append([
@@ -336,6 +356,7 @@ def report(ctx: Context, args: argparse.Namespace,
             "%.2f" % (t / lt_time) if lt_time else "-",
             *(common.human_bytes(common.median(v)) if v else "-"
               for v in (r.seed_rss, r.seed_anon, r.dl_rss, r.dl_anon)),
+            *(_cpu_cell(v, base, ctx.size) for v, base in zip((r.seed_cpu, r.dl_cpu), lt_cpu)),
         ])
     print()
     print("transfer of %s (%s pieces) on 127.0.0.1, %s%s"

@@ -34,6 +34,8 @@ _UNITS = {"": 1, "b": 1, "k": KIB, "kb": KIB, "kib": KIB, "m": MIB, "mb": MIB, "
           "g": GIB, "gb": GIB, "gib": GIB}
 
 HAVE_PROC = os.path.exists("/proc/self/status")
+# Clock ticks per second of /proc/PID/stat's CPU times.
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 class BenchError(Exception):
@@ -104,6 +106,17 @@ def _read_status(pid: int) -> Dict[str, int]:
     return fields
 
 
+def _read_cpu(pid: int) -> Optional[float]:
+    """User plus system CPU seconds of a process from /proc/PID/stat (None once reaped). A
+    zombie still has them: read after the exit and before the reaping, they are final."""
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 class PeakMemory:
     """Samples a child's memory on a thread until stop().
 
@@ -112,12 +125,14 @@ class PeakMemory:
     file, which is the figure to compare when a client maps the torrent's files into memory
     (libtorrent 2.0 does), since mapped file pages count in RSS but are page cache the kernel can
     drop. Off Linux nothing is sampled and `source` says so; rusage_fallback() can fill in.
+    `cpu_seconds` is the process's user + system CPU time at the last sample.
     """
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
         self.peak_rss: Optional[int] = None
         self.peak_anon: Optional[int] = None
+        self.cpu_seconds: Optional[float] = None
         self.source = "/proc VmHWM" if HAVE_PROC else "none"
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
@@ -126,6 +141,9 @@ class PeakMemory:
             self._thread.start()
 
     def sample(self) -> None:
+        cpu = _read_cpu(self.pid)
+        if cpu is not None:
+            self.cpu_seconds = max(self.cpu_seconds or 0.0, cpu)
         fields = _read_status(self.pid)
         if not fields:
             return
@@ -190,8 +208,10 @@ class Child:
 
     def wait(self, timeout: float) -> int:
         """Wait for exit within `timeout` seconds (else kill and raise); records elapsed time."""
+        deadline = time.monotonic() + timeout
         try:
-            rc = self.proc.wait(timeout)
+            self._wait_unreaped(timeout)
+            rc = self.proc.wait(max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             self.stop()
             raise BenchError("%s still running after %.0f s\n%s"
@@ -201,6 +221,22 @@ class Child:
         self.memory.rusage_fallback()
         self._log.close()
         return rc
+
+    def _wait_unreaped(self, timeout: float) -> None:
+        """Where the OS allows, wait for the exit without reaping the child and take the last
+        sample from the zombie, whose CPU times are then final."""
+        if not (HAVE_PROC and hasattr(os, "waitid")):
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if os.waitid(os.P_PID, self.proc.pid,
+                             os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+                    break
+            except ChildProcessError:
+                return
+            time.sleep(RSS_POLL_INTERVAL / 10)
+        self.memory.sample()
 
     def stop(self) -> None:
         """Sample memory one last time, then terminate (kill after STOP_TIMEOUT)."""
