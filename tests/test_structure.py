@@ -311,6 +311,20 @@ class PackageStructureTests(unittest.TestCase):
                 problems.append(f"{display(module)}: no tests/test_{name}.py")
         self.report(problems, "modules without a test module")
 
+    def test_no_file_holds_a_merge_conflict_marker(self) -> None:
+        marked = []
+        for folder, dirs, files in os.walk(ROOT):
+            dirs[:] = [d for d in dirs if not d.startswith(".") and d != "__pycache__"]
+            for name in files:
+                if name.endswith((".py", ".md", ".html", ".js", ".css", ".txt")) \
+                        or name in ("Makefile", "run"):
+                    path = os.path.join(folder, name)
+                    with open(path, encoding="utf-8", errors="replace") as f:
+                        for number, line in enumerate(f, 1):
+                            if re.match(r"(<{7}|>{7})( |$)|={7}$", line.rstrip("\n")):
+                                marked.append("%s:%d" % (os.path.relpath(path, ROOT), number))
+        self.assertEqual(marked, [], "unresolved merge conflicts")
+
     def test_protocol_modules_do_no_io_and_read_no_clock(self) -> None:
         problems = []
         checked = [m for m in sorted(MODULES) if is_protocol_module(m)]
