@@ -18,12 +18,16 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any, Dict, Hashable, Optional, Tuple
 
-# Connections for the whole node, in and out: the 1,000 peers a large lab swarm may bring.
-MAX_CONNECTIONS = 1000
+# Incoming connections for the whole node: a lab seed must take every peer of a 1,000-peer
+# swarm at once, with room for a few more. libtorrent's connections_limit is 200 by default and
+# raised for seed boxes; Transmission's peer-limit-global is 200. A seed in a lab is such a box.
+MAX_INCOMING = 1100
 # Slots only outgoing connections may take, so a flood of incoming ones never stops a node
 # from dialling the peers it needs (libtorrent keeps connection slots for outgoing attempts in
 # the same spirit with its connections_slack).
 OUTGOING_RESERVE = 100
+# Connections for the whole node, in and out.
+MAX_CONNECTIONS = MAX_INCOMING + OUTGOING_RESERVE
 # Incoming connections still in their handshake (TLS and proofs included), in all and per
 # address. A real peer leaves this state within a round trip; libtorrent's half_open_limit once
 # bounded outgoing attempts the same way.
