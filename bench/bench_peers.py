@@ -78,7 +78,8 @@ def vm_hwm(pid: int) -> Optional[int]:
     return None
 
 
-def make_torrent(workdir: str, name: str, size: int, seed: int = 1) -> str:
+def make_torrent(workdir: str, name: str, size: int, seed: int = 1,
+                 piece_length: Optional[int] = None) -> str:
     """Write ``size`` bytes to workdir/data/name and a .torrent for it made by `sta create`;
     returns the .torrent's path."""
     from tests.interop import clients
@@ -87,6 +88,8 @@ def make_torrent(workdir: str, name: str, size: int, seed: int = 1) -> str:
     data = clients.make_file(os.path.join(data_dir, name), size, seed=seed)
     torrent = os.path.join(workdir, name + ".torrent")
     cmd = [sys.executable, STA, "create", data, "-o", torrent]
+    if piece_length:
+        cmd += ["--piece-length", str(piece_length)]
     result = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             timeout=300)
     if result.returncode != 0:
