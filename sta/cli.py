@@ -20,7 +20,7 @@ import socket
 import sys
 from typing import Any, Dict, List, Optional, Sequence
 
-from . import preflight, ui
+from . import fdlimit, preflight, ui
 from .cliargs import (COMMANDS, PROG, ParserExit, StaArgumentParser, UsageError, dht_bootstrap,
                       tracker_trust)
 from .cliargs import build_parser as _build_parser
@@ -176,6 +176,7 @@ def _say(line: str) -> None:
 
 def cmd_seed(args: argparse.Namespace) -> int:
     preflight.check_bind_address(args.bind)
+    fdlimit.ensure_open_file_limit()  # a peer per descriptor: up to the peer limit
     preflight.check_data_folder(args.data)
     from . import transfer  # the engine: not loaded by commands that do not need it
     return transfer.run(transfer.TransferOptions(
@@ -187,6 +188,7 @@ def cmd_seed(args: argparse.Namespace) -> int:
 
 def cmd_download(args: argparse.Namespace) -> int:
     preflight.check_bind_address(args.bind)
+    fdlimit.ensure_open_file_limit()  # a peer per descriptor: up to the peer limit
     preflight.check_download_folder(args.output)
     from . import transfer
     return transfer.run(transfer.TransferOptions(
@@ -198,6 +200,7 @@ def cmd_download(args: argparse.Namespace) -> int:
 
 def cmd_shell(args: argparse.Namespace) -> int:
     preflight.check_bind_address(args.bind)
+    fdlimit.ensure_open_file_limit()  # a peer per descriptor: up to the peer limit
     if args.web is not None:
         from . import web
         web.check_exposure(args.web[0], args.web_password)
@@ -208,6 +211,7 @@ def cmd_shell(args: argparse.Namespace) -> int:
 def cmd_web(args: argparse.Namespace) -> int:
     """`sta web`: the node, headless, behind the web interface (web.py)."""
     preflight.check_bind_address(args.bind)
+    fdlimit.ensure_open_file_limit()  # a peer per descriptor: up to the peer limit
     preflight.check_download_folder(args.output)
     from . import web
     _stop_on_sigterm()

@@ -17,10 +17,15 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Tuple
 
 log = logging.getLogger(__name__)
 
-# Connections per torrent. libtorrent's default connections_limit is 200 for the whole session;
-# a lab swarm is small, and 80 keeps per-tick work trivial while leaving room for every peer of a
-# class-sized swarm.
-MAX_PEERS_PER_TORRENT = 80
+# Connections a torrent dials out to itself. libtorrent's default connections_limit is 200 for
+# the whole session and Transmission's peer-limit-per-torrent is 50; 80 is room for every peer of
+# a class-sized swarm while a downloader's own dialling stays modest.
+MAX_DIALLED_PEERS = 80
+# Connections a torrent keeps in all, incoming ones included: a lab seed takes every peer of a
+# 1,000-peer swarm that comes to it (libtorrent's per-torrent max_connections is unlimited by
+# default, bounded only by the session's connections_limit; the node's bound here is
+# connlimits.MAX_CONNECTIONS).
+MAX_PEERS_PER_TORRENT = 1100
 # New outgoing connections started per second per torrent, so a tracker answer with 200 peers
 # does not open 200 sockets in one burst (libtorrent's connection_speed is 30 per second).
 CONNECTS_PER_TICK = 30
@@ -104,7 +109,7 @@ class Swarm:
     def connect_more(self, now: float, skip: Callable[[PeerRecord], bool] = lambda r: False
                      ) -> None:
         """Dial known peers that are due, within the limits."""
-        room = min(MAX_PEERS_PER_TORRENT - len(self.peers) - len(self.dialling),
+        room = min(MAX_DIALLED_PEERS - len(self.peers) - len(self.dialling),
                    CONNECTS_PER_TICK)
         for record in self.known.values():
             if room <= 0:

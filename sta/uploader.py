@@ -196,20 +196,24 @@ class Uploader:
 
     def interest_changed(self, conn: Any, peers: Any, now: float) -> None:
         if conn.peer_interested:
-            unchoked = sum(1 for p in peers if not p.am_choking)
-            if self.choker.has_room(unchoked):
+            if conn.am_choking and self.choker.has_room(self._unchoked_count(peers)):
                 self.choke(conn, False)
+                self.choker.took_slot(conn, now)
         else:
             self.not_interested(conn)
             if not conn.am_choking:
                 self.choke(conn, True)
                 self.rechoke(peers, now)
 
+    def _unchoked_count(self, peers: Any) -> int:
+        return sum(1 for p in peers if not p.am_choking)
+
     def rechoke(self, peers: Any, now: float) -> None:
-        """BEP 3 choking (choker.py): reciprocate the best peers, rotate one optimistic slot."""
+        """BEP 3 choking (choker.py): reciprocate the best peers while downloading, take turns
+        while seeding; rotate one optimistic slot."""
         interested = [p for p in peers if p.peer_interested and not p.closed]
         if self._seeding():
-            unchoke = self.choker.rechoke(interested, lambda p: (p.up_rate,), now)
+            unchoke = self.choker.rechoke_seeding(interested, now)
         else:
             unchoke = self.choker.rechoke(interested, lambda p: (p.down_rate, p.up_rate), now)
         for conn in list(peers):

@@ -6,7 +6,8 @@ import random
 import unittest
 from typing import Sequence
 
-from sta.choker import OPTIMISTIC_INTERVAL, RECHOKE_INTERVAL, UNCHOKE_SLOTS, Choker
+from sta.choker import (OPTIMISTIC_INTERVAL, RECHOKE_INTERVAL, SEED_TURN, UNCHOKE_SLOTS,
+                        Choker)
 
 
 class FirstChoice(random.Random):
@@ -75,6 +76,48 @@ class RechokeTests(unittest.TestCase):
         self.assertIs(choker.optimistic, everyone[3])
         choker.forget(everyone[3])
         self.assertIsNone(choker.optimistic)
+
+
+class SeedingTests(unittest.TestCase):
+    """Round robin while seeding: every interested peer gets its turn."""
+
+    def test_a_thousand_peers_each_get_a_turn_within_one_rotation(self):
+        everyone = [f"p{i:04d}" for i in range(1000)]
+        choker = Choker(random.Random(5))
+        ever = set()
+        rounds = len(everyone) // UNCHOKE_SLOTS
+        for step in range(rounds):
+            unchoked = choker.rechoke_seeding(everyone, step * SEED_TURN)
+            self.assertLessEqual(len(unchoked), UNCHOKE_SLOTS + 1)
+            ever |= unchoked
+        self.assertEqual(ever, set(everyone))
+
+    def test_a_peer_keeps_its_slot_until_its_turn_ends(self):
+        choker = Choker(random.Random(1))
+        everyone = peers(40)
+        first = choker.rechoke_seeding(everyone, 0.0) - {choker.optimistic}
+        again = choker.rechoke_seeding(everyone, SEED_TURN / 2)
+        self.assertTrue(first <= again)
+        later = choker.rechoke_seeding(everyone, SEED_TURN)
+        self.assertFalse(first & (later - {choker.optimistic}))
+
+    def test_those_never_unchoked_come_before_those_who_had_a_turn(self):
+        choker = Choker(random.Random(2))
+        everyone = peers(20)
+        for peer in everyone[:UNCHOKE_SLOTS + 1]:
+            choker.took_slot(peer, 0.0)
+        unchoked = choker.rechoke_seeding(everyone, SEED_TURN)
+        regular = unchoked - {choker.optimistic}
+        self.assertEqual(len(regular), UNCHOKE_SLOTS)
+        self.assertTrue(regular <= set(everyone[UNCHOKE_SLOTS + 1:]))
+
+    def test_a_forgotten_peer_loses_its_slot_and_its_place(self):
+        choker = Choker(random.Random(3))
+        everyone = peers(3)
+        self.assertEqual(choker.rechoke_seeding(everyone, 0.0), set(everyone))
+        choker.forget("p01")
+        self.assertEqual(choker.rechoke_seeding(["p00", "p02"], 1.0), {"p00", "p02"})
+        self.assertNotIn("p01", choker.rechoke_seeding(["p00", "p02"], 2.0))
 
 
 class TimingTests(unittest.TestCase):

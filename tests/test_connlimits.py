@@ -14,7 +14,8 @@ import unittest
 
 from sta import peer
 from sta.connlimits import (MAX_CONNECTIONS, MAX_PENDING_INCOMING, MAX_PENDING_PER_HOST,
-                            MAX_PER_HOST, OUTGOING_RESERVE, ConnectionLimits)
+                            MAX_PER_HOST, MAX_OUTGOING_PER_HOST, OUTGOING_RESERVE,
+                            ConnectionLimits)
 from tests import enginekit as kit
 
 try:
@@ -48,9 +49,23 @@ class PolicyTests(unittest.TestCase):
             limits.joined(n)
         refusal, _ = limits.admit("one more", "10.0.0.9", True)
         self.assertIn("too many connections from 10.0.0.9", refusal)
-        self.assertFalse(limits.may_dial("10.0.0.9"))
         limits.closed(0)
+        self.assertEqual(limits.admit("one more", "10.0.0.9", True), (None, None))
+
+    def test_outgoing_connections_to_one_host_have_their_own_cap(self):
+        limits = ConnectionLimits()
+        for n in range(MAX_PER_HOST):   # incoming ones do not use up the dials
+            self.assertIsNone(limits.admit(("in", n), "10.0.0.9", True)[0])
+            limits.joined(("in", n))
+        for n in range(MAX_OUTGOING_PER_HOST):
+            self.assertTrue(limits.may_dial("10.0.0.9"))
+            self.assertIsNone(limits.admit(("out", n), "10.0.0.9", False)[0])
+        self.assertFalse(limits.may_dial("10.0.0.9"))
+        refusal, _ = limits.admit("one more", "10.0.0.9", False)
+        self.assertIn("too many connections to 10.0.0.9", refusal)
+        limits.closed(("out", 0))
         self.assertTrue(limits.may_dial("10.0.0.9"))
+        self.assertTrue(limits.may_dial("10.0.0.8"))
 
     def test_full_pending_pool_evicts_the_oldest_pending_connection(self):
         limits = ConnectionLimits()

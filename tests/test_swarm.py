@@ -2,8 +2,8 @@
 
 import unittest
 
-from sta.swarm import (CONNECTS_PER_TICK, MAX_KNOWN_PEERS, MAX_PEERS_PER_TORRENT, RECONNECT_BASE,
-                       RECONNECT_MAX, Swarm)
+from sta.swarm import (CONNECTS_PER_TICK, MAX_DIALLED_PEERS, MAX_KNOWN_PEERS,
+                       MAX_PEERS_PER_TORRENT, RECONNECT_BASE, RECONNECT_MAX, Swarm)
 from tests.fakes import OUR_PEER_ID, FakeConnection, peer_id_for
 
 
@@ -65,8 +65,8 @@ class DialTests(Kit):
         self.assertEqual(len(self.dialled), 2 * CONNECTS_PER_TICK)
         self.assertEqual(len(set(self.dialled)), len(self.dialled))
 
-    def test_connections_and_attempts_together_stay_within_the_peer_limit(self):
-        for n in range(MAX_PEERS_PER_TORRENT - 3):
+    def test_connections_and_attempts_together_stay_within_the_dial_limit(self):
+        for n in range(MAX_DIALLED_PEERS - 3):
             self.assertIsNone(self.admitted(FakeConnection(addr(1000 + n), incoming=True)))
         self.swarm.add_peers([addr(n) for n in range(10)], "tracker")
         self.swarm.connect_more(0.0)
@@ -77,9 +77,17 @@ class DialTests(Kit):
     def test_a_full_swarm_refuses_one_more_connection(self):
         for n in range(MAX_PEERS_PER_TORRENT):
             self.assertIsNone(self.admitted(FakeConnection(addr(n), incoming=True)))
-        self.assertEqual(self.swarm.admit(FakeConnection(addr(999), incoming=True)),
-                         "too many peers")
+        extra = FakeConnection(addr(MAX_PEERS_PER_TORRENT + 5), incoming=True)
+        self.assertEqual(self.swarm.admit(extra), "too many peers")
         self.assertEqual(len(self.swarm.peers), MAX_PEERS_PER_TORRENT)
+
+    def test_incoming_peers_beyond_the_dial_limit_are_admitted_but_no_more_dialled(self):
+        self.assertGreater(MAX_PEERS_PER_TORRENT, MAX_DIALLED_PEERS)
+        for n in range(MAX_DIALLED_PEERS + 50):
+            self.assertIsNone(self.admitted(FakeConnection(addr(n), incoming=True)))
+        self.swarm.add_peers([addr(5000 + n) for n in range(10)], "tracker")
+        self.swarm.connect_more(0.0)
+        self.assertEqual(self.dialled, [])
 
     def test_backoff_doubles_from_the_base_and_is_capped(self):
         self.swarm.add_peers([addr(1)], "tracker")

@@ -3,7 +3,7 @@
 import random
 import unittest
 
-from sta.choker import UNCHOKE_SLOTS, Choker
+from sta.choker import SEED_TURN, UNCHOKE_SLOTS, Choker
 from sta.peer import MAX_INCOMING_REQUESTS
 from sta.uploader import MAX_BAD_REQUESTS, MAX_REQUEST_LENGTH, UPLOAD_BATCH_BLOCKS, Uploader
 from tests.fakes import FakeConnection, make_torrent
@@ -255,14 +255,28 @@ class ChokeTests(Kit):
         self.assertIn(self.uploader.choker.optimistic, set(peers) - best)
         self.assertTrue(bystander.am_choking)
 
-    def test_rechoke_while_seeding_ranks_by_upload_rate(self):
+    def test_rechoke_while_seeding_takes_turns_whatever_the_rates(self):
         self.seeding = True
         peers = self.rated(UNCHOKE_SLOTS + 4, "up_rate")
-        for n, conn in enumerate(peers):
-            conn.down_rate = float(10 ** 6 - n)  # what they give no longer counts
-        self.uploader.rechoke(peers, 0.0)
-        self.assertTrue(all(not c.am_choking for c in peers[-UNCHOKE_SLOTS:]))
-        self.assertEqual(sum(not c.am_choking for c in peers), UNCHOKE_SLOTS + 1)
+        ever = set()
+        for now in (0.0, SEED_TURN):
+            self.uploader.rechoke(peers, now)
+            unchoked = {c for c in peers if not c.am_choking}
+            self.assertEqual(len(unchoked), UNCHOKE_SLOTS + 1)
+            ever |= unchoked
+        self.assertEqual(ever, set(peers))  # the fastest do not keep the slots
+
+    def test_a_peer_unchoked_into_a_free_slot_takes_its_turn_in_the_round_robin(self):
+        self.seeding = True
+        first = self.rated(UNCHOKE_SLOTS + 1, "up_rate")
+        for conn in first:
+            self.uploader.interest_changed(conn, first, 0.0)
+        self.assertTrue(all(not c.am_choking for c in first))
+        later = [self.peer(100 + n, unchoked=False) for n in range(UNCHOKE_SLOTS)]
+        for conn in later:
+            conn.peer_interested = True
+        self.uploader.rechoke(first + later, SEED_TURN)
+        self.assertTrue(all(not c.am_choking for c in later))
 
     def test_a_leaving_unchoked_peer_frees_its_slot_for_another(self):
         peers = self.rated(UNCHOKE_SLOTS + 2, "down_rate")
