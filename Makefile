@@ -31,9 +31,10 @@ bench:
 lab:
 	$(PYTHON) bench/lab.py demo
 
-# Bandwidth and swarm figures in the lab, beside libtorrent (needs root; about 5-10 minutes).
+# Bandwidth and swarm figures in the lab, beside libtorrent (needs root; about 5 minutes).
+# Not part of `make bench`; `bench/run_all.py --lab` runs everything.
 lab-bench:
-	$(PYTHON) bench/run_all.py --lab lab_bandwidth lab_swarm
+	$(PYTHON) bench/run_all.py lab-bandwidth lab-swarm
 
 clean:
 	rm -rf __pycache__ */__pycache__ */*/__pycache__

@@ -237,6 +237,23 @@ READY_TIMEOUT = 60.0
 ANNOUNCE_TIMEOUT = 30.0
 
 
+def note(text: str) -> None:
+    """Progress on stderr, so that stdout holds the figures alone."""
+    sys.stderr.write("lab: %s\n" % text)
+    sys.stderr.flush()
+
+
+def size_arg(text: str) -> int:
+    """argparse type for sizes such as 128MiB."""
+    try:
+        value = common.parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc))
+    if value < 1:
+        raise argparse.ArgumentTypeError("a size must be positive")
+    return value
+
+
 def sta(*args: str) -> List[str]:
     """An STA command line: python3 sta.py ARGS."""
     return [sys.executable, STA] + [str(a) for a in args]

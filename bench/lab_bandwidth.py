@@ -42,7 +42,8 @@ STA_FLAGS = ("--encryption", "off") + lab.STA_LAB_FLAGS
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bandwidth", help="raw TCP, STA and libtorrent over a shaped, delayed link")
-    p.add_argument("--size", default="128MiB", help="bytes to move (default 128MiB)")
+    p.add_argument("--size", default="128MiB", type=lab.size_arg,
+                   help="bytes to move (default 128MiB)")
     p.add_argument("--runs", type=int, default=3, help="runs of each kind; medians shown")
     p.add_argument("--rate", type=float, default=100.0, help="seed uplink in Mbit/s")
     p.add_argument("--rtt", type=float, default=20.0, help="round trip in ms")
@@ -52,7 +53,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 class Bench:
     def __init__(self, lb: Lab, args: argparse.Namespace) -> None:
         self.lb, self.args = lb, args
-        self.size = common.parse_size(args.size)
+        self.size = args.size
         self.seed = lb.add_host("seed", 1)
         self.down = lb.add_host("down", 2)
         lb.shape(self.seed, args.rate)
@@ -133,7 +134,7 @@ def report(bench: Bench, rates: Dict[str, List[float]], skipped: Dict[str, str])
     args = bench.args
     med = {k: common.median(v) for k, v in rates.items() if v}
     tcp, lt = med.get("tcp"), med.get("lt")
-    print("== lab bandwidth: python3 bench/lab.py bandwidth --size %s --runs %d --rate %g "
+    print("== lab bandwidth: python3 bench/lab.py bandwidth --size %d --runs %d --rate %g "
           "--rtt %g" % (args.size, args.runs, args.rate, args.rtt))
     print("   seed uplink %g Mbit/s (tbf), %g ms round trip (relay), %s, median of %d runs"
           % (args.rate, args.rtt, common.human_bytes(bench.size), args.runs))
@@ -174,7 +175,7 @@ def run(lb: Lab, args: argparse.Namespace) -> int:
         for kind in rates:
             rate = bench.once(kind)
             rates[kind].append(rate)
-            sys.stderr.write("lab: bandwidth %s run %d/%d: %.1f Mbit/s\n"
-                             % (kind, n + 1, args.runs, rate * 8 / 1e6))
+            lab.note("bandwidth %s run %d/%d: %.1f Mbit/s"
+                     % (kind, n + 1, args.runs, rate * 8 / 1e6))
     report(bench, rates, skipped)
     return 0
