@@ -284,13 +284,9 @@ def wait_seeders(lab: Lab, host: Host, announce: str, info_hash: str, count: int
 
 
 def info_hash(torrent: str) -> str:
-    import hashlib
-    from sta import bencode
-    with open(torrent, "rb") as f:
-        raw = bencode.raw_value(f.read(), b"info")
-    if raw is None:
-        raise LabError("%s has no info dictionary" % torrent)
-    return hashlib.sha1(raw).hexdigest()
+    """The torrent's v1 info hash in hex."""
+    from bench.bench_transfer import info_hash_of
+    return info_hash_of(torrent)
 
 
 def make_data(path: str, size: int, seed: int) -> str:
