@@ -155,6 +155,9 @@ class Lab:
         self.namespaces: List[str] = []
         self.children: List[Child] = []
         self._logs = 0
+
+    def start(self) -> None:
+        """Make the bridge (in a namespace of its own); close() removes it, also half made."""
         self._add_namespace(self.bridge_ns)
         _run(["ip", "-n", self.bridge_ns, "link", "add", "br0", "type", "bridge"])
         # No IGMP snooping: multicast (local peer discovery) reaches every port without a querier.
@@ -343,6 +346,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         lab = Lab(workdir)
         atexit.register(lab.close)
+        lab.start()
         return args.run(lab, args)
     except KeyboardInterrupt:
         sys.stderr.write("lab: interrupted; removed the lab\n")
