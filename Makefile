@@ -16,7 +16,7 @@ PURE_TESTS = tests.test_bencode tests.test_metainfo tests.test_magnet tests.test
              tests.test_pex tests.test_peerexchange tests.test_statusrows \
              tests.test_udptrackerproto tests.test_lsd tests.test_fdlimit
 
-.PHONY: test test-pure bench clean
+.PHONY: test test-pure bench lab lab-bench clean
 
 test:
 	$(PYTHON) -m unittest discover -s tests -t . -p 'test_*.py'
@@ -26,6 +26,15 @@ test-pure:
 
 bench:
 	$(PYTHON) bench/run_all.py
+
+# The seed report's demonstration in a lab of network namespaces on this machine (needs root).
+lab:
+	$(PYTHON) bench/lab.py demo
+
+# Bandwidth and swarm figures in the lab, beside libtorrent (needs root; about 5 minutes).
+# Not part of `make bench`; `bench/run_all.py --lab` runs everything.
+lab-bench:
+	$(PYTHON) bench/run_all.py lab-bandwidth lab-swarm
 
 clean:
 	rm -rf __pycache__ */__pycache__ */*/__pycache__
