@@ -80,10 +80,13 @@ class Availability:
 
     # -- the fresh set --------------------------------------------------------------------
 
-    def take_rarest(self, bits: Bitfield, seed: bool) -> int:
+    def take_rarest(self, bits: Bitfield, seed: bool, max_avail: int = -1) -> int:
         """Remove and return the rarest fresh piece in ``bits`` (random among equals), or -1.
-        ``seed``: ``bits`` is complete, so every fresh piece qualifies."""
+        ``seed``: ``bits`` is complete, so every fresh piece qualifies. ``max_avail`` >= 0:
+        only a piece at most that many non-seed peers have (0: a piece only seeds have)."""
         masks = self.masks
+        if max_avail >= 0:
+            masks = masks[:max_avail + 1]
         if seed:
             for a, m in enumerate(masks):
                 if m:
@@ -106,7 +109,7 @@ class Availability:
         x = m >> r   # never 0: the top bit of m is at or above r
         index = r + (x & -x).bit_length() - 1
         bit = 1 << index
-        masks[a] ^= bit
+        self.masks[a] ^= bit
         self.fresh ^= bit
         self.nfresh -= 1
         return index

@@ -180,8 +180,12 @@ class PiecePicker:
 
     # -- requests -------------------------------------------------------------------------
 
-    def next_requests(self, peer: Peer, bits: Bitfield, count: int) -> List[Request]:
-        """Up to ``count`` more (index, begin, length) requests to send to ``peer``."""
+    def next_requests(self, peer: Peer, bits: Bitfield, count: int,
+                      unshared_only: bool = False) -> List[Request]:
+        """Up to ``count`` more (index, begin, length) requests to send to ``peer``.
+
+        ``unshared_only``: only pieces that no connected non-seed peer has (the engine asks
+        this of a seed while other peers are feeding us; see UNSHARED_FROM_SEEDS)."""
         out = []  # type: List[Request]
         if count <= 0:
             return out
@@ -190,11 +194,12 @@ class PiecePicker:
             reqs = self._out[peer] = set()
         seed = bits.complete
         need = count
+        avail = self._av.avail
         # 1. blocks of started pieces (oldest first)
         if self._open:
             exhausted = []
             for index, ps in self._open.items():
-                if seed or index in bits:
+                if (seed or index in bits) and not (unshared_only and avail[index]):
                     need = self._take(ps, peer, reqs, out, need)
                     if ps.cursor == ps.nblocks and not ps.returned:
                         exhausted.append(index)
@@ -204,8 +209,9 @@ class PiecePicker:
                 del self._open[index]
         # 2. new pieces, rarest first
         av = self._av
+        max_avail = 0 if unshared_only else -1
         while need and av.nfresh:
-            index = av.take_rarest(bits, seed)
+            index = av.take_rarest(bits, seed, max_avail)
             if index < 0:
                 break
             ps = self._start(index)
@@ -214,7 +220,7 @@ class PiecePicker:
                 del self._open[index]
         # 3. endgame: blocks already requested from someone else
         if need and self._active and self._in_endgame():
-            self._take_endgame(peer, bits, seed, reqs, out, need)
+            self._take_endgame(peer, bits, seed, reqs, out, need, unshared_only)
         return out
 
     def _take(self, ps: _Piece, peer: Peer, reqs: Set[int], out: List[Request],
@@ -291,14 +297,16 @@ class PiecePicker:
         return bool(self._active) and self._in_endgame()
 
     def _take_endgame(self, peer: Peer, bits: Bitfield, seed: bool, reqs: Set[int],
-                      out: List[Request], need: int) -> None:
+                      out: List[Request], need: int, unshared_only: bool) -> None:
         bs = self._bs
         bpp = self._bpp
         extra_max = ENDGAME_MAX_PEERS_PER_BLOCK - 1
         if extra_max <= 0:
             return
+        avail = self._av.avail
         for index, ps in self._active.items():
-            if ps.ngot == ps.nblocks or not (seed or index in bits):
+            if (ps.ngot == ps.nblocks or not (seed or index in bits)
+                    or (unshared_only and avail[index])):
                 continue
             holders = ps.holders
             got = ps.got

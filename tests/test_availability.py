@@ -88,6 +88,15 @@ class RarestTests(unittest.TestCase):
         self.assertEqual(first.take_rarest(bits(2, 6, 9), seed=False), 2)
         self.assertEqual(last.take_rarest(bits(2, 6, 9), seed=False), 9)
 
+    def test_max_avail_limits_the_choice_to_pieces_that_few_peers_have(self):
+        av = self.make()
+        av.peer_added(bits(*range(1, N)))   # every piece but 0 is at one non-seed peer
+        av.peer_added(Bitfield.full(N))     # and everything at a seed
+        self.assertEqual(av.take_rarest(Bitfield.full(N), seed=True, max_avail=0), 0)
+        self.assertEqual(av.take_rarest(Bitfield.full(N), seed=True, max_avail=0), -1)
+        self.assertEqual(av.take_rarest(bits(0, 1), seed=False, max_avail=0), -1)
+        self.assertEqual(av.take_rarest(bits(0, 1), seed=False, max_avail=1), 1)
+
     def test_every_equal_piece_can_be_chosen(self):
         rng = random.Random(7)
         chosen = set()

@@ -5,7 +5,7 @@ import unittest
 
 from sta.bitfield import Bitfield
 from sta.downloader import (MIN_OUTSTANDING_REQUESTS, REQUEST_QUEUE_SECONDS, REQUEST_TIMEOUT,
-                            SNUB_TIMEOUT, Downloader)
+                            SNUB_TIMEOUT, UNSHARED_QUEUE_BLOCKS, Downloader)
 from sta.memstorage import MemoryStorage
 from sta.picker import BLOCK_SIZE, PiecePicker
 from tests.fakes import FakeConnection, FakeHost, blocks_of, make_torrent
@@ -69,6 +69,29 @@ class Kit(unittest.TestCase):
 
     def settle(self):
         self.host.run(self.dl.settle(5.0))
+
+
+class SeedSharingTests(Kit):
+    def test_a_lone_seed_is_asked_for_anything(self):
+        seed = self.peer(1)
+        self.fill(seed)
+        self.assertEqual(self.dl.in_flight(seed), MIN_OUTSTANDING_REQUESTS)
+
+    def test_while_a_peer_feeds_us_a_seed_is_asked_only_for_unshared_pieces(self):
+        self.fill(self.peer(2, pieces=range(0, 14)))
+        seed = self.peer(1)
+        self.fill(seed)
+        self.assertEqual({index for index, _, _ in seed.requested()}, {14, 15})
+        self.assertLessEqual(self.dl.in_flight(seed), UNSHARED_QUEUE_BLOCKS)
+
+    def test_a_peer_that_chokes_us_does_not_count_as_feeding_us(self):
+        other = self.peer(2, pieces=range(0, 14))
+        other.peer_choking = True
+        seed = self.peer(1)
+        self.fill(other)
+        self.fill(seed)
+        self.assertEqual(self.dl.in_flight(seed), MIN_OUTSTANDING_REQUESTS)
+        self.assertTrue({index for index, _, _ in seed.requested()} & set(range(14)))
 
 
 class PipelineTests(Kit):

@@ -163,6 +163,37 @@ class OrderTests(unittest.TestCase):
             firsts.add(picker.next_requests("a", bits, 1)[0][0])
         self.assertGreater(len(firsts), 15)
 
+    def test_unshared_only_asks_a_seed_only_for_pieces_no_other_peer_has(self):
+        picker = make_picker(8, seed=3)
+        seed = Bitfield.full(8)
+        picker.peer_added(seed)
+        picker.peer_added(Bitfield.from_indices(8, range(6)))   # a peer with pieces 0-5
+        got = picker.next_requests("seed", seed, 100, unshared_only=True)
+        self.assertEqual({index for index, _, _ in got}, {6, 7})
+        self.assertEqual(picker.next_requests("seed", seed, 100, unshared_only=True), [])
+
+    def test_unshared_only_skips_started_pieces_another_peer_has(self):
+        picker = make_picker(4, seed=3)
+        seed = Bitfield.full(4)
+        partial = Bitfield(4)
+        picker.peer_added(seed)
+        picker.peer_added(partial)
+        started = picker.next_requests("seed", seed, 1)[0][0]   # one block of a piece
+        partial.set(started)
+        picker.peer_has(started)
+        got = picker.next_requests("seed", seed, 100, unshared_only=True)
+        self.assertNotIn(started, {index for index, _, _ in got})
+        rest = picker.next_requests("peer", partial, 100)
+        self.assertEqual({index for index, _, _ in rest}, {started})
+
+    def test_a_seed_is_asked_for_anything_without_unshared_only(self):
+        picker = make_picker(8, seed=3)
+        seed = Bitfield.full(8)
+        picker.peer_added(seed)
+        picker.peer_added(Bitfield.from_indices(8, range(6)))
+        got = picker.next_requests("seed", seed, 100)
+        self.assertEqual({index for index, _, _ in got}, set(range(8)))
+
     def test_same_rng_seed_same_choice(self):
         picks = []
         for _ in range(2):
