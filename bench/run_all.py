@@ -17,7 +17,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 # Order: what a user cares about first.
-BENCHMARKS = ["transfer", "tracker", "udp_tracker", "create", "tls", "mse", "storage", "wire",
+BENCHMARKS = ["transfer", "utp", "tracker", "udp_tracker", "create", "tls", "mse", "storage", "wire",
               "picker"]
 
 
