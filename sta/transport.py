@@ -3,7 +3,7 @@
 A peer connection (peer.py) needs only this from the layer below it: write bytes, pause and
 resume reading, close, the peer's address, and whether the stream is encrypted. ``Transport``
 says so as a Protocol; whatever sits below (plain TCP, TLS between STA nodes, MSE/PE with other
-clients, and later uTP) implements it and reports upward through ``StreamHandler``.
+clients, uTP in utp.py) implements it and reports upward through ``StreamHandler``.
 
 ``TcpStream`` is the TCP implementation: an asyncio protocol on one socket. An outgoing stream
 is plain, TLS or MSE/PE from the start (the dialler chose); an incoming one lets its first bytes
@@ -12,6 +12,7 @@ encrypted stream runs through a ``Link``, a sans-IO filter (``peerlink.SecureLin
 ``mse.MseLink`` for MSE/PE), and reports itself ready only once the link's handshake is over;
 nothing of the peer protocol crosses before that. A link that settles on no encryption at all
 (MSE/PE's plaintext method) steps aside, and the stream runs as plain TCP from then on.
+``LinkedStream`` holds all of that apart from the socket, so uTP streams (utp.py) share it.
 """
 
 from __future__ import annotations

@@ -5,88 +5,48 @@ policy (TransportMemory) and its fallbacks; stray packets; and the relay itself.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import random
 import socket
 import tempfile
 import unittest
 from typing import Any, Optional, Tuple
 from unittest import mock
 
-from sta import bencode, cliargs, metainfo, peerlink, session as session_module, utpproto
-from sta.memstorage import MemoryStorage
+from sta import cliargs, peerlink, session as session_module, utpproto
 from sta.session import Session
 from sta.torrent import Torrent
 from sta.utp import TransportMemory
-from tests.enginekit import LogCapture
 from tests.relaykit import UdpRelay
+from tests.test_session import (PIECE_LENGTH, POLL, SessionTestCase, make_metainfo, stored,
+                                until)
 
 HOST = "127.0.0.1"
-PIECE_LENGTH = 32768
 # Big enough that uTP's window, acks and retransmissions do real work: 1 MiB is ~750 packets.
-TORRENT_SIZE = 32 * PIECE_LENGTH + 1234
+TORRENT_SIZE = 64 * PIECE_LENGTH + 1234
 # Deadline of one transfer: 1 MiB over loopback uTP takes well under a second; through the
 # relay (20 ms each way, 2% loss) a few seconds.
 TIMEOUT = 60.0
-POLL = 0.02
-
-_state: Optional[tempfile.TemporaryDirectory] = None
 
 
-def setUpModule() -> None:
-    """Every session here shares one state folder, so the node key is made only once."""
-    global _state
-    _state = tempfile.TemporaryDirectory(prefix="sta-utp-")
-    peerlink.PeerTls.for_node(_state.name)
+class UtpTestCase(SessionTestCase):
+    state = ""
 
-
-def tearDownModule() -> None:
-    _state.cleanup()
-
-
-def make_metainfo(size: int = TORRENT_SIZE) -> Tuple[metainfo.Metainfo, bytes]:
-    payload = random.Random(size).getrandbits(8 * size).to_bytes(size, "little")
-    pieces = b"".join(hashlib.sha1(payload[i:i + PIECE_LENGTH]).digest()
-                      for i in range(0, size, PIECE_LENGTH))
-    info = bencode.encode({b"name": b"u.bin", b"piece length": PIECE_LENGTH,
-                           b"length": size, b"pieces": pieces})
-    return metainfo.parse(metainfo.encode_torrent(info)), payload
-
-
-def stored(storage: MemoryStorage, size: int) -> bytes:
-    return b"".join(storage.read_block(i, 0, min(PIECE_LENGTH, size - begin))
-                    for i, begin in enumerate(range(0, size, PIECE_LENGTH)))
-
-
-async def until(predicate: Any) -> None:
-    """Poll a condition nothing signals (the caller bounds the wait)."""
-    while not predicate():
-        await asyncio.sleep(POLL)
-
-
-class UtpTestCase(unittest.TestCase):
-    def setUp(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.addCleanup(self.loop.close)
-        if hasattr(self.loop, "shutdown_default_executor"):  # Python 3.9+
-            self.addCleanup(self.run_async, self.loop.shutdown_default_executor())
-        self.log = LogCapture(self)
+    @classmethod
+    def setUpClass(cls) -> None:
+        """The sessions of a class share one state folder: the node key is made once."""
+        folder = tempfile.TemporaryDirectory(prefix="sta-utp-")
+        cls.addClassCleanup(folder.cleanup)
+        cls.state = folder.name
+        peerlink.PeerTls.for_node(cls.state)
 
     def run_async(self, coro: Any, timeout: float = TIMEOUT) -> Any:
-        return self.loop.run_until_complete(asyncio.wait_for(coro, timeout))
+        return super().run_async(coro, timeout)
 
-    async def session(self, **options: Any) -> Session:
-        options.setdefault("state_dir", _state.name)
+    async def session(self, **options: Any) -> Session:  # type: ignore[override]
+        options.setdefault("state_dir", self.state)
         node = Session(port=0, host=HOST, **options)
         await node.start()
         self.addCleanup(lambda: self.run_async(node.close()))
         return node
-
-    async def torrent(self, node: Session, meta: metainfo.Metainfo,
-                      data: Optional[bytes] = None) -> Torrent:
-        torrent = Torrent(node, meta, MemoryStorage(meta.info, data))
-        await node.add(torrent)
-        return torrent
 
     async def watching(self, node: Session, done: Any) -> None:
         """Wait for ``done`` while keeping the most connections of each transport ``node``
@@ -150,7 +110,7 @@ class TransferTests(UtpTestCase):
         self.assertEqual(self.most, {"utp_peers": 1, "tcp_peers": 0})
 
     def test_dial_falls_back_to_tcp_when_the_peer_does_not_answer_utp(self) -> None:
-        meta, payload = make_metainfo()
+        meta, payload = make_metainfo(TORRENT_SIZE)
 
         async def main() -> Tuple[Session, Torrent]:
             seed_node = await self.session(utp=False)
