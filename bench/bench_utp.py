@@ -2,10 +2,10 @@
 process, on loopback and through tests/relaykit.py's relay (a rate limit and a delay).
 
     python3 bench/bench_utp.py [--size 256MiB] [--encryption off|prefer]
-                               [--path loopback|wan|both] [--rate 100] [--delay 20]
+                               [--path loopback|wan|both] [--rate 100] [--delay 20] [--queue 50]
 
 "loopback": straight over 127.0.0.1. "wan": through the relay, which limits each direction to
---rate Mbit/s behind a drop-tail queue of 50 ms and adds --delay ms one way (the relay runs as a
+--rate Mbit/s behind a drop-tail queue of --queue ms and adds --delay ms one way (the relay runs as a
 process of its own: `python3 -m tests.relaykit`); TCP is relayed the same way only for uTP, so
 the wan row has no TCP figure. A node runs uTP only with its session's tcp=False, TCP only with
 utp=False. The time is the downloader's, from adding the torrent to its last verified piece;
@@ -82,8 +82,9 @@ def _line(child: "subprocess.Popen[str]", prefix: str, timeout: float) -> str:
 
 
 def run_one(work: str, torrent: str, transport: str, encryption: str,
-            relay: Optional[Tuple[float, float]]) -> float:
-    """Seconds to download the torrent over ``transport`` (through a relay of (bits/s, s))."""
+            relay: Optional[Tuple[float, float, float]]) -> float:
+    """Seconds to download the torrent over ``transport`` (through a relay of (bits/s, delay
+    s, queue s))."""
     out = tempfile.mkdtemp(dir=work)
     me = [sys.executable, os.path.abspath(__file__), "--torrent", torrent, "--transport",
           transport, "--encryption", encryption, "--state", os.path.join(work, "state")]
@@ -93,9 +94,10 @@ def run_one(work: str, torrent: str, transport: str, encryption: str,
         children.append(seed)
         port = int(_line(seed, "PORT", READY_TIMEOUT))
         if relay is not None:
-            rate, delay = relay
+            rate, delay, queue = relay
             proxy = _child([sys.executable, "-m", "tests.relaykit", "--target",
-                            f"127.0.0.1:{port}", "--rate", str(rate), "--delay", str(delay)])
+                            f"127.0.0.1:{port}", "--rate", str(rate), "--delay", str(delay),
+                            "--queue-delay", str(queue)])
             children.append(proxy)
             port = int(_line(proxy, "RELAY", READY_TIMEOUT))
         down = _child(me + ["--role", "download", "--data", out, "--peer", str(port)])
@@ -115,6 +117,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--path", default="both", choices=("loopback", "wan", "both"))
     p.add_argument("--rate", type=float, default=100.0, help="relay rate, Mbit/s")
     p.add_argument("--delay", type=float, default=20.0, help="relay one-way delay, ms")
+    p.add_argument("--queue", type=float, default=50.0, help="relay queue at the rate, ms")
     for name in ("--role", "--torrent", "--transport", "--data", "--state"):
         p.add_argument(name, help=argparse.SUPPRESS)
     p.add_argument("--peer", type=int, help=argparse.SUPPRESS)
@@ -140,14 +143,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 rows.append(["loopback", transport, f"{seconds:.1f}",
                              f"{size / seconds / 1e6:.1f}"])
         if args.path in ("wan", "both"):
-            relay = (args.rate * 1e6, args.delay / 1000)
+            relay = (args.rate * 1e6, args.delay / 1000, args.queue / 1000)
             seconds = run_one(work, torrent, "utp", args.encryption, relay)
-            rows.append([f"relay {args.rate:g} Mbit/s, {args.delay:g} ms", "utp",
+            rows.append([f"relay {args.rate:g} Mbit/s, {args.delay:g} ms, queue {args.queue:g} ms",
+                         "utp",
                          f"{seconds:.1f}", f"{size / seconds / 1e6:.1f}"])
         common.print_table(["path", "transport", "seconds", "MB/s"], rows)
         print(f"\nreproduce: python3 bench/bench_utp.py --size {args.size} "
               f"--encryption {args.encryption} --path {args.path} --rate {args.rate:g} "
-              f"--delay {args.delay:g}")
+              f"--delay {args.delay:g} --queue {args.queue:g}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -49,6 +49,8 @@ UTP_CONNECT_TIMEOUT = 3.0
 MAX_SOCKETS = 2000
 # Addresses whose transport is remembered (least recently used forgotten first).
 MAX_REMEMBERED = 4096
+# A timer this close to due runs now: the loop may wake a hair before the time it was set for.
+TIMER_SLACK = 0.001
 # Tries at a connection id that is not in use for that address before giving up.
 ID_TRIES = 8
 
@@ -98,6 +100,12 @@ class UtpStream(LinkedStream):
             return
         self._closed = True
         self._reported = True
+        if not self._ready:
+            # Refused (a connection limit) or given up before any peer protocol byte: a RESET
+            # says so at once, and a dialler still waiting for our ST_STATE hears it too.
+            self.sock.abort()
+            self._endpoint.touch(self)
+            return
         self._close_raw()
 
     # -- LinkedStream --------------------------------------------------------------------------
@@ -317,7 +325,6 @@ class UtpEndpoint(asyncio.DatagramProtocol):
             self._touched.clear()
             for stream in touched:
                 self._run(stream, now)
-        self._arm()
 
     def _run(self, stream: UtpStream, now: float) -> None:
         stream.pump()
@@ -341,21 +348,23 @@ class UtpEndpoint(asyncio.DatagramProtocol):
         self._timer = self.loop.call_at(when, self._on_timer)
 
     def _arm(self) -> None:
-        if self._timer is None:
-            whens = [w for w in (s.sock.next_timer() for s in self._streams.values())
-                     if w is not None]
-            if whens:
-                self._set_timer(min(whens))
+        """Set the timer to the earliest of every connection's (after the timer ran, which
+        only the connections it touched re-armed)."""
+        whens = [w for w in (s.sock.next_timer() for s in self._streams.values())
+                 if w is not None]
+        if whens and (self._timer is None or min(whens) < self._timer_at):
+            self._set_timer(min(whens))
 
     def _on_timer(self) -> None:
         self._timer = None
         now = self.loop.time()
         for stream in list(self._streams.values()):
             when = stream.sock.next_timer()
-            if when is not None and when <= now:
-                stream.sock.tick(now)
+            if when is not None and when <= now + TIMER_SLACK:
+                stream.sock.tick(max(now, when))
                 self._touched[stream] = None
         self.flush()
+        self._arm()
 
     def _forget(self, key: Key, stream: UtpStream) -> None:
         if self._streams.get(key) is stream:

@@ -11,10 +11,10 @@ import unittest
 from typing import Any, Optional, Tuple
 from unittest import mock
 
-from sta import cliargs, peerlink, session as session_module, utpproto
+from sta import cliargs, connlimits, peerlink, session as session_module, utpproto
 from sta.session import Session
 from sta.torrent import Torrent
-from sta.utp import TransportMemory
+from sta.utp import TransportMemory, UtpTransportError
 from tests.relaykit import UdpRelay
 from tests.test_session import (PIECE_LENGTH, POLL, SessionTestCase, make_metainfo, stored,
                                 until)
@@ -140,6 +140,21 @@ class TransferTests(UtpTestCase):
         node, address = self.run_async(main())
         self.assertEqual(node._transports.first(address), "utp")
 
+    def test_connection_limits_apply_to_incoming_utp(self) -> None:
+        async def main() -> Tuple[Session, _Silent]:
+            node = await self.session()
+            other = await self.session()
+            first = _Silent()
+            await other.utp.connect((HOST, node.listen_port), first, None)
+            with self.assertRaisesRegex(UtpTransportError, "reset by peer"):
+                await other.utp.connect((HOST, node.listen_port), _Silent(), None)
+            return node, first
+        with mock.patch.object(connlimits, "MAX_PER_HOST", 1):
+            node, first = self.run_async(main())
+        self.assertEqual(len(node.connections), 1)
+        self.assertIsNone(first.closed)
+        self.assertTrue(self.log.matching("connection limit reached"), self.log.lines)
+
 
 class _Silent:
     """A stream handler that takes what comes and says nothing."""
@@ -209,6 +224,13 @@ class EndpointTests(UtpTestCase):
                      ["shell", "--no-utp"]):
             self.assertTrue(parser.parse_args(argv).no_utp, argv)
         self.assertFalse(parser.parse_args(["seed", "x.torrent"]).no_utp)
+
+    def test_stats_say_how_many_peers_run_over_utp(self) -> None:
+        from sta import ui
+        from tests.test_ui import STATS
+        self.assertIn("peers:        3 (2 over uTP)",
+                      ui.stats_lines(dict(STATS, utp_peers=2, tcp_peers=1)))
+        self.assertIn("peers:        3", ui.stats_lines(dict(STATS, utp_peers=0)))
 
     def test_dht_shares_the_utp_port_and_finds_an_announced_peer(self) -> None:
         info_hash = bytes(range(20))
