@@ -68,7 +68,8 @@ class Ledbat:
 
     def on_ack(self, acked: int, in_flight: int, delay_sample: int, now: float) -> None:
         """``acked`` bytes newly acked out of ``in_flight`` (before the ack), with the peer's
-        timestamp difference. cwnd changes only while it, not the application, limits us."""
+        timestamp difference. cwnd grows only while it, not the application, limits the rate
+        (as libtorrent); queuing delay over the target shrinks it in any case (RFC 6817)."""
         delay = (delay_sample - self._base_delay(delay_sample, now)) & TS_MASK
         if delay >= HALF_TS:
             delay = 0
@@ -76,9 +77,9 @@ class Ledbat:
         if delay >= TARGET_DELAY and self.slow_start:
             self.ssthresh = self.cwnd / 2
             self.slow_start = False
-        if in_flight + self.mss <= self.cwnd:
-            return
         gain = GAIN * acked / max(in_flight, acked) * (TARGET_DELAY - delay) / TARGET_DELAY
+        if gain > 0 and in_flight + self.mss <= self.cwnd:
+            return  # the application, not cwnd, limits the rate: no reason to grow
         if self.slow_start:
             if self.ssthresh and self.cwnd + acked > self.ssthresh:
                 self.slow_start = False

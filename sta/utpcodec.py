@@ -81,8 +81,7 @@ class Packet:
 
 def parse_packet(data: bytes) -> Packet:
     """Decode a datagram; UtpError if it is not well-formed uTP version 1."""
-    if len(data) < HEADER_SIZE:
-        raise UtpError("uTP datagram of %d bytes is shorter than the header" % len(data))
+    _check_length(data)
     type_ver, ext, cid, ts, tsd, wnd, seq, ack = HEADER.unpack_from(data, 0)
     if type_ver & 15 != VERSION:
         raise UtpError("uTP version %d is not supported" % (type_ver & 15))
@@ -128,15 +127,26 @@ def is_utp_packet(data: bytes) -> bool:
     return True
 
 
+def _check_length(data: bytes) -> None:
+    if len(data) < HEADER_SIZE:
+        raise UtpError("uTP datagram of %d bytes is shorter than the header" % len(data))
+
+
 def packet_connection_id(data: bytes) -> int:
+    """The connection id of a datagram that passed ``is_utp_packet``."""
+    _check_length(data)
     return (data[2] << 8) | data[3]
 
 
 def packet_type(data: bytes) -> int:
+    """The packet type (ST_DATA ... ST_SYN) of a datagram that passed ``is_utp_packet``."""
+    _check_length(data)
     return data[0] >> 4
 
 
 def reset_for(data: bytes, now: float) -> bytes:
-    """The ST_RESET answering a stray packet: its connection id, ack_nr its seq_nr."""
+    """The ST_RESET answering a stray packet: its connection id, ack_nr its seq_nr (never
+    answer a stray ST_RESET: two endpoints would bounce resets forever)."""
+    _check_length(data)
     _, _, cid, ts, _, _, seq, _ = HEADER.unpack_from(data, 0)
     return encode_packet(ST_RESET, cid, micros(now), (micros(now) - ts) & TS_MASK, 0, 0, seq)

@@ -20,6 +20,8 @@ and the peer's advertised window allow; the receiver delivers in order through r
 advertises its free buffer, so an application that stops reading closes the window. Losses
 are found by duplicate acks, selective acks (three packets received past a hole) and the
 retransmission timeout (RTT estimate per BEP 29, backoff doubling, bounded retries).
+datagrams() returns at most one ack however many packets arrived since the last call, so an
+endpoint that calls it once per batch of received datagrams coalesces its acks.
 """
 
 from __future__ import annotations
@@ -55,10 +57,12 @@ MAX_IN_FLIGHT = 1024
 # Largest selective ack we send: 32 bytes cover the 256 packets after ack_nr + 1 (libtorrent
 # caps its bitmask at the same size).
 MAX_SACK_BYTES = 32
-# Connect: three SYNs one second apart, then give up (libtorrent: utp_syn_resends = 2 and a
-# 3 s connect timeout), so the dialler can still fall back to TCP quickly.
-SYN_SENDS = 3
-CONNECT_TIMEOUT = 3.0
+# Connect: three SYNs, each waiting twice as long as the one before, then give up after 3.5 s
+# in all (libtorrent: three SYNs, utp_syn_resends = 2, 3 s apart), so a dialler falls back to
+# TCP soon; a path whose round trip is over half a second only costs a duplicate SYN.
+SYN_DELAYS = (0.5, 1.0, 2.0)
+SYN_SENDS = len(SYN_DELAYS)
+CONNECT_TIMEOUT = sum(SYN_DELAYS)
 # libtorrent caps a backed-off timeout at one minute.
 MAX_RTO = 60.0
 # Timeouts in a row before the connection is dead. libtorrent allows 3 (utp_num_resends); we
@@ -494,7 +498,8 @@ class UtpSocket:
 
     def _current_rto(self) -> float:
         if self.state == "syn_sent":
-            return CONNECT_TIMEOUT / SYN_SENDS
+            syn = self._out[(self._acked + 1) & SEQ_MASK]
+            return SYN_DELAYS[max(0, min(syn.sends, SYN_SENDS) - 1)]
         return min(self._cc.rto * 2 ** self._timeouts, MAX_RTO)
 
     def next_timer(self) -> Optional[float]:

@@ -42,11 +42,18 @@ class LedbatTests(unittest.TestCase):
         self.assertLessEqual(cc.cwnd, 20 * MSS + GAIN)
         self.assertGreater(cc.cwnd, 20 * MSS + GAIN * 0.9)
 
-    def test_cwnd_is_left_alone_when_the_application_limits_the_rate(self):
+    def test_cwnd_does_not_grow_when_the_application_limits_the_rate(self):
         cc = Ledbat(MSS, 1 << 20, 0.0)
         before = cc.cwnd
         cc.on_ack(100, 100, 0, 0.0)
         self.assertEqual(cc.cwnd, before)
+
+    def test_queuing_delay_shrinks_cwnd_even_when_the_application_limits_the_rate(self):
+        cc = Ledbat(MSS, 1 << 20, 0.0)
+        cc.cwnd = 50.0 * MSS
+        cc.on_ack(100, 100, 0, 0.0)
+        cc.on_ack(100, 100, 2 * TARGET_DELAY, 1.0)
+        self.assertLess(cc.cwnd, 50.0 * MSS)
 
     def test_cwnd_never_falls_below_one_packet(self):
         cc = Ledbat(MSS, 1 << 20, 0.0)

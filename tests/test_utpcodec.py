@@ -65,6 +65,11 @@ class CodecTests(unittest.TestCase):
         self.assertEqual(C.packet_connection_id(data), 0xBEEF)
         self.assertEqual(C.packet_type(data), C.ST_SYN)
 
+    def test_demux_helpers_refuse_a_short_datagram(self):
+        for helper in (C.packet_connection_id, C.packet_type, lambda d: C.reset_for(d, 0.0)):
+            with self.assertRaises(C.UtpError):
+                helper(b"\x01\x00")
+
     def test_reset_for_answers_a_stray_with_its_id_and_seq(self):
         stray = C.encode_packet(C.ST_DATA, 777, 1_000_000, 0, 0, 4242, 1, b"x")
         pkt = C.parse_packet(C.reset_for(stray, 3.0))

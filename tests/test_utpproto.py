@@ -12,6 +12,7 @@ import unittest
 from typing import List, Optional, Tuple
 
 from sta import utpproto as U
+from sta.ledbat import GAIN
 from sta.utpcodec import HEADER, parse_packet
 
 
@@ -129,6 +130,30 @@ class Pump:
                 break
             self.advance(moved)
         return bytes(got)
+
+    def stream(self, seconds: float, read: bool = True, rounds: int = 100_000) -> int:
+        """Keep a's send buffer full for ``seconds`` of fake time; returns the bytes b read."""
+        assert self.b is not None
+        chunk = bytes(65536)
+        end = self.now + seconds
+        got = 0
+        for _ in range(rounds):
+            if self.now >= end:
+                break
+            self.a.send(chunk)
+            moved = self.exchange()
+            if read:
+                got += len(self.b.read())
+            self.advance(moved)
+        return got
+
+    def run_until(self, done, limit: float, rounds: int = 100_000) -> None:
+        """Exchange until ``done()`` or ``limit`` seconds of fake time have passed."""
+        end = self.now + limit
+        for _ in range(rounds):
+            if done() or self.now > end:
+                return
+            self.advance(self.exchange())
 
 
 def payload(size: int, seed: int = 7) -> bytes:
@@ -268,6 +293,224 @@ class StreamTests(unittest.TestCase):
         self.assertEqual(len(rest), U.HEADER_SIZE + 1000)
         b.receive(rest, 2.3)
         self.assertEqual(b.read(), b"m" * 100 + b"n" * 1000)
+
+
+
+class FlowControlTests(unittest.TestCase):
+    def test_send_buffer_is_bounded(self):
+        a = U.UtpSocket.connect(0.0, rng=random.Random(1))
+        self.assertEqual(a.send(bytes(U.SEND_BUFFER - 10)), U.SEND_BUFFER - 10)
+        self.assertEqual(a.send(b"x" * 100), 10)
+        self.assertEqual(a.send(b"y"), 0)
+        self.assertEqual(a.send_buffer_free(), 0)
+
+    def test_window_closes_when_the_reader_stops_and_reopens_when_it_reads(self):
+        pump = Pump(delay=0.01)
+        pump.connect()
+        assert pump.b is not None
+        pump.stream(5.0, read=False)
+        held = len(pump.b._inbuf)
+        self.assertGreaterEqual(held, U.RECV_WINDOW - U.PAYLOAD_SIZE)
+        self.assertLessEqual(held, U.RECV_WINDOW + U.PAYLOAD_SIZE)
+        self.assertLess(pump.a.stats()["peer_window"], U.PAYLOAD_SIZE)
+        self.assertEqual(pump.a.send_buffer_free(), 0)
+        pump.stream(60.0, read=False)  # a long stall: probes, but no timeout
+        self.assertTrue(pump.a.connected, pump.a.error)
+        self.assertLessEqual(len(pump.b._inbuf), U.RECV_WINDOW + U.PAYLOAD_SIZE)
+        first = len(pump.b.read())
+        self.assertGreater(pump.stream(2.0), 4 * U.RECV_WINDOW)  # flowing again at once
+        self.assertGreater(first, 0)
+
+    def test_stalled_stream_keeps_its_bytes_in_order(self):
+        pump = Pump(delay=0.01, loss=0.01)
+        data = payload(3 << 20)
+        pump.connect()
+        assert pump.b is not None
+        got = bytearray()
+        pos = 0
+        for step in range(400):
+            pos += pump.a.send(memoryview(data)[pos:pos + 65536])
+            moved = pump.exchange()
+            if step % 100 > 60:  # the reader pauses now and then
+                got += pump.b.read()
+            pump.advance(moved)
+        pump.run_until(lambda: False, 0.0)
+        while len(got) < len(data) and pump.now < 1000:
+            pos += pump.a.send(memoryview(data)[pos:pos + 65536])
+            moved = pump.exchange()
+            got += pump.b.read()
+            pump.advance(moved)
+        self.assertTrue(bytes(got) == data)
+
+
+class CloseTests(unittest.TestCase):
+    def test_fin_comes_after_all_data_and_both_sides_close_cleanly(self):
+        pump = Pump(loss=0.05, delay=0.01, jitter=0.01)
+        data = payload(200_000)
+        pump.connect()
+        assert pump.b is not None
+        pump.a.send(data)
+        pump.a.close()
+        self.assertEqual(pump.a.state, "closing")
+        self.assertEqual(pump.a.send(b"more"), 0)
+        got = bytearray()
+        b = pump.b
+
+        def done() -> bool:
+            got.extend(b.read())
+            return pump.a.closed and b.closed
+        pump.run_until(done, 60.0)
+        self.assertTrue(bytes(got) == data)
+        self.assertEqual((pump.a.state, pump.a.error, b.state, b.error),
+                         ("closed", None, "closed", None))
+
+    def test_fin_received_out_of_order_waits_for_the_data_before_it(self):
+        a, b, _, _ = handshake(random.Random(1), random.Random(2))
+        a.send(b"one")
+        [d1] = a.datagrams(2.0)
+        a.close()
+        [fin] = a.datagrams(2.0)
+        b.receive(fin, 2.1)
+        self.assertFalse(b.closed)
+        b.receive(d1, 2.2)
+        self.assertTrue(b.closed)
+        self.assertIsNone(b.error)
+        self.assertEqual(b.read(), b"one")
+        final = b.datagrams(2.2)  # the ack of the FIN
+        self.assertEqual([U.packet_type(d) for d in final], [U.ST_STATE])
+        a.receive(final[0], 2.3)
+        self.assertTrue(a.closed)
+        self.assertIsNone(a.error)
+
+    def test_abort_resets_the_peer(self):
+        a, b, _, _ = handshake(random.Random(1), random.Random(2))
+        a.abort()
+        self.assertTrue(a.closed)
+        [reset] = a.datagrams(2.0)
+        self.assertEqual(U.packet_type(reset), U.ST_RESET)
+        self.assertEqual(U.packet_connection_id(reset), b.recv_id)
+        self.assertEqual(a.datagrams(2.0), [])
+        b.receive(reset, 2.1)
+        self.assertEqual((b.state, b.error), ("closed", "reset by peer"))
+        self.assertIsNone(b.next_timer())
+
+    def test_reset_from_the_endpoint_for_a_stray_closes_the_dialler(self):
+        a = U.UtpSocket.connect(0.0, rng=FixedRandom(300, 400))
+        [syn] = a.datagrams(0.0)
+        a.receive(U.reset_for(syn, 0.1), 0.1)
+        self.assertEqual(a.error, "reset by peer")
+
+    def test_reset_with_another_connection_id_is_ignored(self):
+        a, b, _, _ = handshake(FixedRandom(300, 400), FixedRandom(500))
+        a.receive(U.encode_packet(U.ST_RESET, 999, 0, 0, 0, 0, 0), 2.0)
+        self.assertTrue(a.connected)
+
+
+class TimeoutTests(unittest.TestCase):
+    def test_unanswered_syn_gives_up_within_the_connect_timeout(self):
+        a = U.UtpSocket.connect(10.0, rng=random.Random(1))
+        now, syns = 10.0, []
+        for _ in range(100):
+            syns += [now for d in a.datagrams(now) if U.packet_type(d) == U.ST_SYN]
+            due = a.next_timer()
+            if due is None:
+                break
+            now = due
+            a.tick(now)
+        self.assertEqual((a.state, a.error), ("closed", "connect timed out"))
+        self.assertEqual(syns, [10.0, 10.5, 11.5])  # backing off
+        self.assertEqual(now - 10.0, U.CONNECT_TIMEOUT)
+
+    def test_a_peer_that_vanishes_mid_transfer_times_out(self):
+        pump = Pump(delay=0.01)
+        pump.connect()
+        pump.stream(1.0)
+        pump.ab.loss = pump.ba.loss = 1.0
+        start = pump.now
+        pump.run_until(lambda: pump.a.closed, 600.0)
+        self.assertEqual(pump.a.error, "timed out")
+        # 0.5 + 1 + 2 + 4 + 8 + 16 s with the RTO doubling: well under a minute.
+        self.assertLess(pump.now - start, 60.0)
+
+    def test_idle_connection_sends_keepalives_and_a_silent_peer_times_out(self):
+        a, b, _, _ = handshake(random.Random(1), random.Random(2))
+        now, keepalives = 2.0, 0
+        for _ in range(1000):
+            keepalives += len(a.datagrams(now))
+            due = a.next_timer()
+            if due is None:
+                break
+            now = due
+            a.tick(now)
+        self.assertEqual(a.error, "timed out")
+        self.assertAlmostEqual(now, 1.5 + U.IDLE_TIMEOUT)
+        self.assertGreaterEqual(keepalives, int(U.IDLE_TIMEOUT // U.KEEPALIVE_INTERVAL))
+
+    def test_keepalives_keep_a_quiet_connection_open(self):
+        pump = Pump()
+        pump.connect()
+        pump.run_until(lambda: False, 3 * U.IDLE_TIMEOUT)
+        self.assertTrue(pump.a.connected and pump.b is not None and pump.b.connected)
+
+
+class LedbatTests(unittest.TestCase):
+    def test_cwnd_grows_without_queuing_delay(self):
+        pump = Pump(delay=0.02)
+        pump.connect()
+        start = pump.a.stats()["cwnd"]
+        pump.stream(3.0)
+        self.assertGreater(pump.a.stats()["cwnd"], 10 * start)
+
+    def test_cwnd_shrinks_when_queuing_delay_exceeds_the_target(self):
+        pump = Pump(delay=0.02)
+        pump.connect()
+        pump.stream(3.0)  # the base delay is learnt on the empty path
+        grown = pump.a.stats()["cwnd"]
+        pump.ab.delay += 0.2  # a queue of 200 ms builds on the way to b
+        pump.stream(10.0)
+        stats = pump.a.stats()
+        self.assertAlmostEqual(stats["our_delay"], 0.2, delta=0.02)
+        # LEDBAT takes off GAIN bytes per round trip at twice the target: ~40 round trips.
+        self.assertLess(stats["cwnd"], grown - 20 * GAIN)
+        self.assertTrue(pump.a.connected)
+
+    def test_every_packet_echoes_the_delay_measured_on_the_last_one_received(self):
+        a, b, _, _ = handshake(random.Random(1), random.Random(2))
+        a.send(b"x")
+        [data] = a.datagrams(3.0)
+        b.receive(data, 3.04)
+        [ack] = b.datagrams(3.05)
+        self.assertEqual(parse_packet(ack).timestamp_diff, 40_000)
+
+
+class FuzzTests(unittest.TestCase):
+    def test_receive_never_raises_on_mutated_datagrams(self):
+        rng = random.Random(99)
+        pump = Pump(seed=5)
+        pump.connect()
+        assert pump.b is not None
+        pump.a.send(payload(50_000))
+        samples = pump.a.datagrams(pump.now) + pump.b.datagrams(pump.now)
+        samples.append(U.encode_packet(U.ST_STATE, pump.b.send_id, 0, 0, 9, 1, 2,
+                                       sack=b"\xff" * 8))
+        for i in range(3000):
+            datagram = bytearray(rng.choice(samples))
+            for _ in range(rng.randint(1, 6)):
+                if not datagram:
+                    break
+                where = rng.randrange(len(datagram))
+                action = rng.random()
+                if action < 0.6:
+                    datagram[where] = rng.getrandbits(8)
+                elif action < 0.8:
+                    del datagram[where:]
+                else:
+                    datagram[where:where] = bytes(rng.getrandbits(8) for _ in range(3))
+            target = pump.a if i % 2 else pump.b
+            target.receive(bytes(datagram), pump.now + i * 0.001)
+            target.datagrams(pump.now + i * 0.001)
+            target.tick(pump.now + i * 0.001)
+            U.is_utp_packet(bytes(datagram))
 
 
 if __name__ == "__main__":
