@@ -5,8 +5,9 @@ Every field is big-endian. The first byte is the packet type (high nibble) and t
 (low nibble); then the first extension's type, the connection id, the sender's microsecond
 timestamp, the timestamp difference it measured on the last packet it received, its receive
 window in bytes, and the 16-bit sequence and ack numbers. Each extension is (next type, length,
-body); type 1, the selective ack, is a bitmask whose length is a multiple of 4, bit 0 of byte
-0 standing for ack_nr + 2. Unknown extensions are skipped; a chain that runs past the datagram
+body); type 1, the selective ack, is a bitmask, bit 0 of byte 0 standing for ack_nr + 2: BEP 29
+says its length is a multiple of 4, but libtorrent sends as many bytes as its bits need (1 or 2
+on a short reorder), so any non-zero length is read (we send multiples of 4). Unknown extensions are skipped; a chain that runs past the datagram
 is malformed.
 """
 
@@ -97,8 +98,8 @@ def parse_packet(data: bytes) -> Packet:
         if offset > len(data):
             raise UtpError("uTP extension of %d bytes runs past the datagram" % length)
         if ext == EXT_SACK:
-            if length == 0 or length % 4:
-                raise UtpError("uTP selective ack of %d bytes is not a multiple of 4" % length)
+            if length == 0:
+                raise UtpError("uTP selective ack is empty")
             sack = bytes(data[start:offset])
         ext = following
     return Packet(kind, cid, ts, tsd, wnd, seq, ack, sack, memoryview(data)[offset:])
