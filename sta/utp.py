@@ -179,7 +179,7 @@ class UtpEndpoint(asyncio.DatagramProtocol):
         self._incoming = incoming
         self.dht: Optional[Callable[[bytes, Address], None]] = None
         self.transport: Optional[asyncio.DatagramTransport] = None
-        self.loop = asyncio.get_event_loop()
+        self.loop = asyncio.get_running_loop()   # made by open(), on the running loop
         self._streams: Dict[Key, UtpStream] = {}
         self._syns: Dict[Key, Key] = {}   # (address, SYN's id) -> the connection it opened
         self._touched: Dict[UtpStream, None] = {}
