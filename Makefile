@@ -14,7 +14,8 @@ PURE_TESTS = tests.test_bencode tests.test_metainfo tests.test_magnet tests.test
              tests.test_cliargs tests.test_nopeers tests.test_torrent_commands tests.test_views \
              tests.test_tracker_limits tests.test_tracker_swarm tests.test_tracker_pages \
              tests.test_pex tests.test_peerexchange tests.test_statusrows \
-             tests.test_udptrackerproto tests.test_lsd tests.test_fdlimit
+             tests.test_udptrackerproto tests.test_lsd tests.test_fdlimit tests.test_utpproto \
+             tests.test_utpcodec tests.test_ledbat
 
 .PHONY: test test-pure bench lab lab-bench clean
 

@@ -21,8 +21,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 # Order: what a user cares about first.
-BENCHMARKS = ["transfer", "multi", "peers", "tracker", "udp_tracker", "create", "tls", "mse",
-              "storage", "wire", "picker"]
+BENCHMARKS = ["transfer", "utp", "multi", "peers", "tracker", "udp_tracker", "create", "tls",
+              "mse", "storage", "wire", "picker"]
 LAB = {"lab-bandwidth": ["lab.py", "bandwidth"], "lab-swarm": ["lab.py", "swarm"]}
 # Benchmarks that make network namespaces, which needs root.
 NEEDS_ROOT = {"peers"} | set(LAB)

@@ -182,7 +182,7 @@ def cmd_seed(args: argparse.Namespace) -> int:
     return transfer.run(transfer.TransferOptions(
         sources=args.torrents, folder=args.data, port=args.port, host=args.bind,
         seed_only=True, super_seed=args.super_seed, timeout=args.timeout,
-        encryption=args.encryption, lsd=not args.no_lsd,
+        encryption=args.encryption, lsd=not args.no_lsd, utp=not args.no_utp,
         tracker_ssl_context=tracker_trust(args), dht_bootstrap=dht_bootstrap(args)))
 
 
@@ -194,7 +194,7 @@ def cmd_download(args: argparse.Namespace) -> int:
     return transfer.run(transfer.TransferOptions(
         sources=args.torrents, folder=args.output, port=args.port, host=args.bind,
         peers=args.peer, keep_seeding=args.seed, recheck=args.recheck, timeout=args.timeout,
-        encryption=args.encryption, lsd=not args.no_lsd,
+        encryption=args.encryption, lsd=not args.no_lsd, utp=not args.no_utp,
         tracker_ssl_context=tracker_trust(args), dht_bootstrap=dht_bootstrap(args)))
 
 

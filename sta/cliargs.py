@@ -340,7 +340,7 @@ def _create_arguments(p: StaArgumentParser) -> None:
 
 
 def _peer_node_arguments(p: StaArgumentParser, port_help: str) -> None:
-    """--port, --bind, --encryption and --no-lsd: the options of every command that runs a
+    """--port, --bind, --encryption, --no-lsd and --no-utp: the options of every command that runs a
     peer."""
     p.add_argument("--port", type=_port, default=DEFAULT_PEER_PORT,
                    help=f"port for peers (default: {DEFAULT_PEER_PORT}{port_help})")
@@ -353,6 +353,9 @@ def _peer_node_arguments(p: StaArgumentParser, port_help: str) -> None:
                    default=os.environ.get(NO_LSD_VARIABLE, "0") not in ("", "0"),
                    help="do not look for peers on the local network (BEP 14 multicast); "
                         "on by default")
+    p.add_argument("--no-utp", action="store_true",
+                   help="TCP only: neither accept nor dial uTP (BEP 29) on the port's UDP "
+                        "number; on by default")
     _dht_choice_arguments(p)
 
 

@@ -103,13 +103,19 @@ class DhtDiscovery:
 
 async def start_dht(bootstrap: List[Address], state_dir: str, host: str, port: int,
                     torrent_for: Callable[[bytes], Optional[Any]],
-                    spawn: Callable[[Awaitable[Any]], Any]) -> Optional[DhtDiscovery]:
+                    spawn: Callable[[Awaitable[Any]], Any],
+                    endpoint: Any = None) -> Optional[DhtDiscovery]:
     """A DHT node on UDP ``port`` (the peer port's number) and its scheduler; None, with one
-    warning, when the port cannot be had (another STA on this machine, `sta dht`)."""
+    warning, when the port cannot be had (another STA on this machine, `sta dht`).
+    ``endpoint``: the UDP socket the node shares with uTP (utp.UtpEndpoint: it sends through
+    ``endpoint.send`` and the endpoint hands it every bencoded datagram); None: its own."""
     from .dht import STATE_FILE, DhtError, DhtNode  # loaded only by nodes that use a DHT
     node = DhtNode(bootstrap=bootstrap, state_path=os.path.join(state_dir, STATE_FILE))
     try:
-        await node.start(host, port)
+        await node.start(host, port, sender=endpoint)
+        if endpoint is not None:
+            endpoint.dht = node.datagram_received
+            node.address = (host, port)
     except (OSError, DhtError) as exc:
         log.warning("no DHT: cannot use UDP port %d (%s); peers come from trackers and "
                     "--peer only", port, exc)

@@ -31,6 +31,8 @@ from .resume import default_home
 from .safepath import overlapping_paths
 from .torrent import DOWNLOADING, SEEDING
 from .transport import UNDECIDED, Link, TcpStream
+from .utp import (UTP_CONNECT_TIMEOUT, TransportMemory, UtpEndpoint, UtpTransportError,
+                  stream_counts)
 
 log = logging.getLogger(__name__)
 
@@ -96,10 +98,13 @@ class Session:
                  encryption: str = tls.DEFAULT_ENCRYPTION,
                  state_dir: Optional[str] = None,
                  dht_bootstrap: Optional[Sequence[Tuple[str, int]]] = None,
-                 lsd: bool = False) -> None:
+                 lsd: bool = False, utp: bool = True, tcp: bool = True) -> None:
         """``dht_bootstrap``: run a DHT node on the peer port's UDP number, joining through
         these addresses (possibly none: then only through the nodes saved last time); None:
-        no DHT. ``lsd``: find peers on the local network by multicast (BEP 14)."""
+        no DHT. ``lsd``: find peers on the local network by multicast (BEP 14). ``utp``:
+        accept and dial uTP (BEP 29) on the peer port's UDP number, which the DHT then
+        shares. ``tcp=False``: no TCP listener and no TCP dialling (uTP only, for tests and
+        benchmarks)."""
         self.tracker_ssl_context = tracker_ssl_context
         self._dht_bootstrap = None if dht_bootstrap is None else list(dht_bootstrap)
         self.dht: Optional[DhtDiscovery] = None
@@ -131,6 +136,11 @@ class Session:
         self._removed_uploaded = 0
         self.lsd_enabled = lsd
         self.lsd: Optional[LsdService] = None
+        self.utp_enabled = utp
+        self.tcp_enabled = tcp or not utp
+        self.utp: Optional[UtpEndpoint] = None
+        self._transports = TransportMemory(tcp=self.tcp_enabled, utp=utp)
+        self._dial_transports: Dict[PeerConnection, str] = {}
 
     # -- start and stop ----------------------------------------------------------------------
 
@@ -141,24 +151,44 @@ class Session:
         error: Optional[OSError] = None
         for port in ports:
             try:
-                self._server = await self.loop.create_server(
-                    self._incoming_stream, self.host, port, backlog=128)
+                self.listen_port = await self._listen(port)
                 break
             except OSError as exc:
                 error = exc
-        if self._server is None:
+        if not self.listen_port:
             raise SessionError(f"cannot listen on port {self.requested_port}: "
                                f"{error.strerror if error else 'no port'}; "
                                "pass --port 0 to pick a free one")
-        self.listen_port = self._server.sockets[0].getsockname()[1]
         if self.requested_port and self.listen_port != self.requested_port:
             log.warning("port %d is taken; listening on %d", self.requested_port, self.listen_port)
         log.info("listening on %s:%d", self.host, self.listen_port)
+        await self._open_utp()
         if self._dht_bootstrap is not None:
             self.dht = await start_dht(self._dht_bootstrap, self.state_dir, self.host,
-                                       self.listen_port, self.torrents.get, self.spawn)
+                                       self.listen_port, self.torrents.get, self.spawn,
+                                       endpoint=self.utp)
         self._tick_task = self.loop.create_task(self._tick_loop())
         await self._start_lsd()
+
+    async def _listen(self, port: int) -> int:
+        """The TCP listener on ``port`` (uTP only: the UDP socket); returns the port."""
+        if not self.tcp_enabled:
+            self.utp = await UtpEndpoint.open(self.host, port, self._incoming_utp)
+            return self.utp.port
+        self._server = await self.loop.create_server(
+            self._incoming_stream, self.host, port, backlog=128)
+        return self._server.sockets[0].getsockname()[1]
+
+    async def _open_utp(self) -> None:
+        """uTP on the listen port's UDP number; a node that cannot have it runs on TCP."""
+        if not self.utp_enabled or self.utp is not None:
+            return
+        try:
+            self.utp = await UtpEndpoint.open(self.host, self.listen_port, self._incoming_utp)
+        except OSError as exc:
+            log.warning("no uTP: cannot use UDP port %d (%s)", self.listen_port,
+                        exc.strerror or exc)
+            self._transports.utp = False
 
     async def close(self) -> None:
         """Stop every torrent, tell the trackers, close every connection."""
@@ -179,6 +209,8 @@ class Session:
             await self._server.wait_closed()
         if self.dht is not None:
             await self.dht.close()
+        if self.utp is not None:
+            self.utp.close()
         for task in list(self._tasks):
             task.cancel()
         self.hash_pool.shutdown(wait=True)
@@ -264,6 +296,18 @@ class Session:
     def _incoming_stream(self) -> TcpStream:
         return TcpStream(PeerConnection(self), choose=self._choose_incoming)
 
+    def _incoming_utp(self, address: Tuple[str, int]) -> Optional[Tuple[Any, Any]]:
+        """A uTP SYN from a new peer: its connection (the limits decide once it opens), or
+        None while closing. The peer speaks uTP: we dial it that way too."""
+        if self._closed:
+            return None
+        self.note_utp(address)
+        return PeerConnection(self), self._choose_incoming
+
+    def note_utp(self, address: Tuple[str, int]) -> None:
+        """The peer at ``address`` speaks uTP (PEX's flag 0x04 says so): dial it that way."""
+        self._transports.speaks_utp(address)
+
     def _choose_incoming(self, head: bytes) -> Any:
         """First bytes decide: plain BitTorrent, TLS to an STA node or MSE/PE (raises TlsError
         or MseError when the policy refuses the one the peer chose)."""
@@ -291,6 +335,8 @@ class Session:
         mode = self._dial_modes.get(conn)
         if not conn.incoming and mode in tls.DIAL_ORDER:
             self._modes.record(conn.address, mode, time.monotonic())
+        if not conn.incoming and conn in self._dial_transports:
+            self._transports.succeeded(conn.address, self._dial_transports[conn])
 
     def transport_failed(self, conn: PeerConnection, error: BaseException) -> str:
         """An outgoing encrypted attempt failed: a peer that does not speak TLS is dialled
@@ -305,6 +351,7 @@ class Session:
         if following is None:
             return ""
         self._dial_modes[conn] = "retrying"
+        self._dial_transports.pop(conn, None)
         self.loop.call_soon(self._dial, conn.owner, conn.address, following)
         return "; retrying with MSE/PE" if following == "mse" else \
             "; retrying in plain BitTorrent"
@@ -313,8 +360,14 @@ class Session:
         self.connections.discard(conn)
         self.limits.closed(conn)
         mode = self._dial_modes.pop(conn, None)
+        transport = self._dial_transports.pop(conn, None)
         if conn.incoming or conn.joined or conn.owner is None or mode == "retrying":
             return
+        if transport == "tcp" and mode is not None and conn.last_received == conn.connected_at:
+            # The peer hung up without a word of the peer protocol (libtorrent does so with
+            # incoming TCP off): it may take uTP.
+            if self._switch_transport(conn.owner, conn.address, mode, "tcp"):
+                return
         conn.owner.dial_failed(conn.address)  # an outgoing attempt ended before the handshake
 
     def dial(self, owner: Any, address: Tuple[str, int]) -> None:
@@ -339,19 +392,39 @@ class Session:
     async def _connect(self, owner: Any, address: Tuple[str, int], mode: str) -> None:
         host, port = address
         conn = PeerConnection(self, owner, address)
+        transport = self._transports.first(address)
         try:
             link = self._outgoing_link(mode, owner.info_hash)
             self._dial_modes[conn] = mode
-            await asyncio.wait_for(self.loop.create_connection(
-                lambda: TcpStream(conn, address, link=link), host, port,
-                local_addr=self._local_address(host)), CONNECT_TIMEOUT)
-            log.debug("%s: connected to %s:%d", owner.name, host, port)
-        except (OSError, asyncio.TimeoutError, tls.TlsError, mse.MseError) as exc:
+            self._dial_transports[conn] = transport or "tcp"
+            if transport == "utp" and self.utp is not None:
+                await self.utp.connect(address, conn, link, UTP_CONNECT_TIMEOUT)
+            else:
+                await asyncio.wait_for(self.loop.create_connection(
+                    lambda: TcpStream(conn, address, link=link), host, port,
+                    local_addr=self._local_address(host)), CONNECT_TIMEOUT)
+            log.debug("%s: connected to %s:%d over %s", owner.name, host, port, transport)
+        except (OSError, asyncio.TimeoutError, tls.TlsError, mse.MseError,
+                UtpTransportError) as exc:
             self._dial_modes.pop(conn, None)
+            self._dial_transports.pop(conn, None)
             reason = (exc.strerror if isinstance(exc, OSError) and exc.strerror else
                       "timed out" if isinstance(exc, asyncio.TimeoutError) else str(exc))
-            log.info("%s: cannot connect to %s:%d: %s", owner.name, host, port, reason)
-            owner.dial_failed(address)
+            log.info("%s: cannot connect to %s:%d over %s: %s", owner.name, host, port,
+                     transport, reason)
+            if not self._switch_transport(owner, address, mode, transport or "tcp"):
+                owner.dial_failed(address)
+
+    def _switch_transport(self, owner: Any, address: Tuple[str, int], mode: str,
+                          failed: str) -> bool:
+        """A transport failed to reach the peer: dial it over the other one at once, if
+        that is on and not tried yet (TransportMemory says which)."""
+        following = self._transports.failed(address, failed)
+        if following is None or self._closed:
+            return False
+        log.info("%s: trying %s:%d over %s", owner.name, *address, following)
+        self.loop.call_soon(self._dial, owner, address, mode)
+        return True
 
     def _outgoing_link(self, mode: str, info_hash: bytes) -> Optional[Link]:
         if mode == "tls":
@@ -458,5 +531,6 @@ class Session:
             "uploaded": self._removed_uploaded + sum(t.uploaded for t in torrents),
             "down_rate": sum(p.down_rate for p in self.connections),
             "up_rate": sum(p.up_rate for p in self.connections),
+            **stream_counts([p.transport for p in self.connections]),
             **(self.dht.status() if self.dht is not None else {}),
         }

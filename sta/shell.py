@@ -155,6 +155,7 @@ class Shell:
     def __init__(self, *, port: int = cliargs.DEFAULT_PEER_PORT,
                  folder: str = cliargs.DEFAULT_DOWNLOAD_DIR, host: str = cliargs.DEFAULT_BIND,
                  tracker_ssl_context: Any = None, encryption: str = "prefer", lsd: bool = False,
+                 utp: bool = True,
                  stdin: Any = None, stdout: Any = None, stderr: Any = None,
                  web: Optional[Tuple[str, int]] = None, web_password: Optional[str] = None,
                  dht_bootstrap: Any = None) -> None:
@@ -165,12 +166,12 @@ class Shell:
         self.console = Console(stdin or sys.stdin, stdout or sys.stdout, stderr or sys.stderr)
         self.node = Node(self.console, port=port, host=host, encryption=encryption,
                          tracker_ssl_context=tracker_ssl_context, dht_bootstrap=dht_bootstrap,
-                         lsd=lsd)
+                         lsd=lsd, utp=utp)
         self.cli_parser = cliargs.build_parser()
         self.cli_commands = _subcommand_parsers(self.cli_parser)
         # The shell has one port and its own download folder: a None default tells "given" apart.
         for name in ("seed", "download"):
-            self.cli_commands[name].set_defaults(port=None, no_lsd=None)
+            self.cli_commands[name].set_defaults(port=None, no_lsd=None, no_utp=None)
         self.cli_commands["download"].set_defaults(output=None)
         self.parsers = self._shell_parsers()
 
@@ -335,7 +336,8 @@ class Shell:
             ("--log-level", args.log_level != "warning"), ("--log-file", args.log_file),
             ("--tracker-cafile", session_wide and getattr(args, "tracker_cafile", None)),
             ("--tracker-pin", session_wide and getattr(args, "tracker_pin", None)),
-            ("--no-lsd", session_wide and getattr(args, "no_lsd", None))) if value]
+            ("--no-lsd", session_wide and getattr(args, "no_lsd", None)),
+            ("--no-utp", session_wide and getattr(args, "no_utp", None))) if value]
         if given:
             self.console.notice(f"note: {', '.join(given)} apply to the whole shell and "
                                 "are ignored here: give them to 'sta shell'")
@@ -480,4 +482,4 @@ def run(args: argparse.Namespace) -> int:
     return Shell(port=args.port, folder=args.output, host=args.bind, encryption=args.encryption,
                  tracker_ssl_context=cliargs.tracker_trust(args), web=args.web,
                  web_password=args.web_password, dht_bootstrap=cliargs.dht_bootstrap(args),
-                 lsd=not args.no_lsd).run()
+                 lsd=not args.no_lsd, utp=not args.no_utp).run()

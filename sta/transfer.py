@@ -45,6 +45,7 @@ class TransferOptions:
     host: str = "0.0.0.0"
     encryption: str = "prefer"
     lsd: bool = False             # local peer discovery (BEP 14); the commands turn it on
+    utp: bool = True              # uTP (BEP 29) beside TCP; `--no-utp` turns it off
     out: Any = None               # stream for progress and summary (default stderr)
     tracker_ssl_context: Any = None   # trust for https trackers (announce.make_ssl_context)
     dht_bootstrap: Optional[List[Tuple[str, int]]] = None   # None: no DHT
@@ -86,7 +87,7 @@ async def _transfer(options: TransferOptions, metainfos: List[Any]) -> int:
     out = options.out if options.out is not None else sys.stderr
     session = Session(port=options.port, host=options.host, encryption=options.encryption,
                       tracker_ssl_context=options.tracker_ssl_context,
-                      dht_bootstrap=options.dht_bootstrap, lsd=options.lsd)
+                      dht_bootstrap=options.dht_bootstrap, lsd=options.lsd, utp=options.utp)
     stop = asyncio.Event()
     _install_signal_handlers(stop)
     await session.start()

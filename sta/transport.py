@@ -3,7 +3,7 @@
 A peer connection (peer.py) needs only this from the layer below it: write bytes, pause and
 resume reading, close, the peer's address, and whether the stream is encrypted. ``Transport``
 says so as a Protocol; whatever sits below (plain TCP, TLS between STA nodes, MSE/PE with other
-clients, and later uTP) implements it and reports upward through ``StreamHandler``.
+clients, uTP in utp.py) implements it and reports upward through ``StreamHandler``.
 
 ``TcpStream`` is the TCP implementation: an asyncio protocol on one socket. An outgoing stream
 is plain, TLS or MSE/PE from the start (the dialler chose); an incoming one lets its first bytes
@@ -12,6 +12,7 @@ encrypted stream runs through a ``Link``, a sans-IO filter (``peerlink.SecureLin
 ``mse.MseLink`` for MSE/PE), and reports itself ready only once the link's handshake is over;
 nothing of the peer protocol crosses before that. A link that settles on no encryption at all
 (MSE/PE's plaintext method) steps aside, and the stream runs as plain TCP from then on.
+``LinkedStream`` holds all of that apart from the socket, so uTP streams (utp.py) share it.
 """
 
 from __future__ import annotations
@@ -113,8 +114,11 @@ UNDECIDED = object()
 IncomingChoice = Callable[[bytes], Any]
 
 
-class TcpStream(asyncio.Protocol):
-    """One TCP connection as a Transport, optionally through a Link (TLS or MSE/PE)."""
+class LinkedStream:
+    """What every stream shares, whatever carries its bytes (TCP here, uTP in utp.py): the
+    choice of an incoming stream's link from its first bytes, the link's handshake, and the
+    reports to the handler. A subclass moves the raw bytes: ``_send_raw`` and ``_close_raw``,
+    and hands what arrives to ``data_received``."""
 
     def __init__(self, handler: StreamHandler, address: Optional[Address] = None, *,
                  link: Optional[Link] = None, choose: Optional[IncomingChoice] = None) -> None:
@@ -132,6 +136,118 @@ class TcpStream(asyncio.Protocol):
         self._ready = False
         self._closed = False
         self._reported = False
+
+    def _send_raw(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def _close_raw(self) -> None:
+        raise NotImplementedError
+
+    def _start_outgoing(self) -> None:
+        """The carrier is connected: an outgoing stream starts its link (or is ready)."""
+        if self._closed or self.incoming:
+            return
+        if self._link is not None:
+            self._send_raw(self._link.start())
+        else:
+            self._become_ready()
+
+    def data_received(self, data: bytes) -> None:
+        if self._closed:
+            return
+        if not self._decided:
+            data = self._decide(data)
+            if not data:
+                return
+        link = self._link
+        if link is None:
+            self.handler.stream_received(data)
+            return
+        data = self._receive_link(link, data)
+        if data and not self._closed:
+            self.handler.stream_received(data)
+        if link.closed and not self._closed:
+            # What came with the peer's close_notify was delivered first.
+            self._fail("peer closed the TLS session", None)
+
+    def _decide(self, data: bytes) -> bytes:
+        """Let the first bytes choose the link; returns them once chosen (b"" until then)."""
+        head = self._head + data
+        assert self._choose is not None
+        try:
+            choice = self._choose(head[:MAX_CHOICE_BYTES])
+        except LINK_ERRORS as exc:
+            self._fail(str(exc), exc)
+            return b""
+        if choice is UNDECIDED and len(head) < MAX_CHOICE_BYTES:
+            self._head = head
+            return b""
+        self._head = b""
+        self._decided = True
+        self._link = None if choice is UNDECIDED else choice
+        if self._link is None:
+            self._become_ready()
+        return head
+
+    def _lost(self, reason: str) -> None:
+        """The carrier is gone (``reason`` says how, for a stream past its link)."""
+        link = self._link
+        if link is not None and not link.authenticated and not self._closed:
+            # The link says whether the peer speaks its protocol at all (a plain client that
+            # hangs up on our ClientHello or MSE key does not) or failed half-way.
+            error = link.lost_error()
+            self._report(f"encrypted link failed: {error}", error)
+        else:
+            self._report(reason, None)
+        self._closed = True
+
+    def _report(self, reason: str, error: Optional[BaseException]) -> None:
+        if not self._reported:
+            self._reported = True
+            self.handler.transport_closed(reason, error)
+
+    def _become_ready(self) -> None:
+        self._ready = True
+        self.handler.transport_ready(self)  # type: ignore[arg-type]
+
+    def _receive_link(self, link: Link, data: bytes) -> bytes:
+        """Link bytes in, peer protocol bytes out (none until the link's handshake is over)."""
+        try:
+            plain = link.receive(data)
+        except LINK_ERRORS as exc:
+            reply = link.outgoing()
+            if reply:
+                self._send_raw(reply)
+            if isinstance(exc, tls.TlsError) and not link.handshake_complete and \
+                    not isinstance(exc, tls.TlsUnsupported):
+                exc = tls.TlsUnsupported(str(exc))  # never finished the TLS handshake
+            self._fail(f"encrypted link failed: {exc}", exc)
+            return b""
+        reply = link.outgoing()
+        if reply:
+            self._send_raw(reply)
+        if link.authenticated and not self._ready:
+            self.encrypted = link.encrypted
+            self.bound_info_hash = link.info_hash
+            if not link.encrypted:
+                self._link = None  # (MSE/PE plaintext) plain from here on
+            self._become_ready()
+        return plain
+
+    def _fail(self, reason: str, error: Optional[BaseException]) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._close_raw()
+        self._report(reason, error)
+
+
+class TcpStream(LinkedStream, asyncio.Protocol):
+    """One TCP connection as a Transport, optionally through a Link (TLS or MSE/PE)."""
+
+    def __init__(self, handler: StreamHandler, address: Optional[Address] = None, *,
+                 link: Optional[Link] = None, choose: Optional[IncomingChoice] = None) -> None:
+        super().__init__(handler, address, link=link, choose=choose)
         self._raw: Optional[asyncio.Transport] = None
 
     # -- Transport ----------------------------------------------------------------------------
@@ -176,65 +292,10 @@ class TcpStream(asyncio.Protocol):
             peer = raw.get_extra_info("peername")
             self.address = (peer[0], peer[1]) if peer else ("?", 0)
         self.handler.stream_opened(self)
-        if self._closed or self.incoming:
-            return
-        if self._link is not None:
-            raw.write(self._link.start())
-        else:
-            self._become_ready()
-
-    def data_received(self, data: bytes) -> None:
-        if self._closed:
-            return
-        if not self._decided:
-            data = self._decide(data)
-            if not data:
-                return
-        link = self._link
-        if link is None:
-            self.handler.stream_received(data)
-            return
-        data = self._receive_link(link, data)
-        if data and not self._closed:
-            self.handler.stream_received(data)
-        if link.closed and not self._closed:
-            # What came with the peer's close_notify was delivered first.
-            self._fail("peer closed the TLS session", None)
-
-    def _decide(self, data: bytes) -> bytes:
-        """Let the first bytes choose the link; returns them once chosen (b"" until then)."""
-        head = self._head + data
-        assert self._choose is not None
-        try:
-            choice = self._choose(head[:MAX_CHOICE_BYTES])
-        except LINK_ERRORS as exc:
-            self._fail(str(exc), exc)
-            return b""
-        if choice is UNDECIDED and len(head) < MAX_CHOICE_BYTES:
-            self._head = head
-            return b""
-        self._head = b""
-        self._decided = True
-        self._link = None if choice is UNDECIDED else choice
-        if self._link is None:
-            self._become_ready()
-        return head
+        self._start_outgoing()
 
     def connection_lost(self, exc: Optional[Exception]) -> None:
-        link = self._link
-        if link is not None and not link.authenticated and not self._closed:
-            # The link says whether the peer speaks its protocol at all (a plain client that
-            # hangs up on our ClientHello or MSE key does not) or failed half-way.
-            error = link.lost_error()
-            self._report(f"encrypted link failed: {error}", error)
-        else:
-            self._report(f"connection lost: {exc}" if exc else "closed by peer", None)
-        self._closed = True
-
-    def _report(self, reason: str, error: Optional[BaseException]) -> None:
-        if not self._reported:
-            self._reported = True
-            self.handler.transport_closed(reason, error)
+        self._lost(f"connection lost: {exc}" if exc else "closed by peer")
 
     def pause_writing(self) -> None:
         self.handler.writing_paused()
@@ -242,42 +303,10 @@ class TcpStream(asyncio.Protocol):
     def resume_writing(self) -> None:
         self.handler.writing_resumed()
 
-    # -- links ---------------------------------------------------------------------------------
+    def _send_raw(self, data: bytes) -> None:
+        assert self._raw is not None
+        self._raw.write(data)
 
-    def _become_ready(self) -> None:
-        self._ready = True
-        self.handler.transport_ready(self)
-
-    def _receive_link(self, link: Link, data: bytes) -> bytes:
-        """Link bytes in, peer protocol bytes out (none until the link's handshake is over)."""
-        raw = self._raw
-        assert raw is not None
-        try:
-            plain = link.receive(data)
-        except LINK_ERRORS as exc:
-            reply = link.outgoing()
-            if reply:
-                raw.write(reply)
-            if isinstance(exc, tls.TlsError) and not link.handshake_complete and \
-                    not isinstance(exc, tls.TlsUnsupported):
-                exc = tls.TlsUnsupported(str(exc))  # never finished the TLS handshake
-            self._fail(f"encrypted link failed: {exc}", exc)
-            return b""
-        reply = link.outgoing()
-        if reply:
-            raw.write(reply)
-        if link.authenticated and not self._ready:
-            self.encrypted = link.encrypted
-            self.bound_info_hash = link.info_hash
-            if not link.encrypted:
-                self._link = None  # (MSE/PE plaintext) plain TCP from here on
-            self._become_ready()
-        return plain
-
-    def _fail(self, reason: str, error: Optional[BaseException]) -> None:
-        if self._closed:
-            return
-        self._closed = True
+    def _close_raw(self) -> None:
         if self._raw is not None:
             self._raw.close()
-        self._report(reason, error)

@@ -429,7 +429,8 @@ def stats_lines(stats: Dict[str, Any]) -> List[str]:
         ("listening on", f"{stats['host']}:{stats['listen_port']}"),
         ("uptime", human_eta(stats["uptime"]) if stats["uptime"] < 86400 * 99 else "long"),
         ("torrents", f"{stats['torrents']}" + (f" ({states})" if states else "")),
-        ("peers", str(stats["peers"])),
+        ("peers", str(stats["peers"]) + (f" ({stats['utp_peers']} over uTP)"
+                                          if stats.get("utp_peers") else "")),
         ("downloaded", f"{human_size(stats['downloaded'])} "
                        f"(now {human_rate(stats['down_rate'])})"),
         ("uploaded", f"{human_size(stats['uploaded'])} "

@@ -342,7 +342,7 @@ def run(args: Any, emit: Callable[[str], None]) -> int:
     notices = NoticeLog(emit)
     node = Node(notices, port=args.port, host=args.bind, encryption=args.encryption,
                 tracker_ssl_context=tracker_trust(args), dht_bootstrap=dht_bootstrap(args),
-                lsd=not args.no_lsd)
+                lsd=not args.no_lsd, utp=not args.no_utp)
     web: Optional[WebNode] = None
     server: Optional[WebServer] = None
     try:

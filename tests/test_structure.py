@@ -32,7 +32,7 @@ NO_TEST_NEEDED = {"__init__", "__main__"}
 PROTOCOL_MODULES = {
     "bencode", "wire", "magnet", "metainfo", "picker", "availability", "bitfield", "choker",
     "superseed", "trackers", "trackerproto", "udptrackerproto", "ut_metadata", "extension", "mse",
-    "krpc", "dht_routing", "dht_lookup", "dht_store", "lsd",
+    "krpc", "dht_routing", "dht_lookup", "dht_store", "lsd", "utpproto", "utpcodec", "ledbat",
 }
 PROTOCOL_NAME_PATTERN = re.compile(r"peerproto|codec|ut_metadata")
 # What a protocol module may not import: sockets, event loops, TLS, threads, processes, HTTP and

@@ -15,11 +15,11 @@ on any Python) start this script with /usr/bin/python3 and talk to it through it
     create PATH --out T [--tracker URL]... [--piece-length N] [--private] [--comment C]
         a v1-only torrent hashed by libtorrent (one tier per tracker)
     seed TORRENT --data DIR [--port P] [--peer H:P]... [--tracker-ok] [--tracker URL]...
-         [--seconds S] [--encryption enabled|forced|disabled]
+         [--seconds S] [--encryption enabled|forced|disabled] [--utp-only]
         checks DIR, then prints "LISTENING <port>" and "SEEDING" and seeds until killed or for S
         seconds; announces to the torrent's trackers only with --tracker-ok
     download (TORRENT | --magnet URI) --out DIR [--port P] [--peer H:P]... [--tracker URL]...
-         [--timeout S] [--encryption enabled|forced|disabled]
+         [--timeout S] [--encryption enabled|forced|disabled] [--utp-only]
         prints "LISTENING <port>", "PROGRESS <fraction> <bytes/s>" about twice a second and
         "DONE <seconds>" once every piece is verified and flushed, then exits 0; after S seconds
         exits 1 with the reason on stderr
@@ -33,8 +33,9 @@ on any Python) start this script with /usr/bin/python3 and talk to it through it
         and looks up each --get-peers info hash
 
 Every session listens on 127.0.0.1 only and (but in the dht mode) has DHT, local peer discovery, UPnP, NAT-PMP and uTP
-off, so a test never leaves the loopback interface and always speaks TCP (the only transport STA
-has). Errors go to stderr as one line and exit with status 1.
+off, so a test never leaves the loopback interface and speaks TCP; with --utp-only (seed and
+download) it speaks uTP only: TCP off both ways, uTP on both ways. Errors go to stderr as one
+line and exit with status 1.
 """
 
 import argparse
@@ -149,7 +150,16 @@ def encryption_settings(mode):
             "allowed_enc_level": int(level), "prefer_rc4": prefer_rc4}
 
 
-def make_session(port, overrides=(), encryption="enabled"):
+# --utp-only: libtorrent neither accepts (it closes incoming TCP connections) nor dials TCP.
+UTP_ONLY_SETTINGS = {
+    "enable_incoming_utp": True,
+    "enable_outgoing_utp": True,
+    "enable_incoming_tcp": False,
+    "enable_outgoing_tcp": False,
+}
+
+
+def make_session(port, overrides=(), encryption="enabled", utp_only=False):
     alerts = (lt.alert.category_t.error_notification
               | lt.alert.category_t.status_notification
               | lt.alert.category_t.storage_notification)
@@ -160,7 +170,7 @@ def make_session(port, overrides=(), encryption="enabled"):
         "enable_lsd": False,
         "enable_upnp": False,
         "enable_natpmp": False,
-        # STA speaks TCP only; libtorrent would otherwise try uTP first on outgoing connections.
+        # TCP unless --utp-only: libtorrent would otherwise try uTP first on outgoing connections.
         "enable_incoming_utp": False,
         "enable_outgoing_utp": False,
         # Every peer of a loopback test has the same address.
@@ -176,6 +186,8 @@ def make_session(port, overrides=(), encryption="enabled"):
         "user_agent": "lt_helper/libtorrent-" + lt.__version__,
     }
     settings.update(encryption_settings(encryption))
+    if utp_only:
+        settings.update(UTP_ONLY_SETTINGS)
     settings.update(parse_setting(text) for text in overrides)
     return lt.session(settings)
 
@@ -316,7 +328,7 @@ def cmd_create(args):
 
 
 def cmd_seed(args):
-    ses = make_session(args.port, args.setting, args.encryption)
+    ses = make_session(args.port, args.setting, args.encryption, args.utp_only)
     port = wait_listening(ses)
     params = add_params(args.data, torrent=args.torrent)
     if not args.tracker_ok:
@@ -365,7 +377,7 @@ def cmd_download(args):
         fail("give either a TORRENT or --magnet URI")
     os.makedirs(args.out, exist_ok=True)
     peers = [parse_peer(p) for p in args.peer]
-    ses = make_session(args.port, args.setting, args.encryption)
+    ses = make_session(args.port, args.setting, args.encryption, args.utp_only)
     port = wait_listening(ses)
     emit("LISTENING %d" % port)
     params = add_params(args.out, torrent=args.torrent, magnet=args.magnet)
@@ -494,6 +506,7 @@ def main(argv=None):
                    help="override a libtorrent setting (repeatable)")
     p.add_argument("--encryption", choices=ENCRYPTION_MODES, default="enabled",
                    help="MSE/PE policy: forced = RC4 only, both ways; disabled = plain only")
+    p.add_argument("--utp-only", action="store_true", help="uTP both ways, TCP off")
     p.set_defaults(func=cmd_seed)
 
     p = sub.add_parser("download", help="download a torrent or magnet")
@@ -508,6 +521,7 @@ def main(argv=None):
                    help="override a libtorrent setting (repeatable)")
     p.add_argument("--encryption", choices=ENCRYPTION_MODES, default="enabled",
                    help="MSE/PE policy: forced = RC4 only, both ways; disabled = plain only")
+    p.add_argument("--utp-only", action="store_true", help="uTP both ways, TCP off")
     p.set_defaults(func=cmd_download)
 
     p = sub.add_parser("dht", help="run a DHT node on 127.0.0.1")
