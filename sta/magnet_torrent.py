@@ -61,7 +61,7 @@ class MagnetTorrent:
         self.successor: Optional["Torrent"] = None
         self.fetched: Optional[bytes] = None
         self.swarm = Swarm(self.name, host.peer_id, partial(host.dial, self), host.is_self)
-        self.exchange = PeerExchange(False, self.add_peers)
+        self.exchange = PeerExchange(False, self.add_peers, host.note_utp)
         self.fetcher = metadata.MetadataFetcher(magnet.info_hash)
         self.source_errors: Dict[str, str] = {}
         self._build = build

@@ -147,6 +147,10 @@ class PeerConnection:
         return self.transport is not None and self.transport.encrypted
 
     @property
+    def over_utp(self) -> bool:
+        return self.transport is not None and self.transport.carrier == "utp"
+
+    @property
     def am_choking(self) -> bool:
         return self.proto.am_choking
 

@@ -2,9 +2,10 @@
 
 Once a minute per peer (BEP 11), each connection that speaks `ut_pex` hears which peers we are
 connected to (those it was not told of yet) and which left; the peers we reached ourselves are
-flagged reachable, seeds as seeds. What peers tell us goes to the swarm as one more peer source,
+flagged reachable, seeds as seeds, those on uTP as speaking uTP. What peers tell us goes to the swarm as one more peer source,
 bounded there (swarm.MAX_KNOWN_PEERS) and here (pex.MAX_PEX_PEERS per message, one message per
-peer per PEX_MIN_GAP). A private torrent (BEP 27) neither sends nor takes any: its peers come
+peer per PEX_MIN_GAP), and the peers they flag as speaking uTP to ``speaks_utp``, so that the
+node dials those over uTP first. A private torrent (BEP 27) neither sends nor takes any: its peers come
 from its trackers only. The codec is pex.py.
 """
 
@@ -14,7 +15,7 @@ import logging
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 from . import pex
-from .pex import FLAG_REACHABLE, FLAG_SEED, UT_PEX, PexState
+from .pex import FLAG_REACHABLE, FLAG_SEED, FLAG_UTP, UT_PEX, PexState
 
 log = logging.getLogger(__name__)
 
@@ -26,12 +27,15 @@ Address = Tuple[str, int]
 
 
 class PeerExchange:
-    """``add_peers(addresses, source)`` hands what peers tell us to the swarm."""
+    """``add_peers(addresses, source)`` hands what peers tell us to the swarm;
+    ``speaks_utp(address)`` hears of each peer flagged as speaking uTP."""
 
     def __init__(self, private: bool,
-                 add_peers: Callable[[List[Address], str], None]) -> None:
+                 add_peers: Callable[[List[Address], str], None],
+                 speaks_utp: Optional[Callable[[Address], None]] = None) -> None:
         self.private = private
         self._add_peers = add_peers
+        self._speaks_utp = speaks_utp
         self._states: Dict[Any, PexState] = {}
         self._last_heard: Dict[Any, float] = {}
 
@@ -52,6 +56,10 @@ class PeerExchange:
             log.debug("%r: %s", conn, exc)
             return
         if message.added:
+            if self._speaks_utp is not None:
+                for address, flags in zip(message.added, message.flags):
+                    if flags & FLAG_UTP:
+                        self._speaks_utp(address)
             self._add_peers(message.added, "pex")
 
     def peer_left(self, conn: Any) -> None:
@@ -69,7 +77,8 @@ class PeerExchange:
             address = listen_address(conn)
             if address is not None:
                 listed[address] = ((0 if conn.incoming else FLAG_REACHABLE)
-                                   | (FLAG_SEED if is_seed(conn) else 0))
+                                   | (FLAG_SEED if is_seed(conn) else 0)
+                                   | (FLAG_UTP if conn.over_utp else 0))
         for conn in peers:
             if UT_PEX not in conn.extensions.ids or conn.closed:
                 continue

@@ -78,7 +78,7 @@ class Torrent:
             later=host.loop.call_soon, on_error=self.storage_failed, on_sent=self._sent,
             seeding=lambda: self.state == SEEDING)
         self._bits: Dict[Any, Bitfield] = {}
-        self.exchange = PeerExchange(bool(self.info.private), self.add_peers)
+        self.exchange = PeerExchange(bool(self.info.private), self.add_peers, host.note_utp)
         self._metadata_server = MetadataServer(self.info.raw)
         self._last_resume_save = 0.0
         self._announcer: Optional[Announcer] = None

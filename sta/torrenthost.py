@@ -38,3 +38,6 @@ class TorrentHost(Protocol):
 
     def peer_owner(self, info_hash: bytes) -> Optional[Any]:
         """The torrent or stand-in of this info hash in the node, if any."""
+
+    def note_utp(self, address: Address) -> None:
+        """The peer listening at ``address`` speaks uTP (another peer's PEX flags said so)."""

@@ -53,6 +53,7 @@ class Transport(Protocol):
     # The info hash an encrypted stream proved both sides know (None for plain streams): the
     # peer protocol's handshake must name the same torrent.
     bound_info_hash: Optional[bytes]
+    carrier: str   # what carries the bytes: "tcp" or "utp"
 
     def write(self, chunks: List[Any]) -> None: ...
 
@@ -244,6 +245,7 @@ class LinkedStream:
 
 class TcpStream(LinkedStream, asyncio.Protocol):
     """One TCP connection as a Transport, optionally through a Link (TLS or MSE/PE)."""
+    carrier = "tcp"
 
     def __init__(self, handler: StreamHandler, address: Optional[Address] = None, *,
                  link: Optional[Link] = None, choose: Optional[IncomingChoice] = None) -> None:

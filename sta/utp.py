@@ -61,6 +61,7 @@ class UtpTransportError(Exception):
 
 class UtpStream(LinkedStream):
     """One uTP connection as a Transport; its endpoint drives it."""
+    carrier = "utp"
 
     def __init__(self, endpoint: "UtpEndpoint", sock: Any, handler: StreamHandler,
                  address: Address, *, link: Optional[Link] = None,

@@ -108,6 +108,7 @@ class FakeHost:
         self.dialled: List[Tuple[Any, Address]] = []
         self.replaced: List[Tuple[Any, Any]] = []
         self.self_addresses: set = set()
+        self.utp_peers: set = set()
         self.owners: Dict[bytes, Any] = {}
         self.tasks: List["asyncio.Task[Any]"] = []
         test.addCleanup(self.close)
@@ -131,6 +132,9 @@ class FakeHost:
 
     def peer_owner(self, info_hash: bytes) -> Optional[Any]:
         return self.owners.get(info_hash)
+
+    def note_utp(self, address: Address) -> None:
+        self.utp_peers.add(address)
 
     # driving the loop
 
@@ -201,6 +205,7 @@ class FakeConnection:
         self.close_reason = ""
         self.client_name = "Fake 1.0"
         self.encrypted = False
+        self.over_utp = False
         self.flushes = 0
         self.sent: List[Tuple[Any, ...]] = []
 

@@ -41,6 +41,14 @@ class SendTests(Kit):
                          pex.FLAG_REACHABLE | pex.FLAG_SEED)
         self.assertEqual([s for s in quiet.sent if s[0] == "extended"], [])
 
+    def test_a_peer_on_utp_is_flagged_as_speaking_it(self):
+        a, b = conn(1), conn(2)
+        b.over_utp = True
+        self.exchange.tick([a, b], lambda c: False, 0.0)
+        told = pex.decode([s for s in a.sent if s[0] == "extended"][0][2])
+        self.assertEqual(dict(zip(told.added, told.flags))[("10.0.0.2", 6881)],
+                         pex.FLAG_REACHABLE | pex.FLAG_UTP)
+
     def test_an_incoming_peer_without_a_listen_port_is_not_advertised(self):
         self.assertIsNone(listen_address(conn(4, incoming=True)))
 
@@ -58,6 +66,13 @@ class ReceiveTests(Kit):
         a = conn(1)
         self.exchange.received(a, pex.encode([(("10.9.9.9", 6881), 0)], []), 0.0)
         self.assertEqual(self.added, [([("10.9.9.9", 6881)], "pex")])
+
+    def test_peers_flagged_as_speaking_utp_are_reported_as_such(self):
+        utp = []
+        exchange = PeerExchange(False, lambda *a: None, utp.append)
+        exchange.received(conn(1), pex.encode([(("10.9.9.9", 6881), pex.FLAG_UTP),
+                                               (("10.9.9.8", 6881), pex.FLAG_SEED)], []), 0.0)
+        self.assertEqual(utp, [("10.9.9.9", 6881)])
 
     def test_messages_closer_than_the_gap_and_malformed_ones_are_ignored(self):
         a = conn(1)
