@@ -27,9 +27,12 @@ log = logging.getLogger(__name__)
 MAX_SLEEP = 30.0
 # "stopped" announces at exit must not hold the user's terminal: a dead tracker gets this long.
 STOP_TIMEOUT = 5.0
-# Peers a seed asks for: none, since the downloaders that want its pieces learn of it from the
-# tracker and connect to it. A downloader asks for trackerproto's DEFAULT_NUMWANT.
-NUMWANT_SEEDING = 0
+# Peers a seed asks for: as many as a downloader (trackerproto's DEFAULT_NUMWANT), as libtorrent
+# (num_want whatever the state) and Transmission (80 unless stopping) do. A seed cannot count on
+# the downloaders to connect to it: Transmission 3.00 dials a new peer over uTP first and aborts
+# its own TCP fallback when that times out, so a seed without uTP is only downloaded from if it
+# dials the downloader itself, which needs the downloader's address from the tracker.
+NUMWANT_SEEDING = DEFAULT_NUMWANT
 
 
 def private_urls(urls: Sequence[str], encryption: str, what: str, name: str) -> list:

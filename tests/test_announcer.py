@@ -110,6 +110,15 @@ class AnnounceTests(Kit):
         self.assertEqual((call["uploaded"], call["downloaded"], call["left"]), (300, 4000, 0))
         self.assertEqual(call["numwant"], NUMWANT_SEEDING)
 
+    def test_a_seed_asks_the_tracker_for_downloaders_to_dial(self):
+        # A downloader may be unable to dial us (Transmission 3.00 aborts its TCP fallback after
+        # uTP fails), so a seed asks for peers as a downloader does.
+        self.counters = Transferred(0, 0, 0)
+        self.announcer().start()
+        self.calls_reach(1)
+        self.assertEqual(self.trackers.calls[0]["numwant"], NUMWANT)
+        self.assertEqual(NUMWANT_SEEDING, NUMWANT)
+
     def test_a_failed_announce_shows_in_the_status_and_gives_no_peers(self):
         self.trackers.answers[TRACKER] = TrackerError("connection refused", TRACKER)
         announcer = self.announcer()

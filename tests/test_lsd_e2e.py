@@ -10,25 +10,18 @@ made is removed by the test's cleanup, also when it fails.
 from __future__ import annotations
 
 import os
-import shutil
-import stat
-import subprocess
-import sys
 import unittest
-from typing import Any, List
+from typing import Any
 
 from tests import enginekit as kit
 from tests.interop import clients
+from tests.netnskit import Subnet, namespace_python, namespaces_usable
 
-# Namespace and interface names carry the test process's id, so two runs never collide; an
-# interface name has at most 15 characters.
-TAG = "sl%d" % (os.getpid() % 100000)
 # Deadline of the download that must find the seed: both nodes announce as they start, so the
 # transfer should be done in a few seconds; generous for a loaded machine.
 FIND_TIMEOUT = 30.0
-# --timeout of the download that must not find the seed, and of the ip commands.
+# --timeout of the download that must not find the seed.
 GIVE_UP_AFTER = 4
-IP_TIMEOUT = 10.0
 FILE_SIZE = 300 * 1024 + 17
 # A libtorrent seed with local service discovery on: it prints "ready" once seeding and "lsd
 # peer ..." (with the peer's address) for each peer it hears of by BEP 14, and runs until it is
@@ -51,53 +44,6 @@ while True:
 """
 
 
-def _ip(*args: str) -> None:
-    subprocess.run(["ip"] + list(args), check=True, timeout=IP_TIMEOUT,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-
-def namespaces_usable() -> str:
-    """Why these tests cannot run here, or "" when they can."""
-    if not hasattr(os, "geteuid") or os.geteuid() != 0:
-        return "making network namespaces needs root"
-    if shutil.which("ip") is None:
-        return "iproute2's ip command is not installed"
-    return ""
-
-
-class Subnet:
-    """Two namespaces, A and B, with a veth pair between them (10.77.N.1 and 10.77.N.2)."""
-
-    def __init__(self, test: unittest.TestCase, number: int) -> None:
-        self.names = ["%s%da" % (TAG, number), "%s%db" % (TAG, number)]
-        self.addresses = ["10.77.%d.1" % number, "10.77.%d.2" % number]
-        for name in self.names:
-            _ip("netns", "add", name)
-            test.addCleanup(subprocess.run, ["ip", "netns", "del", name], timeout=IP_TIMEOUT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        ends = [name + "v" for name in self.names]
-        _ip("link", "add", ends[0], "netns", self.names[0], "type", "veth",
-            "peer", "name", ends[1], "netns", self.names[1])
-        for name, end, address in zip(self.names, ends, self.addresses):
-            _ip("-n", name, "link", "set", "lo", "up")
-            _ip("-n", name, "addr", "add", address + "/24", "dev", end)
-            _ip("-n", name, "link", "set", end, "up")
-            _ip("-n", name, "route", "add", "224.0.0.0/4", "dev", end)
-
-
-def namespace_python(test: unittest.TestCase, folder: str, namespace: str) -> str:
-    """A launcher that runs Python in ``namespace`` with STA_HOME in ``folder`` and local
-    discovery left on (StaProcess takes it as its interpreter)."""
-    home = os.path.join(folder, "home-" + namespace)
-    os.makedirs(home, exist_ok=True)
-    path = os.path.join(folder, "python-" + namespace)
-    with open(path, "w") as f:
-        f.write("#!/bin/sh\nexec env -u STA_NO_LSD STA_HOME='%s' ip netns exec %s '%s' \"$@\"\n"
-                % (home, namespace, sys.executable))
-    os.chmod(path, stat.S_IRWXU)
-    return path
-
-
 @unittest.skipIf(namespaces_usable(), namespaces_usable())
 class TwoNodesOnASubnetTests(unittest.TestCase):
     def setUp(self) -> None:
@@ -109,7 +55,7 @@ class TwoNodesOnASubnetTests(unittest.TestCase):
         self.out = os.path.join(self.dir, "out")
 
     def node(self, subnet: Subnet, side: int, *args: Any) -> kit.StaProcess:
-        python = namespace_python(self, self.dir, subnet.names[side])
+        python = namespace_python(self, self.dir, subnet.names[side], unset=("STA_NO_LSD",))
         return kit.StaProcess(self, *args, "--port", "0", python=python)
 
     def seed(self, subnet: Subnet, *extra: str) -> kit.StaProcess:

@@ -9,6 +9,9 @@ Network and data:     free_port(), make_file(path, size, seed)
 aria2:                aria2c_seed_cmd(...), aria2c_download_cmd(...), ARIA2_LISTENING
 opentracker:          opentracker_cmd(...), write_whitelist(...), scrape_complete(...),
                       wait_for_seeders(...)
+Transmission:         need_transmission(test), write_transmission_settings(...),
+                      transmission_daemon_cmd(...), transmission_remote_cmd(...),
+                      transmission_progress(info_text)
 
 aria2c has no option to connect to a given peer: it learns peers from a tracker only, so a test
 or benchmark that involves aria2c runs a tracker on 127.0.0.1 (opentracker, or STA's own) and hands
@@ -32,7 +35,7 @@ import threading
 import time
 import urllib.parse
 import urllib.request
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # libtorrent's Python bindings come from the system package and import only under this interpreter.
@@ -372,10 +375,75 @@ def wait_for_seeders(announce_url: str, info_hash_hex: str, count: int, timeout:
                        % (announce_url, count, timeout, last))
 
 
+# ----------------------------------------------------------------------------------- Transmission
+
+# Transmission's own defaults for its peer and RPC ports: each daemon runs in its own network
+# namespace in the tests, so the defaults never collide.
+TRANSMISSION_PEER_PORT = 51413
+TRANSMISSION_RPC_PORT = 9091
+TRANSMISSION_TOOLS = ("transmission-daemon", "transmission-remote")
+
+
+def need_transmission(test: Any) -> None:
+    """Skip ``test`` with the reason when transmission-daemon or transmission-remote is absent."""
+    for tool in TRANSMISSION_TOOLS:
+        if which(tool) is None:
+            test.skipTest("%s is not installed (apt-get install transmission-daemon "
+                          "transmission-cli)" % tool)
+
+
+def write_transmission_settings(config_dir: str, download_dir: str,
+                                peer_port: int = TRANSMISSION_PEER_PORT,
+                                rpc_port: int = TRANSMISSION_RPC_PORT) -> str:
+    """Write a settings.json that sets only ports, paths and the RPC address and whitelist
+    (127.0.0.1), and turns off port forwarding: no router answers UPnP or NAT-PMP in a test
+    namespace, and the UPnP discovery holds up Transmission's first announce by about 8 s.
+    Everything that shapes the peer protocol (encryption "preferred", uTP, DHT, PEX, local peer
+    discovery) stays at Transmission's defaults. Returns the file's path."""
+    import json
+    os.makedirs(config_dir, exist_ok=True)
+    os.makedirs(download_dir, exist_ok=True)
+    settings = {
+        "peer-port": peer_port,
+        "rpc-port": rpc_port,
+        "rpc-bind-address": "127.0.0.1",
+        "rpc-whitelist": "127.0.0.1",
+        "rpc-whitelist-enabled": True,
+        "download-dir": download_dir,
+        "port-forwarding-enabled": False,
+    }
+    path = os.path.join(config_dir, "settings.json")
+    with open(path, "w") as f:
+        json.dump(settings, f, indent=1)
+    return path
+
+
+def transmission_daemon_cmd(config_dir: str) -> List[str]:
+    """transmission-daemon in the foreground with its state in `config_dir` (see
+    write_transmission_settings), logging its messages to stderr."""
+    return [which("transmission-daemon") or "transmission-daemon", "--foreground",
+            "--config-dir", config_dir, "--log-info"]
+
+
+def transmission_remote_cmd(*args: str, rpc_port: int = TRANSMISSION_RPC_PORT) -> List[str]:
+    """transmission-remote talking to the daemon on 127.0.0.1:`rpc_port`, with `args`."""
+    return [which("transmission-remote") or "transmission-remote",
+            "127.0.0.1:%d" % rpc_port] + [str(a) for a in args]
+
+
+def transmission_progress(info_text: str) -> Tuple[Optional[float], str]:
+    """The percent done and the state ("Seeding", "Downloading", "Idle", ...) in the output of
+    `transmission-remote -t ID --info`; (None, "") when the torrent is not listed yet."""
+    done = re.search(r"Percent Done:\s*([\d.]+)%", info_text)
+    state = re.search(r"State:\s*(.+)", info_text)
+    return (float(done.group(1)) if done else None,
+            state.group(1).strip() if state else "")
+
+
 if __name__ == "__main__":  # pragma: no cover - a quick look at what this machine has
     print("python:", sys.version.split()[0])
     print("libtorrent:", have_libtorrent())
-    for tool in ("aria2c", "opentracker", "mktorrent", "transmission-cli"):
+    for tool in ("aria2c", "opentracker", "mktorrent", "transmission-daemon"):
         print("%s: %s" % (tool, which(tool)))
 
 
