@@ -186,10 +186,9 @@ class TransmissionInteropTests(unittest.TestCase):
         # `require` offers MSE/PE with RC4 only: the transfer itself shows RC4 was agreed.
         self.transmission_downloads_from_a_seed_that_dials_it("--encryption", "require")
 
-    # Missing in STA: uTP (BEP 29). Transmission dials a peer over uTP first; when that times
-    # out its TCP fallback aborts itself (handshake.c gotError) and the peer is backed off for
-    # 15 minutes, so a seed that Transmission must dial is never downloaded from.
-    @unittest.expectedFailure
+    # Transmission dials a peer over uTP first; should that time out, its TCP fallback aborts
+    # itself (handshake.c gotError) and the peer is backed off for 15 minutes: a seed that
+    # Transmission must dial is downloaded from only because it answers uTP.
     def test_transmission_downloads_from_a_seed_it_dials(self) -> None:
         self.sta_seed()   # announces first: it never hears of Transmission
         self.transmission_downloads()
