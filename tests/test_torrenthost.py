@@ -36,7 +36,7 @@ class InterfaceTests(unittest.TestCase):
             self.assertTrue(hasattr(host, name), name)
         methods = [name for name, value in vars(TorrentHost).items()
                    if inspect.isfunction(value) and not name.startswith("_")]
-        self.assertEqual(sorted(methods), ["dial", "is_self", "peer_owner", "replace", "spawn"])
+        self.assertEqual(sorted(methods), ["dial", "is_self", "note_utp", "peer_owner", "replace", "spawn"])
         for name in methods:
             declared = list(inspect.signature(getattr(TorrentHost, name)).parameters)[1:]
             actual = list(inspect.signature(getattr(host, name)).parameters)
