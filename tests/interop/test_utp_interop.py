@@ -56,6 +56,33 @@ class UtpInteropTests(unittest.TestCase):
         self.assertSameFiles()
         self.assertIn("over utp", down.output)
 
+    def test_libtorrent_forcing_rc4_downloads_over_utp_from_an_sta_seed_that_requires_it(self):
+        seed = kit.StaProcess(self, "seed", self.torrent, "--data", self.data, "--port", "0",
+                              "--encryption", "require")
+        port = seed.listen_port()
+        seed.wait_for(r"^Seeding share")
+
+        lt = clients.start(clients.lt_helper_cmd("download", self.torrent, "--out", self.out,
+                                                 "--peer", "127.0.0.1:%d" % port, "--utp-only",
+                                                 "--encryption", "forced", "--timeout", WAIT),
+                           self)
+        status = clients.wait_exit(lt, WAIT + 15)
+
+        self.assertEqual(status, 0, clients.output(lt) + "\n" + seed.describe())
+        self.assertSameFiles()
+
+    def test_sta_requiring_encryption_downloads_over_utp_from_libtorrent_forcing_rc4(self):
+        lt = clients.start(clients.lt_helper_cmd("seed", self.torrent, "--data", self.data,
+                                                 "--utp-only", "--encryption", "forced"), self)
+        port = int(clients.wait_for_line(lt, "LISTENING", WAIT).split()[1])
+        clients.wait_for_line(lt, "SEEDING", WAIT)
+
+        down = kit.download_to_end(self, self.torrent, self.out, [port], "--log-level", "info",
+                                   "--encryption", "require")
+
+        self.assertSameFiles()
+        self.assertIn("over utp", down.output)
+
 
 if __name__ == "__main__":
     unittest.main()
