@@ -138,18 +138,19 @@ class Uploader:
             conn.send_reject(index, begin, length)
             self._bad_request(conn, queue, "request queue full")
             return
-        if conn.fast and index in self._last_sent and self._hold(conn, queue, index):
+        last = self._last_sent.get(index)
+        if last is not None and last[0] is not conn and conn.fast and self._hold(queue, index,
+                                                                                 last[1]):
             queue.held.append((index, begin, length))
             return
         queue.requests.append((index, begin, length))
 
-    def _hold(self, conn: Any, queue: _Queue, index: int) -> bool:
-        """Hold back this request for a piece we sent someone else moments ago? Only for
+    def _hold(self, queue: _Queue, index: int, sent: float) -> bool:
+        """Hold back this request for a piece we sent someone else at ``sent``? Only for
         HOLD_SECONDS from the first held request for the piece: a peer that asks again after
         that (it has nowhere else to get it) is served."""
-        other, sent = self._last_sent[index]
         now = self._clock()
-        if other is conn or now - sent >= HOLD_RECENT_SECONDS or not self._seeding():
+        if now - sent >= HOLD_RECENT_SECONDS or not self._seeding():
             return False
         since = queue.held_since.setdefault(index, now)
         return now - since < HOLD_SECONDS
