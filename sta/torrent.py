@@ -525,6 +525,7 @@ class Torrent:
                     downloader.tick(conn, self._bits.get(conn), now)
         if self.uploader.choker.due(now):
             self.uploader.rechoke(self.swarm.peers, now)
+        self.uploader.tick(now)
         self.exchange.tick(self.swarm.peers, self._is_seed, now)
         self._connect_more(now)
         if (self.state == DOWNLOADING and not self.swarm.peers and not self.swarm.dialling

@@ -9,13 +9,21 @@ them is dropped.
 With the fast extension (BEP 6) nothing is dropped silently: a request we will not serve, one
 discarded by a choke, a `not interested` or a cancel is answered with a reject; and a peer may
 fetch the few pieces of its allowed-fast set (``grant``) even while choked.
+
+While seeding, a request from a fast-extension peer for a piece we sent another peer moments
+ago is held back for a short time, then rejected (see HOLD_SECONDS): the peer that just got the
+piece will announce it, and the asker can fetch it there instead of from us. Requests for other
+pieces, and every other peer's, are served meanwhile, so the seed's upload goes to pieces new
+to the swarm. A lone downloader is never held (no other peer was sent anything), nor is any
+peer for longer than HOLD_SECONDS per piece.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
-from typing import Any, Callable, Deque, Dict, Iterable, Optional, Set, Tuple
+from typing import Any, Callable, Deque, Dict, Iterable, List, Optional, Set, Tuple
 
 from .blockcache import ReadCache
 from .choker import Choker
@@ -32,17 +40,34 @@ MAX_BAD_REQUESTS = 20
 # BEP 3: requests larger than this are not block requests (see wire.MAX_REQUEST_LENGTH).
 MAX_REQUEST_LENGTH = 1 << 17
 
+# Holding back a duplicate (seeding, fast-extension peers): a request for a piece we sent to
+# another peer less than HOLD_RECENT_SECONDS ago waits, at most HOLD_SECONDS per piece and peer,
+# then is rejected (BEP 6) so that the asker chooses again, knowing by then that the other peer
+# has the piece; if it asks us again, it is served. Downloaders cannot see a piece another one is
+# fetching from the seed until that one announces it, so near the end of a swarm several ask the
+# seed for the same few pieces within a second or two (measured in bench/lab_swarm.py: every
+# duplicate piece the seed sent went out 0-2 s after the first copy). The piece takes a fraction
+# of a second to reach a downloader at a seed's rate shared by 8 (256 KiB at 6 Mbit/s: 0.35 s)
+# plus the time it waits in the seed's socket buffer; 2 s covers both and its `have`.
+# Without the fast extension a held request could only be served late, which saves nothing.
+HOLD_RECENT_SECONDS = 2.0
+HOLD_SECONDS = 1.5
+# A piece's hold is remembered this long (the peer's next request after the release is served).
+HOLD_FORGET_SECONDS = HOLD_SECONDS + HOLD_RECENT_SECONDS
+
 Block = Tuple[int, int, int]
 
 
 class _Queue:
-    __slots__ = ("requests", "bad", "scheduled", "allowed")
+    __slots__ = ("requests", "bad", "scheduled", "allowed", "held", "held_since")
 
     def __init__(self) -> None:
         self.requests: Deque[Block] = deque()
         self.bad = 0
         self.scheduled = False
         self.allowed: Set[int] = set()   # pieces the peer may fetch while choked (BEP 6)
+        self.held: List[Block] = []      # requests held back (HOLD_SECONDS)
+        self.held_since: Dict[int, float] = {}   # piece -> when its first request was held
 
 
 class Uploader:
@@ -56,7 +81,8 @@ class Uploader:
                  num_pieces: int, read: Callable[[int, int, int], bytes],
                  can_serve: Callable[[Any, int], bool], later: Callable[[Callable[[], None]], Any],
                  on_error: Callable[[Exception], None], on_sent: Callable[[int], None],
-                 seeding: Callable[[], bool], choker: Optional[Choker] = None) -> None:
+                 seeding: Callable[[], bool], choker: Optional[Choker] = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._piece_size = piece_size
         self._num_pieces = num_pieces
         self._can_serve = can_serve
@@ -67,6 +93,8 @@ class Uploader:
         self.cache = ReadCache(read, piece_size, piece_length)
         self.choker = choker or Choker()
         self._queues: Dict[Any, _Queue] = {}
+        self._clock = clock
+        self._last_sent: Dict[int, Tuple[Any, float]] = {}   # piece -> (peer, when), seeding
 
     # -- peers ----------------------------------------------------------------------------------
 
@@ -81,7 +109,12 @@ class Uploader:
 
     def queued(self, conn: Any) -> int:
         queue = self._queues.get(conn)
-        return len(queue.requests) if queue is not None else 0
+        return len(queue.requests) + len(queue.held) if queue is not None else 0
+
+    def held(self, conn: Any) -> int:
+        """Requests of this peer held back (HOLD_SECONDS)."""
+        queue = self._queues.get(conn)
+        return len(queue.held) if queue is not None else 0
 
     # -- messages ---------------------------------------------------------------------------------
 
@@ -101,11 +134,52 @@ class Uploader:
         if conn.am_choking and index not in queue.allowed:
             conn.send_reject(index, begin, length)  # BEP 6: a choked peer's request
             return
-        if len(queue.requests) >= MAX_INCOMING_REQUESTS:
+        if len(queue.requests) + len(queue.held) >= MAX_INCOMING_REQUESTS:
             conn.send_reject(index, begin, length)
             self._bad_request(conn, queue, "request queue full")
             return
+        last = self._last_sent.get(index)
+        if last is not None and last[0] is not conn and conn.fast and self._hold(queue, index,
+                                                                                 last[1]):
+            queue.held.append((index, begin, length))
+            return
         queue.requests.append((index, begin, length))
+
+    def _hold(self, queue: _Queue, index: int, sent: float) -> bool:
+        """Hold back this request for a piece we sent someone else at ``sent``? Only for
+        HOLD_SECONDS from the first held request for the piece: a peer that asks again after
+        that (it has nowhere else to get it) is served."""
+        now = self._clock()
+        if now - sent >= HOLD_RECENT_SECONDS or not self._seeding():
+            return False
+        since = queue.held_since.setdefault(index, now)
+        return now - since < HOLD_SECONDS
+
+    def _release(self, conn: Any, queue: _Queue, now: float) -> None:
+        """Reject the held requests whose time is up: the peer asks again, where it likes."""
+        since = queue.held_since
+        keep = []
+        for block in queue.held:
+            if now - since.get(block[0], now) >= HOLD_SECONDS:
+                conn.send_reject(*block)
+            else:
+                keep.append(block)
+        queue.held = keep
+
+    def tick(self, now: float) -> None:
+        """Once a second: release held requests that are due; forget old sends and holds."""
+        last = self._last_sent
+        for index in [i for i, (_, sent) in last.items() if now - sent >= HOLD_RECENT_SECONDS]:
+            del last[index]
+        for conn, queue in self._queues.items():
+            if queue.held:
+                self._release(conn, queue, now)
+                conn.flush()
+            since = queue.held_since
+            if since:
+                # Kept past the release, so that the peer's next request is served.
+                for index in [i for i, t in since.items() if now - t >= HOLD_FORGET_SECONDS]:
+                    del since[index]
 
     def grant(self, conn: Any, pieces: Iterable[int]) -> None:
         """Let the peer fetch these pieces even while choked, and tell it (BEP 6 allowed
@@ -122,10 +196,14 @@ class Uploader:
         queue = self._queues.get(conn)
         if queue is None:
             return
-        try:
-            queue.requests.remove((index, begin, length))
-        except ValueError:
-            return
+        block = (index, begin, length)
+        if block in queue.held:
+            queue.held.remove(block)
+        else:
+            try:
+                queue.requests.remove(block)
+            except ValueError:
+                return
         conn.send_reject(index, begin, length)  # BEP 6 (as libtorrent does): answer a cancel
 
     def not_interested(self, conn: Any) -> None:
@@ -142,6 +220,9 @@ class Uploader:
             else:
                 conn.send_reject(*block)
         queue.requests = kept
+        for block in queue.held:
+            conn.send_reject(*block)
+        queue.held = []
 
     def _bad_request(self, conn: Any, queue: _Queue, reason: str) -> None:
         queue.bad += 1
@@ -155,11 +236,19 @@ class Uploader:
         """Read queued blocks and send them, a batch at a time. While the peer is choked its
         queue holds only allowed-fast requests (a choke discards the rest)."""
         queue = self._queues.get(conn)
-        if queue is None or not queue.requests:
+        if queue is None:
+            return
+        if queue.held:
+            self._release(conn, queue, self._clock())
+        if not queue.requests:
             return
         requests = queue.requests
         served = 0
         read = self.cache.read
+        # While seeding, remember to whom each piece went last (once per piece per batch).
+        stamp = (conn, self._clock()) if self._seeding() else None
+        last_sent = self._last_sent
+        previous = -1
         while requests and conn.writable and served < UPLOAD_BATCH_BLOCKS:
             index, begin, length = requests.popleft()
             try:
@@ -167,6 +256,9 @@ class Uploader:
             except Exception as exc:  # storage errors stop this torrent, not the process
                 self._on_error(exc)
                 return
+            if stamp is not None and index != previous:
+                last_sent[index] = stamp
+                previous = index
             conn.send_block(index, begin, block)
             self._on_sent(length)
             served += 1

@@ -5,7 +5,8 @@ import unittest
 
 from sta.choker import SEED_TURN, UNCHOKE_SLOTS, Choker
 from sta.peer import MAX_INCOMING_REQUESTS
-from sta.uploader import MAX_BAD_REQUESTS, MAX_REQUEST_LENGTH, UPLOAD_BATCH_BLOCKS, Uploader
+from sta.uploader import (HOLD_RECENT_SECONDS, HOLD_SECONDS, MAX_BAD_REQUESTS,
+                          MAX_REQUEST_LENGTH, UPLOAD_BATCH_BLOCKS, Uploader)
 from tests.fakes import FakeConnection, make_torrent
 
 BLOCK = 16384
@@ -26,12 +27,14 @@ class Kit(unittest.TestCase):
         self.reads = 0
         self.seeding = False
         self.broken = False
+        self.now = 100.0
         self.uploader = Uploader(
             piece_size=info.piece_size, piece_length=info.piece_length,
             num_pieces=info.num_pieces, read=self.read,
             can_serve=lambda conn, index: index in self.have, later=self.later.append,
             on_error=self.errors.append, on_sent=self.sent_bytes.append,
-            seeding=lambda: self.seeding, choker=Choker(random.Random(7)))
+            seeding=lambda: self.seeding, choker=Choker(random.Random(7)),
+            clock=lambda: self.now)
 
     def read(self, index, begin, length):
         self.reads += 1
@@ -340,3 +343,94 @@ class FastExtensionTests(Kit):
         self.uploader.request(conn, 1, 0, BLOCK)
         self.uploader.choke(conn, True)
         self.assertEqual((conn.of("reject"), self.uploader.queued(conn)), ([], 0))
+
+
+class HoldTests(Kit):
+    """While seeding, a fast peer's request for a piece just sent to another peer waits a
+    little, then is rejected; it is served if asked again."""
+
+    def setUp(self):
+        super().setUp()
+        self.seeding = True
+
+    def fast_peer(self, n):
+        conn = FakeConnection(("10.0.0.%d" % n, 6881), fast=True)
+        self.uploader.peer_joined(conn)
+        conn.peer_interested = True
+        self.uploader.choke(conn, False)
+        return conn
+
+    def send(self, conn, index, begin=0):
+        """``conn`` asks for a block and is served at once."""
+        self.uploader.request(conn, index, begin, BLOCK)
+        self.uploader.serve(conn)
+
+    def served(self, conn):
+        return [(i, b) for i, b, _ in conn.of("block")]
+
+    def test_a_lone_downloader_is_never_delayed(self):
+        alone = self.fast_peer(1)
+        for begin in (0, BLOCK, 0):     # the same piece again, even the same block
+            self.send(alone, 3, begin)
+        self.assertEqual(self.served(alone), [(3, 0), (3, BLOCK), (3, 0)])
+        self.assertEqual((self.uploader.held(alone), alone.of("reject")), (0, []))
+
+    def test_a_piece_just_sent_to_another_peer_waits_while_new_pieces_are_served(self):
+        first, second = self.fast_peer(1), self.fast_peer(2)
+        self.send(first, 3)
+        self.now += HOLD_RECENT_SECONDS / 2
+        self.uploader.request(second, 3, BLOCK, BLOCK)
+        self.uploader.request(second, 4, 0, BLOCK)
+        self.uploader.serve(second)
+        self.assertEqual(self.served(second), [(4, 0)])
+        self.assertEqual(self.uploader.held(second), 1)
+        self.assertEqual(second.of("reject"), [])
+
+    def test_held_requests_are_rejected_after_the_hold_then_served_when_asked_again(self):
+        first, second = self.fast_peer(1), self.fast_peer(2)
+        self.send(first, 3)
+        self.uploader.request(second, 3, 0, BLOCK)
+        self.now += HOLD_SECONDS - 0.1
+        self.uploader.tick(self.now)
+        self.assertEqual((second.of("reject"), self.uploader.held(second)), ([], 1))
+        self.now += 0.1
+        self.uploader.tick(self.now)
+        self.assertEqual((second.of("reject"), self.uploader.held(second)), ([(3, 0, BLOCK)], 0))
+        self.send(second, 3)   # it asks again: nowhere else to get it
+        self.assertEqual(self.served(second), [(3, 0)])
+
+    def test_serving_the_peer_releases_its_due_requests_between_ticks(self):
+        first, second = self.fast_peer(1), self.fast_peer(2)
+        self.send(first, 3)
+        self.uploader.request(second, 3, 0, BLOCK)
+        self.now += HOLD_SECONDS
+        self.uploader.serve(second)
+        self.assertEqual(second.of("reject"), [(3, 0, BLOCK)])
+
+    def test_a_piece_sent_long_enough_ago_is_served_at_once(self):
+        first, second = self.fast_peer(1), self.fast_peer(2)
+        self.send(first, 3)
+        self.now += HOLD_RECENT_SECONDS
+        self.uploader.tick(self.now)
+        self.send(second, 3)
+        self.assertEqual(self.served(second), [(3, 0)])
+
+    def test_without_fast_or_while_downloading_nothing_is_held(self):
+        first, plain = self.fast_peer(1), self.peer(2)
+        self.send(first, 3)
+        self.send(plain, 3)     # no reject possible: holding would only delay it
+        self.assertEqual(self.served(plain), [(3, 0)])
+        self.seeding = False
+        second = self.fast_peer(3)
+        self.send(second, 3)
+        self.assertEqual(self.served(second), [(3, 0)])
+
+    def test_a_held_request_cancelled_or_choked_is_rejected_once(self):
+        first, second = self.fast_peer(1), self.fast_peer(2)
+        self.send(first, 3)
+        self.uploader.request(second, 3, 0, BLOCK)
+        self.uploader.request(second, 3, BLOCK, BLOCK)
+        self.uploader.cancel(second, 3, 0, BLOCK)
+        self.uploader.choke(second, True)
+        self.assertEqual(second.of("reject"), [(3, 0, BLOCK), (3, BLOCK, BLOCK)])
+        self.assertEqual(self.uploader.queued(second), 0)
