@@ -16,6 +16,10 @@ and aborts the new TCP connection at once ("handshakeDone: aborting"); the peer 
 unreachable and not tried again for 15 minutes. So a peer without uTP is never downloaded from by
 a Transmission that has to dial it; one that dials Transmission over TCP is served normally.
 
+Where STA must use uTP with Transmission, STA's namespace refuses TCP to Transmission's peer port
+with an `ip rule` (a routing rule that matches ports: Linux 4.17 on), so STA's TCP dial fails at
+once and its fallback dials uTP; those tests skip when the rule cannot be made.
+
 Needs root, iproute2 and transmission-daemon with transmission-remote; skips with the reason when
 one is missing. Everything started is stopped, and the namespaces removed, by each test's cleanup.
 """
