@@ -25,7 +25,7 @@ import socket
 from collections import OrderedDict
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from . import utpproto
+from . import utpproto, wire
 from .transport import (WRITE_BUFFER_HIGH, WRITE_BUFFER_LOW, IncomingChoice, Link,
                         LinkedStream, StreamHandler)
 
@@ -53,6 +53,13 @@ MAX_REMEMBERED = 4096
 TIMER_SLACK = 0.001
 # Tries at a connection id that is not in use for that address before giving up.
 ID_TRIES = 8
+# The peer protocol's first bytes each way are the BitTorrent handshake, and the uTP packet that
+# carries its end carries nothing after it. libtransmission (3.00, and 4.x alike) reads a uTP
+# connection's buffer only when a packet arrives (for TCP it reads it again every bandwidth
+# pulse), and its handshake stops reading at the handshake's end: what came after it in the same
+# packet (our extension handshake and bitfield) stays unread until another packet comes, so a
+# seed with nothing more to say is never asked for a piece.
+HANDSHAKE_PACKET_END = wire.HANDSHAKE_LENGTH
 
 
 class UtpTransportError(Exception):
@@ -74,6 +81,8 @@ class UtpStream(LinkedStream):
         self._reading_paused = False
         self._finishing = False       # close once _pending has gone into the socket
         self._opened = False
+        self._handshake_left = HANDSHAKE_PACKET_END   # peer protocol bytes before the break
+        self._break_at: Optional[int] = None          # where in _pending a packet must end
         self.waiter: Optional["asyncio.Future[None]"] = None   # an outgoing connect's
 
     # -- Transport ----------------------------------------------------------------------------
@@ -81,10 +90,30 @@ class UtpStream(LinkedStream):
     def write(self, chunks: List[Any]) -> None:
         if self._closed or not self._ready:
             return
+        if self._handshake_left:
+            data = b"".join(chunks)
+            head = data[:self._handshake_left]
+            self._handshake_left -= len(head)
+            self._send_peer([head])
+            if not self._handshake_left:
+                self._end_packet()
+            if len(data) == len(head):
+                return
+            chunks = [data[len(head):]]
+        self._send_peer(chunks)
+
+    def _send_peer(self, chunks: List[Any]) -> None:
         if self._link is None:
             self._send_raw(b"".join(chunks))
         else:
             self._send_raw(self._link.send_many(chunks))
+
+    def _end_packet(self) -> None:
+        """What was written so far ends a uTP packet (HANDSHAKE_PACKET_END)."""
+        if self._pending:
+            self._break_at = len(self._pending)
+        else:
+            self.sock.end_packet()
 
     def pause_reading(self) -> None:
         self._reading_paused = True
@@ -154,11 +183,19 @@ class UtpStream(LinkedStream):
     def _feed(self) -> None:
         pending = self._pending
         sock = self.sock
-        if pending and not sock.closed:
+        while pending and not sock.closed:
             free = sock.send_buffer_free()
-            if free > 0:
-                taken = sock.send(bytes(pending[:free]))
-                del pending[:taken]
+            if self._break_at is not None:
+                free = min(free, self._break_at)
+            taken = sock.send(bytes(pending[:free])) if free > 0 else 0
+            if not taken:
+                break
+            del pending[:taken]
+            if self._break_at is not None:
+                self._break_at -= taken
+                if not self._break_at:
+                    self._break_at = None
+                    sock.end_packet()
         if self._writing_paused:
             if len(pending) <= WRITE_BUFFER_LOW and not self._closed:
                 self._writing_paused = False

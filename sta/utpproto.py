@@ -115,6 +115,8 @@ class UtpSocket:
         self._chunks: List[bytes] = []            # queued by send(), not yet cut into packets
         self._chunk_pos = 0
         self._unsent = 0
+        self._queued_total = 0                    # bytes ever queued by send()
+        self._breaks: List[int] = []              # queued totals at which a packet must end
         self._fin_wanted = False
         self._fin_sent = False
         self._ack_nr = 0                          # last of the peer's packets received in order
@@ -188,7 +190,18 @@ class UtpSocket:
         if n:
             self._chunks.append(bytes(data[:n]))
             self._unsent += n
+            self._queued_total += n
         return n
+
+    def end_packet(self) -> None:
+        """What send() queued so far ends a packet: the next bytes start a new one, and the
+        packet that ends here leaves without waiting for acks (no Nagle). The receiver's
+        application then sees those bytes in a read of their own: libtransmission, which
+        reads a uTP packet at a time, leaves what follows its peer's BitTorrent handshake in
+        the same packet unread until another packet arrives."""
+        end = self._queued_total
+        if self._unsent and (not self._breaks or self._breaks[-1] != end):
+            self._breaks.append(end)
 
     def read(self) -> bytes:
         """In-order payload received so far; reading reopens the advertised window."""
@@ -421,7 +434,12 @@ class UtpSocket:
         limit = min(self._cc.cwnd, self._peer_wnd)
         while self._unsent:
             size = min(self._unsent, PAYLOAD_SIZE)
-            if size < PAYLOAD_SIZE and self._out and not self._fin_wanted:
+            ends_here = False
+            if self._breaks:
+                to_break = self._breaks[0] - (self._queued_total - self._unsent)
+                if to_break <= size:
+                    size, ends_here = to_break, True
+            if size < PAYLOAD_SIZE and self._out and not self._fin_wanted and not ends_here:
                 break  # Nagle: a short packet waits until everything before it is acked
             if len(self._out) >= MAX_IN_FLIGHT:
                 break
@@ -431,6 +449,8 @@ class UtpSocket:
                         self._rto_at = now + self._cc.rto  # the zero-window probe's timer
                     break
                 self._probe = False
+            if ends_here:
+                self._breaks.pop(0)
             seq = self._next_seq()
             self._out[seq] = sent = _Sent(ST_DATA, self._take(size))
             self._out_bytes += size

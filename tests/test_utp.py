@@ -12,10 +12,10 @@ import unittest
 from typing import Any, Optional, Tuple
 from unittest import mock
 
-from sta import cliargs, connlimits, peerlink, session as session_module, utpproto
+from sta import cliargs, connlimits, mse, peerlink, session as session_module, utpproto
 from sta.session import Session
 from sta.torrent import Torrent
-from sta.utp import TransportMemory, UtpTransportError
+from sta.utp import TransportMemory, UtpStream, UtpTransportError
 from tests.relaykit import UdpRelay
 from tests.test_session import (PIECE_LENGTH, POLL, SessionTestCase, make_metainfo, stored,
                                 until)
@@ -253,6 +253,100 @@ class EndpointTests(UtpTestCase):
         self.assertEqual(own_sockets, (None, None))   # both run on the uTP endpoint
         self.assertGreaterEqual(accepted, 1)
         self.assertTrue(peers)
+
+
+class _Endpoint:
+    """What a UtpStream asks of its endpoint: to be pumped (the test pumps it)."""
+
+    def touch(self, stream: Any) -> None:
+        pass
+
+
+class _Answering:
+    """A peer connection that answers the handshake it reads with its own and its first
+    messages in one write, as the peer protocol does (a 68-byte handshake, then 146 bytes)."""
+    HANDSHAKE = b"\x13" + b"h" * 67
+    FIRST_WORDS = b"m" * 146
+
+    def __init__(self) -> None:
+        self.transport: Any = None
+        self.received = b""
+
+    def stream_opened(self, transport: Any) -> None:
+        self.transport = transport
+
+    def transport_ready(self, transport: Any) -> None:
+        if not transport.incoming:
+            transport.write([self.HANDSHAKE])
+
+    def stream_received(self, data: Any) -> None:
+        self.received += bytes(data)
+        if self.transport.incoming and len(self.received) >= len(self.HANDSHAKE):
+            self.transport.write([self.HANDSHAKE, self.FIRST_WORDS])
+
+
+class HandshakePacketTests(unittest.TestCase):
+    """The uTP packet that carries the end of our BitTorrent handshake carries nothing after it
+    (utp.HANDSHAKE_PACKET_END): libtransmission reads what follows the handshake in the same
+    packet only once another packet arrives, and a seed then never hears a request."""
+
+    INFO_HASH = bytes(range(20))
+
+    def sockets(self) -> Tuple[utpproto.UtpSocket, utpproto.UtpSocket]:
+        dialler = utpproto.UtpSocket.connect(1.0)
+        [syn] = dialler.datagrams(1.0)
+        acceptor = utpproto.UtpSocket.accept(syn, 1.0)
+        for datagram in acceptor.datagrams(1.0):
+            dialler.receive(datagram, 1.0)
+        return dialler, acceptor
+
+    def payloads(self, stream: Any, peer: utpproto.UtpSocket) -> list:
+        """Pump the stream, deliver its datagrams to ``peer`` and return their payloads; acks
+        go back until nothing more moves."""
+        got = []
+        for _ in range(10):
+            stream.pump()
+            sent = stream.sock.datagrams(2.0)
+            out = [d for d in sent if utpproto.packet_type(d) == utpproto.ST_DATA]
+            for datagram in sent:
+                peer.receive(datagram, 2.0)
+            got += [bytes(utpproto.parse_packet(d).payload) for d in out]
+            for datagram in peer.datagrams(2.0):
+                stream.sock.receive(datagram, 2.0)
+            if not out:
+                break
+        return got
+
+    def test_incoming_mse_stream_ends_a_packet_at_the_end_of_its_handshake(self) -> None:
+        dialler, acceptor = self.sockets()
+        handler = _Answering()
+        stream = UtpStream(_Endpoint(), acceptor, handler, ("10.0.0.2", 51413),  # type: ignore
+                           choose=lambda head: mse.MseLink.responder(
+                               {mse.skey_hash(self.INFO_HASH): self.INFO_HASH}.get,
+                               mse.CRYPTO_RC4))
+        stream.open()
+        peer = mse.MseLink.initiator(self.INFO_HASH, mse.CRYPTO_RC4)
+        stream.data_received(peer.start())
+        for _ in range(10):   # the key exchange, until the peer's link is up
+            for data in self.payloads(stream, dialler):
+                peer.receive(data)
+            if peer.authenticated:
+                break
+            stream.data_received(peer.outgoing())
+        stream.data_received(peer.outgoing() + peer.send_many([_Answering.HANDSHAKE]))
+        packets = self.payloads(stream, dialler)
+        self.assertEqual([peer.receive(p) for p in packets],
+                         [_Answering.HANDSHAKE, _Answering.FIRST_WORDS])
+
+    def test_outgoing_plain_stream_sends_its_handshake_in_a_packet_of_its_own(self) -> None:
+        dialler, acceptor = self.sockets()
+        handler = _Answering()
+        stream = UtpStream(_Endpoint(), dialler, handler, ("10.0.0.2", 51413))  # type: ignore
+        stream.open()                        # plain and outgoing: ready, writes its handshake
+        stream.write([b"m" * 10])            # then its first words, in the same loop turn
+        self.assertEqual(self.payloads(stream, acceptor), [_Answering.HANDSHAKE, b"m" * 10])
+        stream.write([b"n" * 10, b"o" * 10])  # past the handshake, writes join as before
+        self.assertEqual(self.payloads(stream, acceptor), [b"n" * 10 + b"o" * 10])
 
 
 class TransportMemoryTests(unittest.TestCase):

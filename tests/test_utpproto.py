@@ -171,6 +171,17 @@ def handshake(a_rng: random.Random, b_rng: random.Random) -> Tuple[U.UtpSocket, 
     return a, b, syn, state
 
 
+def payloads_after_ack(sender: U.UtpSocket, receiver: U.UtpSocket,
+                       datagrams: List[bytes]) -> List[bytes]:
+    """Deliver ``datagrams`` to ``receiver``, its acks back; the payloads ``sender`` sends
+    then."""
+    for datagram in datagrams:
+        receiver.receive(datagram, 2.1)
+    for datagram in receiver.datagrams(2.1):
+        sender.receive(datagram, 2.2)
+    return [bytes(parse_packet(d).payload) for d in sender.datagrams(2.2)]
+
+
 class HandshakeTests(unittest.TestCase):
     def test_dialler_receives_on_r_and_sends_on_r_plus_1_acceptor_the_reverse(self):
         a, b, syn, state = handshake(FixedRandom(1000, 500), FixedRandom(9000))
@@ -294,6 +305,40 @@ class StreamTests(unittest.TestCase):
         b.receive(rest, 2.3)
         self.assertEqual(b.read(), b"m" * 100 + b"n" * 1000)
 
+    def test_end_packet_ends_a_packet_where_the_receiver_reads_the_bytes_before_alone(self):
+        # The acceptor answers a BitTorrent handshake with its own (68 bytes) and its first
+        # messages in one write. A receiver that reads a packet at a time (libtransmission)
+        # must find the handshake's end at a packet's end, and what follows in later packets.
+        a, b, _, state = handshake(random.Random(1), random.Random(2))
+        b.send(b"h" * 68)
+        b.end_packet()
+        b.send(b"m" * 146)
+        [first] = b.datagrams(2.0)
+        self.assertEqual(bytes(parse_packet(first).payload), b"h" * 68)
+        self.assertEqual(parse_packet(first).seq_nr, parse_packet(state).seq_nr)
+        self.assertEqual(payloads_after_ack(b, a, [first]), [b"m" * 146])
+        self.assertEqual(a.read(), b"h" * 68)
+
+    def test_a_packet_cut_short_by_end_packet_leaves_without_waiting_for_acks(self):
+        a, b, _, _ = handshake(random.Random(1), random.Random(2))
+        a.send(b"k" * 96)
+        [key] = a.datagrams(2.0)   # in flight, not acked
+        a.send(b"h" * 68)
+        a.end_packet()
+        a.end_packet()             # a second mark at the same place is the same boundary
+        a.send(b"m" * 10)
+        [hs] = a.datagrams(2.0)    # the boundary's packet goes at once; the rest waits (Nagle)
+        self.assertEqual(bytes(parse_packet(hs).payload), b"h" * 68)
+        self.assertEqual(payloads_after_ack(a, b, [key, hs]), [b"m" * 10])
+
+    def test_end_packet_splits_a_long_write_only_where_it_was_marked(self):
+        a, b, _, _ = handshake(random.Random(1), random.Random(2))
+        a.end_packet()             # nothing queued: no boundary
+        a.send(b"x" * (U.PAYLOAD_SIZE + 100))
+        a.end_packet()
+        a.send(b"y" * 50)
+        sizes = [len(parse_packet(d).payload) for d in a.datagrams(2.0)]
+        self.assertEqual(sizes, [U.PAYLOAD_SIZE, 100])   # then "y" waits for the ack (Nagle)
 
 
 class FlowControlTests(unittest.TestCase):

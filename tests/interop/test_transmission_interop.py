@@ -16,6 +16,10 @@ and aborts the new TCP connection at once ("handshakeDone: aborting"); the peer 
 unreachable and not tried again for 15 minutes. So a peer without uTP is never downloaded from by
 a Transmission that has to dial it; one that dials Transmission over TCP is served normally.
 
+Where STA must use uTP with Transmission, STA's namespace refuses TCP to Transmission's peer port
+with an `ip rule` (a routing rule that matches ports: Linux 4.17 on), so STA's TCP dial fails at
+once and its fallback dials uTP; those tests skip when the rule cannot be made.
+
 Needs root, iproute2 and transmission-daemon with transmission-remote; skips with the reason when
 one is missing. Everything started is stopped, and the namespaces removed, by each test's cleanup.
 """
@@ -154,7 +158,8 @@ class TransmissionInteropTests(unittest.TestCase):
         got = os.path.join(self.dir, "tr-downloads", "payload.bin")
         self.assertEqual(kit.read_file(got), kit.read_file(self.source))
 
-    def sta_downloads(self, *options: str) -> None:
+    def sta_downloads(self, *options: str) -> str:
+        """STA downloads from Transmission (told its address); returns STA's output."""
         out = os.path.join(self.dir, "sta-downloads")
         down = self.sta("download", self.torrent, "-o", out, "--port", "0", "--no-dht",
                         "--no-lsd", "--peer", "%s:%d" % (self.tr_ip,
@@ -165,6 +170,19 @@ class TransmissionInteropTests(unittest.TestCase):
         self.assertNotIn("Traceback", down.output)
         self.assertEqual(kit.read_file(os.path.join(out, "payload.bin")),
                          kit.read_file(self.source))
+        return down.output
+
+    def refuse_tcp_to_transmission(self) -> None:
+        """STA's namespace refuses TCP to Transmission's peer port (a routing rule: no firewall
+        needed), so STA's TCP dial fails at once and it dials over uTP. Skips when the kernel's
+        rules cannot match on ports (Linux before 4.17)."""
+        done = subprocess.run(netnskit.in_namespace(self.sta_ns, [
+            "ip", "rule", "add", "ipproto", "tcp", "dport", str(clients.TRANSMISSION_PEER_PORT),
+            "prohibit"]), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            timeout=REMOTE_TIMEOUT)
+        if done.returncode != 0:
+            self.skipTest("ip rule cannot match TCP ports here: %s"
+                          % done.stdout.decode("utf-8", "replace").strip())
 
     # -------------------------------------------------------- Transmission downloads from STA
 
@@ -185,6 +203,14 @@ class TransmissionInteropTests(unittest.TestCase):
     def test_transmission_downloads_over_rc4_from_a_seed_that_requires_encryption(self) -> None:
         # `require` offers MSE/PE with RC4 only: the transfer itself shows RC4 was agreed.
         self.transmission_downloads_from_a_seed_that_dials_it("--encryption", "require")
+
+    def test_transmission_downloads_from_a_seed_that_dials_it_over_utp(self) -> None:
+        # TCP to Transmission is refused: the seed dials it over uTP, sends its handshake and
+        # bitfield, and then has nothing more to say until Transmission asks for pieces.
+        self.refuse_tcp_to_transmission()
+        self.transmission_downloads_from_a_seed_that_dials_it()
+        self.assertIn("trying %s:%d over utp" % (self.tr_ip, clients.TRANSMISSION_PEER_PORT),
+                      self.nodes[-1].output)
 
     # Transmission dials a peer over uTP first; should that time out, its TCP fallback aborts
     # itself (handshake.c gotError) and the peer is backed off for 15 minutes: a seed that
@@ -208,6 +234,23 @@ class TransmissionInteropTests(unittest.TestCase):
     def test_sta_requiring_encryption_downloads_over_rc4_from_a_transmission_seed(self) -> None:
         self.transmission_seeds()
         self.sta_downloads("--encryption", "require")
+
+    # STA dials over uTP a peer whose TCP it cannot reach (or that PEX or an incoming uTP
+    # connection said speaks uTP): then Transmission answers the uTP SYN, and STA's handshake
+    # and first messages reach it over uTP, with MSE/PE and without.
+    def test_sta_dialling_over_utp_downloads_from_a_transmission_seed(self) -> None:
+        self.transmission_seeds()
+        self.refuse_tcp_to_transmission()
+        output = self.sta_downloads()
+        self.assertIn("trying %s:%d over utp" % (self.tr_ip, clients.TRANSMISSION_PEER_PORT),
+                      output)
+
+    def test_sta_dialling_over_utp_downloads_in_plain_bittorrent_from_transmission(self) -> None:
+        self.transmission_seeds()
+        self.refuse_tcp_to_transmission()
+        output = self.sta_downloads("--encryption", "off")
+        self.assertIn("trying %s:%d over utp" % (self.tr_ip, clients.TRANSMISSION_PEER_PORT),
+                      output)
 
 
 if __name__ == "__main__":
