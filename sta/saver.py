@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from concurrent.futures import Executor
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
 __all__ = ["StateSaver"]
 
@@ -31,32 +32,40 @@ class StateSaver:
         self._save = save
         self._name = name
         self._executor = executor
-        self._running: Optional["asyncio.Future[Any]"] = None
-        self._again = False
+        self._lock = threading.Lock()   # _active and _again, shared with the worker thread
+        self._active = False            # a worker is saving, or about to
+        self._again = False             # a request came while it saved: it saves once more
+        self._future: Optional["asyncio.Future[None]"] = None
 
     @property
     def busy(self) -> bool:
         """A save is running or due."""
-        return self._running is not None
+        with self._lock:
+            return self._active
 
     def request(self) -> None:
         """Save soon in a worker thread; never blocks the loop."""
-        if self._running is not None:
-            self._again = True  # the running save may have started before the latest change
-            return
-        self._running = self._loop.run_in_executor(self._executor, self.save_now)
-        self._running.add_done_callback(self._finished)
+        with self._lock:
+            if self._active:
+                self._again = True  # the running save may have started before the latest change
+                return
+            self._active = True
+        self._future = self._loop.run_in_executor(self._executor, self._save_rounds)
 
-    def _finished(self, _future: "asyncio.Future[Any]") -> None:
-        self._running = None
-        if self._again:
-            self._again = False
-            self.request()
+    def _save_rounds(self) -> None:
+        """In the worker: save until no request came during the last save."""
+        while True:
+            self.save_now()
+            with self._lock:
+                if not self._again:
+                    self._active = False  # before the future is done: a waiter never spins
+                    return
+                self._again = False
 
     async def idle(self) -> None:
         """Wait until no save is running or due."""
-        while self._running is not None:
-            await asyncio.shield(self._running)
+        while self.busy and self._future is not None:
+            await asyncio.shield(self._future)
 
     async def flush(self) -> None:
         """Save once more (in a worker thread) and wait for it and any save before it."""
