@@ -186,6 +186,7 @@ class FileStorage(PieceMap):
         self._cache_lock = threading.Lock()
         self._unsynced: set = set()  # files written since the last save
         self._save_lock = threading.Lock()
+        self._state_stale = True  # the first save writes a state even with nothing new
         self._created_empty = False
         self._closed = False
         self._save_failed = False  # a read-only seed's failure to save was logged once
@@ -343,10 +344,9 @@ class FileStorage(PieceMap):
         so the fsync covers it: the resume file never records a piece whose data could still be
         lost by ``kill -9`` or a power cut, and the recorded stats are the ones after our writes.
         A read-only seed that cannot write its state logs it once and carries on: seeding works
-        without it, and the data is checked again on the next start. One save at a time: a
-        second must not record pieces whose fsync the first is still doing.
+        without it, and the data is checked again on the next start.
         """
-        with self._save_lock:
+        with self._save_lock:  # a second save must not record what the first still fsyncs
             if not (self.dirty or self._unsynced):
                 return  # nothing verified or written since the last save
             with self._lock:
