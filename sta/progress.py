@@ -98,13 +98,27 @@ async def watch(torrents: List[Any], *, out: TextIO, stop: asyncio.Event,
             ended = _outcome(torrents, stop, deadline, exit_when_complete, clock())
             if ended is not None:
                 break
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(stop.wait(), PROGRESS_INTERVAL)
+            await _next_refresh(stop, torrents, PROGRESS_INTERVAL)
         block.finish([status_line(t, final=True, width=block.width) for t in torrents])
     exit_status, how = ended
     for line in closing_lines(torrents, how, timeout):
         ui.write_line(out, line)
     return exit_status
+
+
+async def _next_refresh(stop: asyncio.Event, torrents: Sequence[Any], interval: float) -> None:
+    """Sleep ``interval``, or less: until ``stop`` is set or a torrent is done (complete or
+    failed), so a download ends the moment its last torrent does, not at the next refresh."""
+    if stop.is_set():
+        return
+    events = [stop] + [getattr(t, "done", None) for t in torrents]
+    waits = [asyncio.ensure_future(event.wait()) for event in events
+             if isinstance(event, asyncio.Event) and not event.is_set()]
+    try:
+        await asyncio.wait(waits, timeout=interval, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
 
 
 def _outcome(torrents: Sequence[Any], stop: asyncio.Event, deadline: Optional[float],

@@ -185,6 +185,8 @@ class FileStorage(PieceMap):
         self._handles: "OrderedDict[int, _Handle]" = OrderedDict()
         self._cache_lock = threading.Lock()
         self._unsynced: set = set()  # files written since the last save
+        self._save_lock = threading.Lock()
+        self._state_stale = True  # the first save writes a state even with nothing new
         self._created_empty = False
         self._closed = False
         self._save_failed = False  # a read-only seed's failure to save was logged once
@@ -344,31 +346,35 @@ class FileStorage(PieceMap):
         A read-only seed that cannot write its state logs it once and carries on: seeding works
         without it, and the data is checked again on the next start.
         """
-        with self._lock:
-            snapshot = self._verified.copy()
-            marks = self._unsaved
-            was_stale = self._state_stale
-            self._state_stale = False
-        unsynced, self._unsynced = self._unsynced, set()
-        try:
-            self._fsync_files(unsynced)
-        except StorageError:
-            self._unsynced |= unsynced
-            self._state_stale = self._state_stale or was_stale
-            raise
-        stats = [MISSING if self._f_pad[fi] else stat_file(p) for fi, p in enumerate(self._paths)]
-        try:
-            self._store.save(ResumeState(self.info.info_hash, self._piece_length, snapshot, stats))
-        except ResumeError as exc:
-            if not self.readonly:
+        with self._save_lock:  # a second save must not record what the first still fsyncs
+            if not (self.dirty or self._unsynced):
+                return  # nothing verified or written since the last save
+            with self._lock:
+                snapshot = self._verified.copy()
+                marks = self._unsaved
+                was_stale = self._state_stale
+                self._state_stale = False
+            unsynced, self._unsynced = self._unsynced, set()
+            try:
+                self._fsync_files(unsynced)
+            except StorageError:
+                self._unsynced |= unsynced
                 self._state_stale = self._state_stale or was_stale
-                raise StorageError(str(exc)) from None
-            log.log(logging.DEBUG if self._save_failed else logging.WARNING,
-                    "%s: %s; the data will be checked again on the next start", self.info.name,
-                    exc)
-            self._save_failed = True
-        with self._lock:
-            self._unsaved -= marks
+                raise
+            stats = [MISSING if pad else stat_file(p) for p, pad in zip(self._paths, self._f_pad)]
+            state = ResumeState(self.info.info_hash, self._piece_length, snapshot, stats)
+            try:
+                self._store.save(state)
+            except ResumeError as exc:
+                if not self.readonly:
+                    self._state_stale = self._state_stale or was_stale
+                    raise StorageError(str(exc)) from None
+                log.log(logging.DEBUG if self._save_failed else logging.WARNING,
+                        "%s: %s; the data will be checked again on the next start",
+                        self.info.name, exc)
+                self._save_failed = True
+            with self._lock:
+                self._unsaved -= marks
 
     def delete_files(self) -> List[str]:
         """Close, then delete exactly this torrent's files and the folders they leave empty, and

@@ -22,11 +22,11 @@ from . import ut_metadata, wire
 from .announcer import Announcer, Transferred
 from .bitfield import Bitfield
 from .downloader import Downloader
-from .ut_metadata import MetadataServer
 from .peerexchange import PeerExchange
 from .peerproto import UT_METADATA, UT_PEX, allowed_fast_set
 from .statusrows import discovery_status, peer_row
 from .picker import PiecePicker
+from .saver import StateSaver
 from .smartban import MAX_HASH_FAILURES
 from .superseed import SuperSeeder
 from .swarm import Swarm
@@ -79,8 +79,9 @@ class Torrent:
             seeding=lambda: self.state == SEEDING)
         self._bits: Dict[Any, Bitfield] = {}
         self.exchange = PeerExchange(bool(self.info.private), self.add_peers, host.note_utp)
-        self._metadata_server = MetadataServer(self.info.raw)
+        self._metadata_server = ut_metadata.MetadataServer(self.info.raw)
         self._last_resume_save = 0.0
+        self._saver = StateSaver(host.loop, storage.save, self.name)
         self._announcer: Optional[Announcer] = None
 
     # -- counters ------------------------------------------------------------------------------
@@ -177,7 +178,7 @@ class Torrent:
             self.completed_at = time.monotonic()
         if was_downloading:
             log.info("%s: download complete", self.name)
-            self.storage.save()
+            self._saver.request()  # off the loop: the other torrents' transfers go on meanwhile
         for conn in list(self.swarm.peers):
             conn.set_interested(False)
             if self._is_seed(conn):
@@ -200,11 +201,14 @@ class Torrent:
         self.done.set()
 
     async def shutdown(self) -> None:
-        """Stop, save the resume state, and tell the trackers we are leaving."""
+        """Stop, save the resume state off the loop, and tell the trackers we are leaving."""
         if self.downloader is not None:
             # Pieces being hashed and written now are recorded before the state is saved.
             await self.downloader.settle(SHUTDOWN_HASH_WAIT)
-        self.stop()
+        self._halt()
+        if self.picker is not None:  # a torrent stopped while checking has nothing to record
+            await self._saver.flush()
+        self.storage.close()
         if self._announcer is not None:
             await self._announcer.stop()
 
@@ -215,7 +219,7 @@ class Torrent:
         self.state = PAUSED
         self.swarm.close_all("torrent paused")
         announcer, self._announcer = self._announcer, None
-        await self.host.loop.run_in_executor(None, self._save_resume_quietly)
+        await self._saver.flush()
         if announcer is not None:
             await announcer.stop()
 
@@ -227,14 +231,18 @@ class Torrent:
         self.start_announcing()
 
     def stop(self) -> None:
+        """Stop now, saving on the caller's thread (``shutdown`` saves off the loop)."""
+        self._halt()
+        if self.picker is not None:  # a torrent stopped while checking has nothing to record
+            self._saver.save_now()
+        self.storage.close()
+
+    def _halt(self) -> None:
         if self.state != ERROR:
             self.state = STOPPED
         if self.downloader is not None:
             self.downloader.stop()
         self.swarm.close_all("torrent stopped")
-        if self.picker is not None:  # a torrent stopped while checking has nothing to record
-            self._save_resume_quietly()
-        self.storage.close()
 
     def delete_files(self) -> List[str]:
         """Delete exactly this torrent's files (never through a link), then its folders left
@@ -534,13 +542,7 @@ class Torrent:
         if (self.storage.dirty and now - self._last_resume_save >= RESUME_SAVE_INTERVAL
                 and self.state in (DOWNLOADING, SEEDING)):
             self._last_resume_save = now
-            self.host.loop.run_in_executor(None, self._save_resume_quietly)
-
-    def _save_resume_quietly(self) -> None:
-        try:
-            self.storage.save()
-        except Exception as exc:
-            log.warning("%s: could not save resume state: %s", self.name, exc)
+            self._saver.request()
 
     # -- status ------------------------------------------------------------------------------------
 

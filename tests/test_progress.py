@@ -176,6 +176,26 @@ class WatchInAPipeTest(unittest.TestCase):
         last = out.getvalue().splitlines()[-1]
         self.assertTrue(last.endswith("complete"), out.getvalue())
 
+    def test_a_download_ends_as_its_last_torrent_completes_not_at_the_next_refresh(self) -> None:
+        async def run() -> int:
+            torrents = [FakeTorrent("a.bin"), FakeTorrent("b.bin")]
+            for torrent in torrents:
+                torrent.done = asyncio.Event()
+
+            def finish(torrent: FakeTorrent) -> None:
+                torrent.state = "seeding"
+                torrent.done.set()
+
+            loop = asyncio.get_running_loop()
+            loop.call_later(0.02, finish, torrents[0])
+            loop.call_later(0.04, finish, torrents[1])
+            with mock.patch.object(progress, "PROGRESS_INTERVAL", 600.0):
+                return await asyncio.wait_for(progress.watch(
+                    torrents, out=io.StringIO(), stop=asyncio.Event(), timeout=None,
+                    exit_when_complete=True), 10.0)
+
+        self.assertEqual(asyncio.run(run()), 0)  # within wait_for's 10 s, not the 600 s refresh
+
     def test_a_torrent_without_peers_gets_one_plain_reason(self) -> None:
         dead = FakeTorrent(trackers=[{"url": "http://10.0.0.1:4000/announce",
                                       "error": "connection refused", "peers": None}],

@@ -306,6 +306,59 @@ class FileHandlingTest(TempDirTest):
         self.assertLessEqual(st.open_files, storage.MAX_OPEN_FILES)
 
 
+class SaveTest(TempDirTest):
+    def test_a_save_with_nothing_new_neither_fsyncs_nor_rewrites_the_resume_file(self) -> None:
+        t = make_torrent(SPAN_FILES)
+        st = self.storage(t.info)
+        st.write_block(0, 0, t.piece(0))
+        st.mark_verified(0)
+        st.save()
+        state = st.state_path
+        before = os.stat(state)
+        with mock.patch.object(os, "fsync") as fsync:
+            st.save()
+        fsync.assert_not_called()
+        after = os.stat(state)
+        self.assertEqual((after.st_ino, after.st_mtime_ns), (before.st_ino, before.st_mtime_ns))
+
+    def test_a_block_written_since_the_last_save_is_fsynced_by_the_next(self) -> None:
+        t = make_torrent(SPAN_FILES)
+        st = self.storage(t.info)
+        st.restore()
+        st.save()
+        st.write_block(1, 0, t.piece(1)[:100])  # no piece verified: only the write is new
+        with mock.patch.object(os, "fsync", wraps=os.fsync) as fsync:
+            st.save()
+        self.assertGreaterEqual(fsync.call_count, 1)
+
+    def test_saves_from_two_threads_run_one_after_the_other(self) -> None:
+        t = make_torrent(SPAN_FILES)
+        st = self.storage(t.info)
+        st.restore()
+        inside, most = [0], [0]
+        guard = threading.Lock()
+        real = st._fsync_files
+
+        def slow_fsync(files) -> None:
+            with guard:
+                inside[0] += 1
+                most[0] = max(most[0], inside[0])
+            threading.Event().wait(0.05)  # long enough for the other thread to arrive
+            real(files)
+            with guard:
+                inside[0] -= 1
+
+        def save_piece(index: int) -> None:
+            st.write_block(index, 0, t.piece(index))
+            st.mark_verified(index)
+            st.save()
+
+        with mock.patch.object(st, "_fsync_files", slow_fsync), ThreadPoolExecutor(2) as pool:
+            list(pool.map(save_piece, [0, 1]))
+        self.assertEqual(most[0], 1)
+        self.assertFalse(st.dirty)
+
+
 class SafetyTest(TempDirTest):
     def test_write_to_a_verified_piece_is_refused_and_leaves_data_intact(self) -> None:
         t = make_torrent(SPAN_FILES)

@@ -6,8 +6,14 @@ tracker saw can be read directly.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import unittest
+from types import SimpleNamespace
+from typing import Any, List
+from unittest import mock
+
+from sta import transfer
 
 from tests import enginekit as kit
 from tests.enginekit import WAIT
@@ -73,3 +79,42 @@ class OverlapTests(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class ConcurrentChecksTests(unittest.TestCase):
+    """Torrents are checked CHECKS_AT_ONCE at a time, and come back in the order given."""
+
+    def add_all(self, names: List[str], fail: str = "") -> Any:
+        running, most, started = [0], [0], []
+
+        async def fake_add(session: Any, meta: Any, folder: str, **kw: Any) -> Any:
+            started.append(meta.info.name)
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+            try:
+                await asyncio.sleep(0.01 if meta.info.name != "a" else 0.03)  # the first is slowest
+                if meta.info.name == fail:
+                    raise transfer.TransferError(f"{fail} is broken")
+                return meta.info.name
+            finally:
+                running[0] -= 1
+
+        metas = [SimpleNamespace(info=SimpleNamespace(name=n)) for n in names]
+        options = transfer.TransferOptions(sources=names, folder="out")
+
+        async def run() -> Any:
+            with mock.patch.object(transfer, "add_torrent", fake_add):
+                return await asyncio.wait_for(transfer._add_all(None, metas, options, None), 10)
+        return asyncio.run(run()), most[0], started
+
+    def test_ten_torrents_are_checked_a_few_at_a_time_and_kept_in_order(self):
+        names = ["a"] + ["t%d" % n for n in range(9)]
+        added, most, started = self.add_all(names)
+        self.assertEqual(added, names)
+        self.assertEqual(most, transfer.CHECKS_AT_ONCE)
+        self.assertEqual(sorted(started), sorted(names))
+
+    def test_one_failed_check_ends_the_start_with_its_error(self):
+        names = ["a"] + ["t%d" % n for n in range(9)]
+        with self.assertRaisesRegex(transfer.TransferError, "t2 is broken"):
+            self.add_all(names, fail="t2")
