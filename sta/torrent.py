@@ -72,12 +72,12 @@ class Torrent:
         self.completed_at: Optional[float] = None
         self.done = asyncio.Event()
         self.swarm = Swarm(self.name, host.peer_id, partial(host.dial, self), host.is_self)
+        self._bits: Dict[Any, Bitfield] = {}
         self.uploader = Uploader(
             piece_size=self.info.piece_size, piece_length=self.info.piece_length,
             num_pieces=self.info.num_pieces, read=storage.read_block, can_serve=self._can_serve,
             later=host.loop.call_soon, on_error=self.storage_failed, on_sent=self._sent,
-            seeding=lambda: self.state == SEEDING)
-        self._bits: Dict[Any, Bitfield] = {}
+            seeding=lambda: self.state == SEEDING, peer_bits=self._bits.get)
         self.exchange = PeerExchange(bool(self.info.private), self.add_peers, host.note_utp)
         self._metadata_server = ut_metadata.MetadataServer(self.info.raw)
         self._last_resume_save = 0.0
@@ -245,8 +245,7 @@ class Torrent:
         self.swarm.close_all("torrent stopped")
 
     def delete_files(self) -> List[str]:
-        """Delete exactly this torrent's files (never through a link), then its folders left
-        empty, and its resume state."""
+        """Delete exactly this torrent's files (not through links), empty folders, resume."""
         self.storage.close()
         removed = self.storage.delete_files()
         self.storage.forget_state()

@@ -54,12 +54,23 @@ HOLD_RECENT_SECONDS = 2.0
 HOLD_SECONDS = 1.5
 # A piece's hold is remembered this long (the peer's next request after the release is served).
 HOLD_FORGET_SECONDS = HOLD_SECONDS + HOLD_RECENT_SECONDS
+# Holding only helps a peer that then gets the piece from another peer. Each piece we reject
+# after a hold costs the asker one of HOLD_CREDIT credits, and each such piece it then announces
+# (it got it elsewhere) earns one back; a peer out of credit is never held again. A downloader
+# that reaches no other peer, or a client that never trades, is held for a few pieces at most
+# and then served as if the rule did not exist; a peer that has announced no piece at all (a
+# client that does not trade, or one that has just started) is never held.
+HOLD_CREDIT = 4
+# A rejected piece the peer has not announced after this long is written off (the credit stays
+# spent).
+HOLD_REFUND_SECONDS = 30.0
 
 Block = Tuple[int, int, int]
 
 
 class _Queue:
-    __slots__ = ("requests", "bad", "scheduled", "allowed", "held", "held_since")
+    __slots__ = ("requests", "bad", "scheduled", "allowed", "held", "held_since", "credit",
+                 "rejected")
 
     def __init__(self) -> None:
         self.requests: Deque[Block] = deque()
@@ -68,6 +79,8 @@ class _Queue:
         self.allowed: Set[int] = set()   # pieces the peer may fetch while choked (BEP 6)
         self.held: List[Block] = []      # requests held back (HOLD_SECONDS)
         self.held_since: Dict[int, float] = {}   # piece -> when its first request was held
+        self.credit = HOLD_CREDIT
+        self.rejected: Dict[int, float] = {}     # piece -> when we rejected it after a hold
 
 
 class Uploader:
@@ -75,14 +88,17 @@ class Uploader:
     super-seeder agrees); ``read`` reads a block from storage; ``later`` runs a callback on a
     later loop turn; ``on_error`` stops the torrent on a storage failure; ``on_sent`` counts
     payload bytes; ``seeding()`` says whether we rank peers by what they take (seeding) or by
-    what they give (downloading)."""
+    what they give (downloading); ``peer_bits(conn)`` the pieces the peer announced (None when
+    unknown)."""
 
     def __init__(self, *, piece_size: Callable[[int], int], piece_length: int,
                  num_pieces: int, read: Callable[[int, int, int], bytes],
                  can_serve: Callable[[Any, int], bool], later: Callable[[Callable[[], None]], Any],
                  on_error: Callable[[Exception], None], on_sent: Callable[[int], None],
                  seeding: Callable[[], bool], choker: Optional[Choker] = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 peer_bits: Callable[[Any], Optional[Any]] = lambda conn: None) -> None:
+        self._peer_bits = peer_bits
         self._piece_size = piece_size
         self._num_pieces = num_pieces
         self._can_serve = can_serve
@@ -139,18 +155,29 @@ class Uploader:
             self._bad_request(conn, queue, "request queue full")
             return
         last = self._last_sent.get(index)
-        if last is not None and last[0] is not conn and conn.fast and self._hold(queue, index,
-                                                                                 last[1]):
+        if last is not None and last[0] is not conn and conn.fast and self._hold(conn, queue,
+                                                                                 index, last[1]):
             queue.held.append((index, begin, length))
             return
         queue.requests.append((index, begin, length))
 
-    def _hold(self, queue: _Queue, index: int, sent: float) -> bool:
+    def _hold(self, conn: Any, queue: _Queue, index: int, sent: float) -> bool:
         """Hold back this request for a piece we sent someone else at ``sent``? Only for
         HOLD_SECONDS from the first held request for the piece: a peer that asks again after
-        that (it has nowhere else to get it) is served."""
+        that (it has nowhere else to get it) is served; and only while the peer has credit."""
         now = self._clock()
         if now - sent >= HOLD_RECENT_SECONDS or not self._seeding():
+            return False
+        bits = self._peer_bits(conn)
+        if bits is None or not bits.any():
+            return False
+        for piece, when in list(queue.rejected.items()):
+            if piece in bits:
+                queue.credit = min(HOLD_CREDIT, queue.credit + 1)
+                del queue.rejected[piece]
+            elif now - when >= HOLD_REFUND_SECONDS:
+                del queue.rejected[piece]
+        if queue.credit <= 0 and index not in queue.held_since:
             return False
         since = queue.held_since.setdefault(index, now)
         return now - since < HOLD_SECONDS
@@ -162,6 +189,9 @@ class Uploader:
         for block in queue.held:
             if now - since.get(block[0], now) >= HOLD_SECONDS:
                 conn.send_reject(*block)
+                if block[0] not in queue.rejected:
+                    queue.rejected[block[0]] = now
+                    queue.credit -= 1
             else:
                 keep.append(block)
         queue.held = keep

@@ -3,9 +3,10 @@
 import random
 import unittest
 
+from sta.bitfield import Bitfield
 from sta.choker import SEED_TURN, UNCHOKE_SLOTS, Choker
 from sta.peer import MAX_INCOMING_REQUESTS
-from sta.uploader import (HOLD_RECENT_SECONDS, HOLD_SECONDS, MAX_BAD_REQUESTS,
+from sta.uploader import (HOLD_CREDIT, HOLD_RECENT_SECONDS, HOLD_SECONDS, MAX_BAD_REQUESTS,
                           MAX_REQUEST_LENGTH, UPLOAD_BATCH_BLOCKS, Uploader)
 from tests.fakes import FakeConnection, make_torrent
 
@@ -28,13 +29,15 @@ class Kit(unittest.TestCase):
         self.seeding = False
         self.broken = False
         self.now = 100.0
+        self.announced = {}   # conn -> the pieces it said it has
         self.uploader = Uploader(
             piece_size=info.piece_size, piece_length=info.piece_length,
             num_pieces=info.num_pieces, read=self.read,
             can_serve=lambda conn, index: index in self.have, later=self.later.append,
             on_error=self.errors.append, on_sent=self.sent_bytes.append,
             seeding=lambda: self.seeding, choker=Choker(random.Random(7)),
-            clock=lambda: self.now)
+            clock=lambda: self.now,
+            peer_bits=self.announced.get)
 
     def read(self, index, begin, length):
         self.reads += 1
@@ -353,8 +356,10 @@ class HoldTests(Kit):
         super().setUp()
         self.seeding = True
 
-    def fast_peer(self, n):
+    def fast_peer(self, n, announced=(6,)):
+        """A downloader in the middle of a swarm: it has announced piece 6, used nowhere else."""
         conn = FakeConnection(("10.0.0.%d" % n, 6881), fast=True)
+        self.announced[conn] = Bitfield.from_indices(self.torrent.info.num_pieces, announced)
         self.uploader.peer_joined(conn)
         conn.peer_interested = True
         self.uploader.choke(conn, False)
@@ -424,6 +429,40 @@ class HoldTests(Kit):
         second = self.fast_peer(3)
         self.send(second, 3)
         self.assertEqual(self.served(second), [(3, 0)])
+
+    def hold_and_reject(self, first, second, index):
+        """``first`` gets ``index``; ``second``'s request for it is held, then rejected."""
+        self.send(first, index)
+        self.uploader.request(second, index, 0, BLOCK)
+        self.now += HOLD_SECONDS
+        self.uploader.tick(self.now)
+        self.assertIn((index, 0, BLOCK), second.of("reject"))
+        self.now += HOLD_RECENT_SECONDS   # the next piece starts afresh
+        self.uploader.tick(self.now)
+
+    def test_a_peer_that_announced_no_piece_is_never_held(self):
+        first, empty = self.fast_peer(1), self.fast_peer(2, announced=())
+        self.send(first, 3)
+        self.send(empty, 3)       # it trades nothing (yet): holding would only slow it down
+        self.assertEqual(self.served(empty), [(3, 0)])
+
+    def test_a_peer_that_never_gets_held_pieces_elsewhere_stops_being_held(self):
+        first, second = self.fast_peer(1), self.fast_peer(2)
+        for index in range(HOLD_CREDIT):
+            self.hold_and_reject(first, second, index)
+        self.send(first, 7)
+        self.send(second, 7)      # out of credit: served at once, as if the rule did not exist
+        self.assertEqual(self.served(second), [(7, 0)])
+        self.assertEqual(self.uploader.held(second), 0)
+
+    def test_a_peer_that_gets_held_pieces_elsewhere_keeps_being_held(self):
+        first, second = self.fast_peer(1), self.fast_peer(2)
+        for index in range(HOLD_CREDIT + 2):
+            self.hold_and_reject(first, second, index)
+            self.announced[second].set(index)   # it took the piece from another peer
+        self.send(first, 7)
+        self.uploader.request(second, 7, 0, BLOCK)
+        self.assertEqual(self.uploader.held(second), 1)
 
     def test_a_held_request_cancelled_or_choked_is_rejected_once(self):
         first, second = self.fast_peer(1), self.fast_peer(2)
