@@ -44,8 +44,8 @@ SOCKET_BUFFER = 4 * 1024 * 1024
 # dialled over TCP (libtorrent's utp_connect_timeout is 3 s).
 UTP_CONNECT_TIMEOUT = 3.0
 # uTP connections (incoming ones before the connection limits see them, and closing ones that
-# still retransmit their FIN) at most: twice connlimits.MAX_CONNECTIONS. A SYN beyond it gets a
-# RESET.
+# still retransmit their FIN) at most: connlimits.MAX_CONNECTIONS (1,200) and room for those
+# closing. A SYN beyond it gets a RESET.
 MAX_SOCKETS = 2000
 # Addresses whose transport is remembered (least recently used forgotten first).
 MAX_REMEMBERED = 4096
