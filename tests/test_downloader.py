@@ -2,6 +2,7 @@
 
 import random
 import unittest
+import unittest.mock
 
 from sta.bitfield import Bitfield
 from sta.downloader import (MIN_OUTSTANDING_REQUESTS, REQUEST_QUEUE_SECONDS, REQUEST_TIMEOUT,
@@ -77,6 +78,7 @@ class SeedSharingTests(Kit):
         self.fill(seed)
         self.assertEqual(self.dl.in_flight(seed), MIN_OUTSTANDING_REQUESTS)
 
+    @unittest.mock.patch("sta.downloader.UNSHARED_FROM_SEEDS", True)
     def test_while_a_peer_feeds_us_a_seed_is_asked_only_for_unshared_pieces(self):
         self.fill(self.peer(2, pieces=range(0, 14)))
         seed = self.peer(1)
