@@ -19,6 +19,10 @@ from sta.utpcodec import HEADER, parse_packet
 class FixedRandom(random.Random):
     """A Random whose randrange answers from a list first (connection ids, sequence numbers)."""
 
+    def __new__(cls, *values: int) -> "FixedRandom":
+        # random.Random.__new__ takes at most a seed on Python 3.10.
+        return super().__new__(cls)  # type: ignore[call-arg]
+
     def __init__(self, *values: int) -> None:
         super().__init__(0)
         self.values = list(values)
