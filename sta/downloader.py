@@ -69,7 +69,7 @@ MAX_PENDING_VERIFY_BYTES = 8 * 1024 * 1024
 # it raised the blocks a downloader receives twice from about 1 % to as much as 14 % in some
 # runs, and the seed's hold on duplicate requests (uploader.py) targets the same waste from the
 # seed's side.
-UNSHARED_FROM_SEEDS = False
+UNSHARED_FROM_SEEDS = True
 # Requests in flight to a seed that is asked only for unshared pieces: the others cannot see a
 # piece we are fetching until we announce it, so they may ask the seed for it too; a short queue
 # keeps that window short (16 blocks = 256 KiB, a third of a second at a seed's 50 Mbit/s

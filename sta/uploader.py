@@ -52,6 +52,10 @@ MAX_REQUEST_LENGTH = 1 << 17
 # Without the fast extension a held request could only be served late, which saves nothing.
 HOLD_RECENT_SECONDS = 2.0
 HOLD_SECONDS = 1.5
+# Once the peer a held piece went to announces it, the hold ends this much later: the asker
+# hears that `have` from that peer at about the time we do, over another link; rejecting at
+# once would often reach it first, and it would ask us again.
+ANNOUNCED_GRACE_SECONDS = 0.3
 # A piece's hold is remembered this long (the peer's next request after the release is served).
 HOLD_FORGET_SECONDS = HOLD_SECONDS + HOLD_RECENT_SECONDS
 # Holding only helps a peer that then gets the piece from another peer. Each piece we reject
@@ -111,6 +115,9 @@ class Uploader:
         self._queues: Dict[Any, _Queue] = {}
         self._clock = clock
         self._last_sent: Dict[int, Tuple[Any, float]] = {}   # piece -> (peer, when), seeding
+        # Pieces some request waits for: piece -> (the peer it went to, when the hold began).
+        self._awaited: Dict[int, Tuple[Any, float]] = {}
+        self._release_at: Deque[float] = deque()   # when announced pieces' holds end, in order
 
     # -- peers ----------------------------------------------------------------------------------
 
@@ -158,6 +165,7 @@ class Uploader:
         if last is not None and last[0] is not conn and conn.fast and self._hold(conn, queue,
                                                                                  index, last[1]):
             queue.held.append((index, begin, length))
+            self._awaited.setdefault(index, (last[0], self._clock()))
             return
         queue.requests.append((index, begin, length))
 
@@ -196,8 +204,40 @@ class Uploader:
                 keep.append(block)
         queue.held = keep
 
+    def _release_announced(self, now: float) -> None:
+        """Shorten the hold on every awaited piece that the peer it went to has announced (or
+        that peer left) to ANNOUNCED_GRACE_SECONDS: the askers can fetch it there, and holding
+        them for the whole HOLD_SECONDS only stalls them (their requests then come back at once,
+        when the rest of the download is done and every block is asked of two peers)."""
+        done = []
+        for index, (recipient, _) in self._awaited.items():
+            bits = self._peer_bits(recipient)
+            if bits is None or index in bits:
+                done.append(index)
+        if done:
+            over = now + ANNOUNCED_GRACE_SECONDS - HOLD_SECONDS
+            for index in done:
+                del self._awaited[index]
+            for queue in self._queues.values():
+                since = queue.held_since
+                for index in done:
+                    if index in since and since[index] > over:
+                        since[index] = over
+            self._release_at.append(now + ANNOUNCED_GRACE_SECONDS)
+        if self._release_at and now >= self._release_at[0]:
+            while self._release_at and now >= self._release_at[0]:
+                self._release_at.popleft()
+            for conn, queue in self._queues.items():
+                if queue.held:
+                    self._release(conn, queue, now)
+                    conn.flush()
+
     def tick(self, now: float) -> None:
         """Once a second: release held requests that are due; forget old sends and holds."""
+        if self._awaited:
+            self._release_announced(now)
+            for index in [i for i, (_, t) in self._awaited.items() if now - t >= HOLD_SECONDS]:
+                del self._awaited[index]
         last = self._last_sent
         for index in [i for i, (_, sent) in last.items() if now - sent >= HOLD_RECENT_SECONDS]:
             del last[index]
@@ -268,6 +308,8 @@ class Uploader:
         queue = self._queues.get(conn)
         if queue is None:
             return
+        if self._awaited or self._release_at:
+            self._release_announced(self._clock())
         if queue.held:
             self._release(conn, queue, self._clock())
         if not queue.requests:
