@@ -2,11 +2,11 @@
 
 import random
 import unittest
-import unittest.mock
 
 from sta.bitfield import Bitfield
-from sta.downloader import (MIN_OUTSTANDING_REQUESTS, REQUEST_QUEUE_SECONDS, REQUEST_TIMEOUT,
-                            SNUB_TIMEOUT, UNSHARED_QUEUE_BLOCKS, Downloader)
+from sta.downloader import (FEEDERS_CHECK_INTERVAL, MIN_OUTSTANDING_REQUESTS,
+                            REQUEST_QUEUE_SECONDS, REQUEST_TIMEOUT, SNUB_TIMEOUT,
+                            UNSHARED_QUEUE_BLOCKS, Downloader)
 from sta.memstorage import MemoryStorage
 from sta.picker import BLOCK_SIZE, PiecePicker
 from tests.fakes import FakeConnection, FakeHost, blocks_of, make_torrent
@@ -78,13 +78,23 @@ class SeedSharingTests(Kit):
         self.fill(seed)
         self.assertEqual(self.dl.in_flight(seed), MIN_OUTSTANDING_REQUESTS)
 
-    @unittest.mock.patch("sta.downloader.UNSHARED_FROM_SEEDS", True)
     def test_while_a_peer_feeds_us_a_seed_is_asked_only_for_unshared_pieces(self):
         self.fill(self.peer(2, pieces=range(0, 14)))
         seed = self.peer(1)
         self.fill(seed)
         self.assertEqual({index for index, _, _ in seed.requested()}, {14, 15})
         self.assertLessEqual(self.dl.in_flight(seed), UNSHARED_QUEUE_BLOCKS)
+
+    def test_a_seed_is_asked_for_shared_pieces_again_once_the_feeding_peer_chokes_us(self):
+        other = self.peer(2, pieces=range(0, 14))
+        seed = self.peer(1)
+        self.fill(other)
+        self.fill(seed)
+        self.assertFalse({index for index, _, _ in seed.requested()} & set(range(14)))
+        other.peer_choking = True
+        self.dl.choked(other)
+        self.fill(seed, now=FEEDERS_CHECK_INTERVAL)
+        self.assertTrue({index for index, _, _ in seed.requested()} & set(range(14)))
 
     def test_a_peer_that_chokes_us_does_not_count_as_feeding_us(self):
         other = self.peer(2, pieces=range(0, 14))

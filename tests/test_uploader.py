@@ -6,8 +6,8 @@ import unittest
 from sta.bitfield import Bitfield
 from sta.choker import SEED_TURN, UNCHOKE_SLOTS, Choker
 from sta.peer import MAX_INCOMING_REQUESTS
-from sta.uploader import (HOLD_CREDIT, HOLD_RECENT_SECONDS, HOLD_SECONDS, MAX_BAD_REQUESTS,
-                          MAX_REQUEST_LENGTH, UPLOAD_BATCH_BLOCKS, Uploader)
+from sta.uploader import (ANNOUNCED_GRACE_SECONDS, HOLD_CREDIT, HOLD_RECENT_SECONDS, HOLD_SECONDS,
+                          MAX_BAD_REQUESTS, MAX_REQUEST_LENGTH, UPLOAD_BATCH_BLOCKS, Uploader)
 from tests.fakes import FakeConnection, make_torrent
 
 BLOCK = 16384
@@ -411,6 +411,31 @@ class HoldTests(Kit):
         self.now += HOLD_SECONDS
         self.uploader.serve(second)
         self.assertEqual(second.of("reject"), [(3, 0, BLOCK)])
+
+    def test_a_hold_ends_a_grace_after_the_peer_that_got_the_piece_announces_it(self):
+        first, second = self.fast_peer(1), self.fast_peer(2)
+        self.send(first, 3)
+        self.uploader.request(second, 3, 0, BLOCK)
+        self.announced[first].set(3)
+        self.uploader.serve(first)      # any peer's turn notices the announcement
+        self.now += ANNOUNCED_GRACE_SECONDS / 2
+        self.uploader.serve(first)
+        self.assertEqual((second.of("reject"), self.uploader.held(second)), ([], 1))
+        self.now += ANNOUNCED_GRACE_SECONDS / 2
+        self.uploader.serve(first)
+        self.assertLess(ANNOUNCED_GRACE_SECONDS, HOLD_SECONDS)
+        self.assertEqual((second.of("reject"), self.uploader.held(second)), ([(3, 0, BLOCK)], 0))
+        self.send(second, 3)   # it asks again: served
+        self.assertEqual(self.served(second), [(3, 0)])
+
+    def test_a_hold_lasts_while_the_peer_that_got_the_piece_has_not_announced_it(self):
+        first, second = self.fast_peer(1), self.fast_peer(2)
+        self.send(first, 3)
+        self.uploader.request(second, 3, 0, BLOCK)
+        self.now += HOLD_SECONDS - 0.1
+        self.uploader.serve(first)
+        self.uploader.tick(self.now)
+        self.assertEqual((second.of("reject"), self.uploader.held(second)), ([], 1))
 
     def test_a_piece_sent_long_enough_ago_is_served_at_once(self):
         first, second = self.fast_peer(1), self.fast_peer(2)
