@@ -14,8 +14,8 @@ While seeding, a request from a fast-extension peer for a piece we sent another 
 ago is held back for a short time, then rejected (see HOLD_SECONDS): the peer that just got the
 piece will announce it, and the asker can fetch it there instead of from us; the hold ends soon
 after that announcement. Requests for other pieces, and every other peer's, are served
-meanwhile, so the seed's upload goes to pieces new to the swarm. A lone downloader is never held (no other peer was sent anything), nor is any
-peer for longer than HOLD_SECONDS per piece.
+meanwhile, so the seed's upload goes to pieces new to the swarm. A lone downloader is never
+held (no other peer was sent anything), nor is any peer for longer than HOLD_SECONDS per piece.
 """
 
 from __future__ import annotations
@@ -44,9 +44,9 @@ MAX_REQUEST_LENGTH = 1 << 17
 # another peer less than HOLD_RECENT_SECONDS ago waits, at most HOLD_SECONDS per piece and peer,
 # then is rejected (BEP 6) so that the asker chooses again, knowing by then that the other peer
 # has the piece; if it asks us again, it is served. The hold ends sooner once that peer announces
-# the piece (ANNOUNCED_GRACE_SECONDS). Downloaders cannot see a piece another one is
-# fetching from the seed until that one announces it, so near the end of a swarm several ask the
-# seed for the same few pieces within a second or two (measured in bench/lab_swarm.py: every
+# the piece (ANNOUNCED_GRACE_SECONDS). Downloaders cannot see a piece another one is fetching
+# from the seed until that one announces it, so near the end of a swarm several ask the seed for
+# the same few pieces within a second or two (measured in bench/lab_swarm.py: every
 # duplicate piece the seed sent went out 0-2 s after the first copy). The piece takes a fraction
 # of a second to reach a downloader at a seed's rate shared by 8 (256 KiB at 6 Mbit/s: 0.35 s)
 # plus the time it waits in the seed's socket buffer; 2 s covers both and its `have`.
