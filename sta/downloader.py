@@ -56,18 +56,18 @@ MAX_ALLOWED_FAST = 32
 # 8 MiB is a few milliseconds of work on a healthy machine; more would only be memory, and data
 # a crash throws away (a kill -9 test measures that share). Never less than two pieces.
 MAX_PENDING_VERIFY_BYTES = 8 * 1024 * 1024
-# From a seed, ask only for pieces that no connected non-seed peer has, while some non-seed
-# peer unchokes us and has pieces we want: the seed's upload then goes to pieces that are new to
-# the swarm, and the pieces others hold come from them. A seed is otherwise busy for the whole
+# From a seed, ask only for pieces that no connected non-seed peer has, while some non-seed peer
+# unchokes us and has pieces we want: the seed's upload then goes to pieces that are new to the
+# swarm, and the pieces others hold come from them. A seed is otherwise busy for the whole
 # download, so it sends its link rate times the swarm's duration: 1.5 copies of the file to 8
-# downloaders in the lab (bench/lab_swarm.py), against 1.06-1.11 with this rule (and the swarm
-# ends sooner, 14-18 s instead of 19 s, as the seed's link carries only new pieces). When no other peer
+# downloaders in the lab (bench/lab_swarm.py), against 1.06-1.11 with this rule (and the swarm ends
+# sooner, 14-18 s instead of 19 s, as the seed's link carries only new pieces). When no other peer
 # feeds us (a lone seed, or everyone else chokes us) the seed is asked for anything, so one seed
-# and one downloader transfer as before. Two downloaders may still ask the seed for the same
-# piece before either announces it; the seed holds the second request until shortly after the
-# first one's `have` (uploader.py, HOLD_SECONDS, ANNOUNCED_GRACE_SECONDS). libtorrent and Transmission pick the same way from seeds
-# and non-seeds (libtorrent's seed sends 1.7-1.8 copies in the same lab); BEP 16's
-# super-seeding gets the effect from the seed's side instead, at the cost of hiding what the
+# and one downloader transfer as before. Two downloaders may still ask the seed for the same piece
+# before either announces it; the seed holds the second request until shortly after the first one's
+# `have` (uploader.py, HOLD_SECONDS, ANNOUNCED_GRACE_SECONDS). libtorrent and Transmission pick the
+# same way from seeds and non-seeds (libtorrent's seed sends 1.7-1.8 copies in the same lab); BEP
+# 16's super-seeding gets the effect from the seed's side instead, at the cost of hiding what the
 # seed has.
 UNSHARED_FROM_SEEDS = True
 # Requests in flight to a seed that is asked only for unshared pieces: the others cannot see a
