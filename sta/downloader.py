@@ -289,7 +289,7 @@ class Downloader:
         size = self.info.piece_size(index)
         self._pending_bytes += size
         if data is not None:
-            future.add_done_callback(lambda _: self._buffers.release(size))
+            future.add_done_callback(lambda _: self._buffers.release(size, data))
         future.add_done_callback(partial(self._verified, index))
         future.add_done_callback(partial(self._hashed, size))
 
