@@ -11,11 +11,11 @@ working with. libtorrent 1.x offered the same as a setting (``disable_os_cache``
 
 When it applies: Linux (``os.O_DIRECT``) on a local disk file system (``LOCAL_FILE_SYSTEMS``:
 not tmpfs, which has nothing to bypass, nor network file systems, where a direct write is a
-synchronous round trip), for a write whose offset, length and buffer address are multiples of
-``ALIGNMENT``. Everything else (other platforms, the last piece of a torrent, a file system that
-refuses at open or at the first write) takes the ordinary buffered write: ``DirectFile.write``
-returns 0 and the caller goes on as before. ``pwrite_rest`` finishes any positional write that
-came back short, direct or not.
+synchronous round trip), for a write of at least ``DIRECT_MIN_BYTES`` whose offset, length and
+buffer address are multiples of ``ALIGNMENT``. Everything else (other platforms, small pieces,
+the last piece of a torrent, a file system that refuses at open or at the first write) takes
+the ordinary buffered write: ``DirectFile.write`` returns 0 and the caller goes on as before.
+``pwrite_rest`` finishes any positional write that came back short, direct or not.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import mmap
 import os
 from typing import Any, Dict, List, Optional, Tuple
 
-__all__ = ["ALIGNMENT", "LOCAL_FILE_SYSTEMS", "aligned_buffer", "is_aligned_buffer",
+__all__ = ["ALIGNMENT", "DIRECT_MIN_BYTES", "LOCAL_FILE_SYSTEMS", "aligned_buffer", "is_aligned_buffer",
            "file_system_type", "DirectFile", "BufferPool", "pwrite_rest"]
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,11 @@ ALIGNMENT = 4096
 # NFS/CIFS (a direct write waits for the server on every call).
 LOCAL_FILE_SYSTEMS = frozenset({"ext2", "ext3", "ext4", "xfs", "btrfs", "f2fs", "jfs",
                                 "bcachefs"})
+# Smallest write sent past the cache. A direct write waits for the device: measured during a
+# download here, 0.5 ms per 128 KiB piece against 0.1 ms through the cache, so pieces that small
+# queue up for the disk (memory, and data a kill -9 throws away) for little gain, while 1 MiB
+# pieces write at 1.7 GB/s and save the most. Smaller writes take the cache.
+DIRECT_MIN_BYTES = 1024 * 1024
 MOUNTINFO = "/proc/self/mountinfo"
 _O_DIRECT = getattr(os, "O_DIRECT", 0)
 
@@ -131,7 +136,7 @@ class DirectFile:
 
     def write(self, data: Any, offset: int) -> int:
         n = len(data)
-        if (not self.enabled or offset % ALIGNMENT or n % ALIGNMENT
+        if (not self.enabled or n < DIRECT_MIN_BYTES or offset % ALIGNMENT or n % ALIGNMENT
                 or not is_aligned_buffer(data)):
             return 0
         fd = self._fd

@@ -465,8 +465,8 @@ class FileStorage(PieceMap):
             if write and self._single and self._pio:
                 # Pinned for the fast path: never released, closed by close().
                 new.users += 1
-                self._fast_fd = fd
-                self._direct = DirectFile(self._paths[fi])
+                self._direct = DirectFile(self._paths[fi])  # before: another thread may
+                self._fast_fd = fd                           # take the path at once
             return new
 
     def _release(self, h: _Handle) -> None:

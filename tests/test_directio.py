@@ -94,6 +94,9 @@ class MountTests(unittest.TestCase):
 
 class DirectFileTests(unittest.TestCase):
     def setUp(self) -> None:
+        patcher = mock.patch.object(directio, "DIRECT_MIN_BYTES", ALIGNMENT)
+        patcher.start()
+        self.addCleanup(patcher.stop)
         self.dir = tempfile.mkdtemp(prefix="sta-directio-")
         self.addCleanup(shutil.rmtree, self.dir, True)
         self.path = os.path.join(self.dir, "data")
@@ -116,6 +119,16 @@ class DirectFileTests(unittest.TestCase):
         self.assertEqual(direct.write(buffer, ALIGNMENT), 2 * ALIGNMENT)
         self.assertEqual(self.content(), b"\xff" * ALIGNMENT + b"\1" * (2 * ALIGNMENT)
                          + b"\xff" * ALIGNMENT)
+
+    def test_writes_under_the_minimum_size_are_left_to_the_caller(self) -> None:
+        direct = DirectFile(self.path, enabled=True)
+        self.addCleanup(direct.close)
+        buffer = aligned_buffer(2 * ALIGNMENT)
+        self.addCleanup(buffer.close)
+        with mock.patch.object(directio, "DIRECT_MIN_BYTES", 4 * ALIGNMENT), \
+                mock.patch("os.pwrite") as pwrite:
+            self.assertEqual(direct.write(buffer, 0), 0)
+        pwrite.assert_not_called()
 
     def test_unaligned_writes_are_left_to_the_caller(self) -> None:
         direct = DirectFile(self.path, enabled=True)
@@ -187,7 +200,8 @@ class StorageTests(unittest.TestCase):
             calls.append((offset, len(data), n))
             return n
 
-        with mock.patch.object(DirectFile, "write", spy):
+        with mock.patch.object(DirectFile, "write", spy), \
+                mock.patch.object(directio, "DIRECT_MIN_BYTES", 16384):
             for index in range(t.info.num_pieces):
                 piece = t.piece(index)
                 self.assertTrue(buffers.store(index, 0, piece))
