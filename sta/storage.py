@@ -25,7 +25,6 @@ the state folder's (``.sta``) is stored under ``_.sta``, so no torrent reaches t
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import logging
 import os
@@ -35,6 +34,7 @@ from typing import TYPE_CHECKING, Iterable, List, Optional, Protocol, Sequence, 
     runtime_checkable
 
 from sta.bitfield import Bitfield
+from sta.directio import DirectFile, pwrite_rest
 from sta.piecemap import Data, PieceMap, StorageError, os_error
 from sta.resume import (MISSING, STATE_DIR_NAME, Progress, ResumeError, ResumeState,
                         ResumeStore, default_home, plan_restore, stat_file)
@@ -196,6 +196,7 @@ class FileStorage(PieceMap):
         # os.pwrite at index * piece_length + begin once the file is open for writing.
         self._single = len(info.files) == 1 and not self._f_pad[0]
         self._fast_fd: Optional[int] = None
+        self._direct: Optional[DirectFile] = None  # that path's page cache bypass (directio.py)
 
     # -- public I/O ---------------------------------------------------------------------------
 
@@ -230,9 +231,9 @@ class FileStorage(PieceMap):
         if fd is not None:
             offset = index * self._piece_length + begin
             try:
-                written = os.pwrite(fd, data, offset)
+                written = self._direct.write(data, offset) or os.pwrite(fd, data, offset)
                 if written != n:
-                    self._pwrite_rest(fd, data, offset, written)
+                    pwrite_rest(fd, data, offset, written)
             except OSError as exc:
                 raise self._error(0, exc, writing=True) from None
             self._unsynced.add(0)
@@ -415,6 +416,8 @@ class FileStorage(PieceMap):
         """Close every file (does not save: call save() first to keep the progress)."""
         self._closed = True
         self._fast_fd = None
+        if self._direct:
+            self._direct.close()
         with self._cache_lock:
             handles = list(self._handles.values())
             self._handles.clear()
@@ -462,7 +465,8 @@ class FileStorage(PieceMap):
             if write and self._single and self._pio:
                 # Pinned for the fast path: never released, closed by close().
                 new.users += 1
-                self._fast_fd = fd
+                self._direct = DirectFile(self._paths[fi])  # before: another thread may
+                self._fast_fd = fd                           # take the path at once
             return new
 
     def _release(self, h: _Handle) -> None:
@@ -523,7 +527,7 @@ class FileStorage(PieceMap):
             if self._pio:
                 written = os.pwrite(h.fd, data, offset)
                 if written != len(data):
-                    self._pwrite_rest(h.fd, data, offset, written)
+                    pwrite_rest(h.fd, data, offset, written)
             else:
                 with h.lock:
                     os.lseek(h.fd, offset, os.SEEK_SET)
@@ -535,15 +539,6 @@ class FileStorage(PieceMap):
             raise self._error(fi, exc, writing=True) from None
         finally:
             self._release(h)
-
-    @staticmethod
-    def _pwrite_rest(fd: int, data: Data, offset: int, written: int) -> None:
-        mv = memoryview(data)
-        while written < len(mv):
-            n = os.pwrite(fd, mv[written:], offset + written)
-            if n <= 0:
-                raise OSError(errno.EIO, "write made no progress")
-            written += n
 
     def _read_at(self, fi: int, length: int, offset: int) -> bytes:
         """Up to ``length`` bytes at ``offset`` (fewer only at end of file); OSError on failure."""

@@ -213,8 +213,11 @@ class MessageReader:
     answers), followed by any messages that arrived in the same chunk.
 
     ``copy_blocks``: Piece.block is a bytes copy. With False, a block that lies wholly inside a
-    ``bytes`` chunk is a read-only memoryview of that chunk instead: no copy, but it keeps the
-    whole chunk alive, so only a caller that writes blocks out at once should ask for it.
+    ``bytes`` or ``memoryview`` chunk is a view of that chunk instead: no copy, but a view keeps
+    a ``bytes`` chunk alive, and a ``memoryview`` chunk is taken as lent (a TLS layer's read
+    buffer): its blocks are valid only until the caller reads into it again. So only a caller
+    that copies or writes every block out before it feeds more should ask for it (peer.py does:
+    see Downloader.block). A ``bytearray`` chunk's blocks are always copies.
     """
 
     __slots__ = ("_pending", "_expect_handshake", "_copy_blocks")
@@ -239,14 +242,14 @@ class MessageReader:
             if pos >= end:
                 return events
         with memoryview(data) as view:
-            if type(data) is not bytes:
-                # A caller's bytearray or memoryview may change once we return: every block is
-                # copied out of it.
-                pos = _parse(view, pos, end, events, view, True)
-            elif self._copy_blocks:
-                pos = _parse(data, pos, end, events, data, False)  # bytes slices are copies
+            if type(data) is bytes:
+                # bytes slices are copies; views keep the chunk alive
+                pos = _parse(data, pos, end, events, data if self._copy_blocks else view, False)
+            elif type(data) is memoryview and not self._copy_blocks:
+                pos = _parse(view, pos, end, events, view, False)  # lent until the next read
             else:
-                pos = _parse(data, pos, end, events, view, False)
+                # A caller's bytearray may change once we return: every block is copied out.
+                pos = _parse(view, pos, end, events, view, True)
             if pos < end:
                 self._pending = bytearray(view[pos:])
         return events

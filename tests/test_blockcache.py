@@ -21,10 +21,26 @@ class WriteBuffersTest(unittest.TestCase):
         for begin in (2 * BLOCK, 0, BLOCK):
             self.assertTrue(bufs.store(7, begin, bytes([begin // BLOCK]) * BLOCK))
         piece = bufs.take(7)
-        self.assertEqual(piece, b"\0" * BLOCK + b"\1" * BLOCK + b"\2" * BLOCK)
+        self.assertEqual(bytes(piece), b"\0" * BLOCK + b"\1" * BLOCK + b"\2" * BLOCK)
         self.assertEqual(bufs.buffered_bytes, 3 * BLOCK)  # counted until released
         bufs.release(len(piece))
         self.assertEqual(bufs.buffered_bytes, 0)
+
+    def test_a_released_buffer_is_reused_for_the_next_piece(self) -> None:
+        bufs = WriteBuffers(lambda i: 2 * BLOCK, limit=10 * BLOCK)
+        for begin in (0, BLOCK):
+            bufs.store(1, begin, b"\7" * BLOCK)
+        first = bufs.take(1)
+        bufs.release(len(first), first)
+        bufs.store(2, 0, b"\3" * BLOCK)
+        bufs.store(2, BLOCK, b"\4" * BLOCK)
+        second = bufs.take(2)
+        self.assertIs(second, first)
+        self.assertEqual(bytes(second), b"\3" * BLOCK + b"\4" * BLOCK)
+        bufs.release(len(second))  # not handed back: a later piece gets a new buffer
+        bufs.store(3, 0, b"\5" * BLOCK)
+        bufs.store(3, BLOCK, b"\5" * BLOCK)
+        self.assertIsNot(bufs.take(3), first)
 
     def test_past_the_limit_a_piece_is_written_directly_until_taken(self) -> None:
         bufs = WriteBuffers(lambda i: 4 * BLOCK, limit=6 * BLOCK)

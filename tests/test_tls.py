@@ -225,6 +225,17 @@ class TlsLayerTests(unittest.TestCase):
         self.assertEqual(len(set(sizes[:-1])), 1)
         self.assertEqual(client.receive(wire), b"".join(batch))
 
+    def test_plaintext_is_a_view_of_the_read_buffer_valid_until_the_next_read(self) -> None:
+        client, server = self.layers()
+        first = client.receive(server.send(b"first message"))
+        self.assertIsInstance(first, memoryview)
+        self.assertEqual(first, b"first message")
+        copy = bytes(first)
+        second = client.receive(server.send(b"SECOND"))
+        self.assertEqual(second, b"SECOND")
+        self.assertEqual(copy, b"first message")
+        self.assertEqual(bytes(first[:6]), b"SECOND")  # the same buffer, read into again
+
     def test_plaintext_comes_out_whatever_the_ciphertext_cuts(self):
         # Cuts inside a record header, inside a body and exactly between records: every whole
         # record comes out at once, and nothing is held back for a later call.
@@ -235,7 +246,7 @@ class TlsLayerTests(unittest.TestCase):
             with self.subTest(cut=cut):
                 client, server = self.layers()
                 wire = b"".join(server.send(m) for m in messages)
-                first = client.receive(wire[:cut])
+                first = bytes(client.receive(wire[:cut]))  # the view lasts until the next read
                 whole = sum(1 for end in ends if end <= cut)
                 self.assertEqual(first, b"".join(messages[:whole]))
                 self.assertEqual(first + client.receive(wire[cut:]), b"".join(messages))

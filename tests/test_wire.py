@@ -183,6 +183,16 @@ class MessageTest(unittest.TestCase):
         self.assertEqual(events, [Piece(1, 0, BLOCK), BitfieldMessage(b"\x80")])
         self.assertIs(type(events[0].block), bytes)
 
+    def test_copy_blocks_false_lends_views_of_a_memoryview_chunk(self):
+        buffer = bytearray(wire.piece(1, 0, BLOCK) + wire.have(4))
+        events = MessageReader(expect_handshake=False, copy_blocks=False).feed(
+            memoryview(buffer))
+        self.assertEqual(events, [Piece(1, 0, BLOCK), Have(4)])
+        block = events[0].block
+        self.assertIsInstance(block, memoryview)
+        buffer[13] = 0xFF  # the lender reads into its buffer again: the view shows it
+        self.assertEqual(block[0], 0xFF)
+
     def test_memoryview_input_gives_same_events(self):
         view = memoryview(bytearray(STREAM))
         self.assertEqual(MessageReader(expect_handshake=False).feed(view), EVENTS)
