@@ -26,8 +26,9 @@ import mmap
 import os
 from typing import Any, Dict, List, Optional, Tuple
 
-__all__ = ["ALIGNMENT", "DIRECT_MIN_BYTES", "LOCAL_FILE_SYSTEMS", "aligned_buffer", "is_aligned_buffer",
-           "file_system_type", "DirectFile", "BufferPool", "pwrite_rest"]
+__all__ = ["ALIGNMENT", "DIRECT_MIN_BYTES", "LOCAL_FILE_SYSTEMS", "aligned_buffer",
+           "is_aligned_buffer", "parse_mountinfo", "file_system_type", "DirectFile", "BufferPool",
+           "pwrite_rest"]
 
 log = logging.getLogger(__name__)
 
