@@ -34,7 +34,8 @@ from typing import TYPE_CHECKING, Iterable, List, Optional, Protocol, Sequence, 
     runtime_checkable
 
 from sta.bitfield import Bitfield
-from sta.directio import DirectFile, pwrite_rest
+from sta.directio import (ALIGNMENT, DirectFile, direct_writes_possible, is_aligned_buffer,
+                          pwrite_rest)
 from sta.piecemap import Data, PieceMap, StorageError, os_error
 from sta.resume import (MISSING, STATE_DIR_NAME, Progress, ResumeError, ResumeState,
                         ResumeStore, default_home, plan_restore, stat_file)
@@ -144,11 +145,12 @@ def storage_parts(path: Sequence[str]) -> Tuple[str, ...]:
 
 
 class _Handle:
-    __slots__ = ("fd", "writable", "users", "stale", "lock")
+    __slots__ = ("fd", "writable", "users", "stale", "lock", "direct")
 
-    def __init__(self, fd: int, writable: bool) -> None:
+    def __init__(self, fd: int, writable: bool, direct: Optional[DirectFile] = None) -> None:
         self.fd = fd
         self.writable = writable
+        self.direct = direct  # the same file past the page cache (directio.py)
         self.users = 0
         self.stale = False  # evicted or replaced: close when the last user releases it
         self.lock = threading.Lock()  # serialises seek+read/write where there is no pread/pwrite
@@ -196,7 +198,8 @@ class FileStorage(PieceMap):
         # os.pwrite at index * piece_length + begin once the file is open for writing.
         self._single = len(info.files) == 1 and not self._f_pad[0]
         self._fast_fd: Optional[int] = None
-        self._direct: Optional[DirectFile] = None  # that path's page cache bypass (directio.py)
+        self._direct: Optional[DirectFile] = None  # its handle's page cache bypass
+        self._direct_ok = not readonly and direct_writes_possible(root)
 
     # -- public I/O ---------------------------------------------------------------------------
 
@@ -247,10 +250,11 @@ class FileStorage(PieceMap):
         mv = memoryview(data)
         if mv.format != "B" or mv.ndim != 1:
             mv = mv.cast("B")
+        whole = begin == 0 and is_aligned_buffer(data)  # a piece in its aligned buffer
         for fi, foff, boff, length in self._segments(index, begin, n):
             if self._f_pad[fi]:
                 continue  # BEP 47: padding is never stored; its bytes are zeros by definition
-            self._write_at(fi, mv[boff:boff + length], foff)
+            self._write_at(fi, mv[boff:boff + length], foff, whole and boff % ALIGNMENT == 0)
 
     def read_block(self, index: int, begin: int, length: int) -> bytes:
         """The bytes of a block as stored (zeros for padding files)."""
@@ -416,16 +420,11 @@ class FileStorage(PieceMap):
         """Close every file (does not save: call save() first to keep the progress)."""
         self._closed = True
         self._fast_fd = None
-        if self._direct:
-            self._direct.close()
         with self._cache_lock:
             handles = list(self._handles.values())
             self._handles.clear()
         for h in handles:
-            try:
-                os.close(h.fd)
-            except OSError:
-                pass
+            self._close_fd(h)
 
     # -- checking helpers ---------------------------------------------------------------------
 
@@ -456,7 +455,8 @@ class FileStorage(PieceMap):
             fd = self._open(fi, write)
             if h is not None:  # a read-only handle upgraded for writing
                 self._retire(h)
-            new = _Handle(fd, write)
+            new = _Handle(fd, write, write and DirectFile(self._paths[fi], fd, self._direct_ok)
+                          or None)
             new.users = 1
             self._handles[fi] = new
             while len(self._handles) > self._max_open:
@@ -465,8 +465,8 @@ class FileStorage(PieceMap):
             if write and self._single and self._pio:
                 # Pinned for the fast path: never released, closed by close().
                 new.users += 1
-                self._direct = DirectFile(self._paths[fi])  # before: another thread may
-                self._fast_fd = fd                           # take the path at once
+                self._direct = new.direct  # before: another thread may take the path at once
+                self._fast_fd = fd
             return new
 
     def _release(self, h: _Handle) -> None:
@@ -484,6 +484,8 @@ class FileStorage(PieceMap):
 
     @staticmethod
     def _close_fd(h: _Handle) -> None:
+        if h.direct is not None:
+            h.direct.close()
         try:
             os.close(h.fd)
         except OSError:
@@ -518,14 +520,15 @@ class FileStorage(PieceMap):
                     raise self._error(fi, exc, writing=True) from None
         self._created_empty = True
 
-    def _write_at(self, fi: int, data: memoryview, offset: int) -> None:
+    def _write_at(self, fi: int, data: memoryview, offset: int, aligned: bool = False) -> None:
         try:
             h = self._acquire(fi, True)
         except OSError as exc:
             raise self._error(fi, exc, writing=True) from None
         try:
             if self._pio:
-                written = os.pwrite(h.fd, data, offset)
+                written = (aligned and h.direct is not None and h.direct.write(data, offset, True)
+                           or os.pwrite(h.fd, data, offset))
                 if written != len(data):
                     pwrite_rest(h.fd, data, offset, written)
             else:

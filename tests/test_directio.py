@@ -130,6 +130,25 @@ class DirectFileTests(unittest.TestCase):
             self.assertEqual(direct.write(buffer, 0), 0)
         pwrite.assert_not_called()
 
+    def test_the_direct_descriptor_names_the_file_opened_not_what_the_path_became(self) -> None:
+        if not direct_writes_here(self.dir) or not os.path.isdir("/proc/self/fd"):
+            self.skipTest("no direct writes or no /proc here")
+        fd = os.open(self.path, os.O_RDWR)
+        self.addCleanup(os.close, fd)
+        direct = DirectFile(self.path, fd)
+        self.addCleanup(direct.close)
+        moved = self.path + ".moved"
+        os.rename(self.path, moved)
+        with open(self.path, "wb") as f:  # something else now sits at the path
+            f.write(b"other")
+        buffer = aligned_buffer(ALIGNMENT)
+        self.addCleanup(buffer.close)
+        buffer[:] = b"\2" * ALIGNMENT
+        self.assertEqual(direct.write(buffer, 0), ALIGNMENT)
+        with open(moved, "rb") as f:
+            self.assertEqual(f.read(ALIGNMENT), b"\2" * ALIGNMENT)
+        self.assertEqual(self.content(), b"other")
+
     def test_unaligned_writes_are_left_to_the_caller(self) -> None:
         direct = DirectFile(self.path, enabled=True)
         self.addCleanup(direct.close)
@@ -184,10 +203,12 @@ class DirectFileTests(unittest.TestCase):
 class StorageTests(unittest.TestCase):
     """A downloaded piece goes through WriteBuffers, verify_and_write and FileStorage."""
 
-    def test_whole_pieces_go_direct_and_the_short_last_piece_through_the_cache(self) -> None:
+    def download(self, files, single: bool):
+        """Write every piece of a test torrent the way Downloader does; (torrent, folder, the
+        DirectFile.write calls as (offset, length, bytes written directly))."""
         folder = tempfile.mkdtemp(prefix="sta-directio-")
         self.addCleanup(shutil.rmtree, folder, True)
-        t = make_torrent([("f", 3 * 16384 + 1000)], single=True)
+        t = make_torrent(files, single=single)
         st = FileStorage(t.info, folder, home=folder)
         self.addCleanup(st.close)
         buffers = WriteBuffers(t.info.piece_size)
@@ -195,30 +216,49 @@ class StorageTests(unittest.TestCase):
         calls = []
         real_write = DirectFile.write
 
-        def spy(direct: DirectFile, data, offset: int) -> int:
-            n = real_write(direct, data, offset)
+        def spy(direct: DirectFile, data, offset: int, *aligned) -> int:
+            n = real_write(direct, data, offset, *aligned)
             calls.append((offset, len(data), n))
             return n
 
         with mock.patch.object(DirectFile, "write", spy), \
                 mock.patch.object(directio, "DIRECT_MIN_BYTES", 16384):
             for index in range(t.info.num_pieces):
-                piece = t.piece(index)
-                self.assertTrue(buffers.store(index, 0, piece))
+                self.assertTrue(buffers.store(index, 0, t.piece(index)))
                 data = buffers.take(index)
                 ok, _ = verify_and_write(st, index, t.info.piece_hash(index), data, 16384,
                                          False)
                 self.assertTrue(ok)
                 buffers.release(len(data), data)
-        # The first write opens the file (the general path); the rest take the single-file one.
+        return t, folder, calls
+
+    def test_whole_pieces_go_direct_and_the_short_last_piece_through_the_cache(self) -> None:
+        t, folder, calls = self.download([("f", 3 * 16384 + 1000)], single=True)
         self.assertEqual([c[:2] for c in calls],
-                         [(16384, 16384), (32768, 16384), (49152, 1000)])
+                         [(0, 16384), (16384, 16384), (32768, 16384), (49152, 1000)])
         went_direct = [c[2] for c in calls]
-        self.assertEqual(went_direct[2], 0)  # 1000 bytes: not a multiple of a page
+        self.assertEqual(went_direct[3], 0)  # 1000 bytes: not a multiple of a page
         if direct_writes_here(folder):
-            self.assertEqual(went_direct[:2], [16384] * 2)
+            self.assertEqual(went_direct[:3], [16384] * 3)
         with open(os.path.join(folder, "t"), "rb") as f:
             self.assertEqual(f.read(), t.payload)
+
+    def test_aligned_parts_of_a_multi_file_piece_go_direct(self) -> None:
+        # a: two whole pieces; b: 6000 bytes, so c starts inside piece 2 at offset 6000, and
+        # c's parts of later pieces sit at file offsets that are not page-aligned.
+        t, folder, calls = self.download([("a", 2 * 16384), ("b", 6000), ("c", 3 * 16384)],
+                                         single=False)
+        # c's part of piece 2 starts 6000 bytes into the buffer: never even offered.
+        self.assertEqual([c[:2] for c in calls],
+                         [(0, 16384), (16384, 16384), (0, 6000), (10384, 16384),
+                          (26768, 16384), (43152, 6000)])
+        went_direct = [c[2] for c in calls]
+        self.assertEqual(went_direct[2:], [0] * 4)
+        if direct_writes_here(folder):
+            self.assertEqual(went_direct[:2], [16384] * 2)
+        for fi, name in enumerate("abc"):
+            with open(os.path.join(folder, "t", name), "rb") as f:
+                self.assertEqual(f.read(), t.contents[fi], name)
 
 
 if __name__ == "__main__":
