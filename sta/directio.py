@@ -189,38 +189,44 @@ class DirectFile:
 
 class BufferPool:
     """Aligned buffers by size, kept for reuse up to ``keep_bytes``: a new mapping costs a page
-    fault per 4 KiB on first use, a reused one nothing."""
+    fault per 4 KiB on first use, a reused one nothing. Thread safe (one pool serves every
+    session of a process)."""
 
     def __init__(self, keep_bytes: int) -> None:
         self._keep = keep_bytes
         self._free: Dict[int, List[mmap.mmap]] = {}
+        self._lock = threading.Lock()
         self.kept_bytes = 0
 
     def get(self, size: int) -> mmap.mmap:
-        free = self._free.get(size)
-        if free:
-            self.kept_bytes -= size
-            return free.pop()
+        with self._lock:
+            free = self._free.get(size)
+            if free:
+                self.kept_bytes -= size
+                return free.pop()
         return aligned_buffer(size)
 
     def put(self, buffer: Any) -> None:
         """Take back a buffer from ``get`` (nothing else may still use it)."""
         size = len(buffer)
-        if self.kept_bytes + size > self._keep:
-            try:
-                buffer.close()
-            except BufferError:  # a view of it still exists somewhere: the collector frees it
-                pass
-            return
-        self._free.setdefault(size, []).append(buffer)
-        self.kept_bytes += size
+        with self._lock:
+            if self.kept_bytes + size <= self._keep:
+                self._free.setdefault(size, []).append(buffer)
+                self.kept_bytes += size
+                return
+        _close(buffer)
 
     def clear(self) -> None:
-        for buffers in self._free.values():
-            for buffer in buffers:
-                try:
-                    buffer.close()
-                except BufferError:
-                    pass
-        self._free.clear()
-        self.kept_bytes = 0
+        with self._lock:
+            buffers = [b for kept in self._free.values() for b in kept]
+            self._free.clear()
+            self.kept_bytes = 0
+        for buffer in buffers:
+            _close(buffer)
+
+
+def _close(buffer: mmap.mmap) -> None:
+    try:
+        buffer.close()
+    except BufferError:  # a view of it still exists somewhere: the collector frees it
+        pass
