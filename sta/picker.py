@@ -304,13 +304,17 @@ class PiecePicker:
         if extra_max <= 0:
             return
         avail = self._av.avail
-        for index, ps in self._active.items():
+        # Newest first: a peer serves requests in the order they came, so the blocks asked for
+        # last (the newest piece's last blocks) are the ones its holder sends last. A copy of
+        # those saves time; a copy of the first ones, already on their way, is only waste (ten
+        # torrents ending one after another on loopback fetched 3 % of their data twice).
+        for index, ps in reversed(self._active.items()):
             if (ps.ngot == ps.nblocks or not (seed or index in bits)
                     or (unshared_only and avail[index])):
                 continue
             holders = ps.holders
             got = ps.got
-            for b in range(ps.cursor):
+            for b in range(ps.cursor - 1, -1, -1):
                 h = holders[b]
                 if got[b] or h is None or h == peer:
                     continue

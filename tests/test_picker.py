@@ -377,7 +377,7 @@ class EndgameTests(unittest.TestCase):
         self.assertTrue(picker.endgame)
         self.assertEqual(picker.next_requests("a", seed, 10), [])  # never twice to one peer
         b = picker.next_requests("b", seed, 10)
-        self.assertEqual(b, a)
+        self.assertEqual(b, a[::-1])  # the copies: last asked first
         if ENDGAME_MAX_PEERS_PER_BLOCK == 2:
             self.assertEqual(picker.next_requests("c", seed, 10), [])
         wanted, done, cancels = picker.block_received("a", 0, 0)
@@ -389,6 +389,18 @@ class EndgameTests(unittest.TestCase):
         self.assertEqual(cancels, [("a", 0, BLOCK_SIZE, BLOCK_SIZE)])
         self.assertEqual(picker.block_received("b", 0, 0), (False, False, []))
         self.assertEqual(picker.outstanding("a") + picker.outstanding("b"), 0)
+
+    def test_endgame_copies_the_blocks_asked_for_last_first(self):
+        picker = make_picker(3)
+        seed = Bitfield.full(3)
+        picker.peer_added(seed)
+        picker.peer_added(seed)
+        asked = picker.next_requests("a", seed, 100)
+        self.assertEqual(len(asked), 3 * 4)  # every block of the three pieces, in order
+        self.assertTrue(picker.endgame)
+        # a dry peer takes one copy at a time: the block "a" will send last
+        self.assertEqual(picker.next_requests("b", seed, 1), [asked[-1]])
+        self.assertEqual(picker.next_requests("b", seed, 2), [asked[-2], asked[-3]])
 
     def test_endgame_duplicate_survives_the_original_choking(self):
         picker = PiecePicker(1, 16 * KIB, 16 * KIB, Bitfield(1))
