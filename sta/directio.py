@@ -1,5 +1,6 @@
-"""Writing whole pieces past the page cache (``O_DIRECT``), where the platform and file system
-allow it, and the page-aligned buffers that such writes need.
+"""Writing pieces (or a multi-file piece's page-aligned parts) past the page cache
+(``O_DIRECT``), where the platform and file system allow it, and the page-aligned buffers that
+such writes need.
 
 Why: a downloaded piece is assembled in memory, hashed there and written once; nothing reads it
 back soon. A buffered write copies it into the page cache first, and that copy is the largest
@@ -29,8 +30,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 __all__ = ["ALIGNMENT", "DIRECT_MIN_BYTES", "LOCAL_FILE_SYSTEMS", "aligned_buffer",
            "is_aligned_buffer", "parse_mountinfo", "file_system_type", "direct_writes_possible",
-           "DirectFile", "BufferPool",
-           "pwrite_rest"]
+           "DirectFile", "BufferPool", "pwrite_rest"]
 
 log = logging.getLogger(__name__)
 
