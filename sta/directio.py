@@ -189,20 +189,27 @@ class DirectFile:
 
 class BufferPool:
     """Aligned buffers by size, kept for reuse up to ``keep_bytes``: a new mapping costs a page
-    fault per 4 KiB on first use, a reused one nothing. Thread safe (one pool serves every
-    session of a process)."""
+    fault per 4 KiB on first use, and unmapping one costs more again on a virtual machine (every
+    core that ran one of our threads must drop it from its TLB), while a reused one costs
+    nothing. ``trim``, called every second or so, gives back those that no one took since the
+    call before, so an idle process holds none. Thread safe (one pool serves every session of a
+    process)."""
 
     def __init__(self, keep_bytes: int) -> None:
         self._keep = keep_bytes
         self._free: Dict[int, List[mmap.mmap]] = {}
         self._lock = threading.Lock()
         self.kept_bytes = 0
+        # The fewest bytes kept at any moment since the last trim: buffers that many bytes
+        # worth were not needed in all that time.
+        self._unused_bytes = 0
 
     def get(self, size: int) -> mmap.mmap:
         with self._lock:
             free = self._free.get(size)
             if free:
                 self.kept_bytes -= size
+                self._unused_bytes = min(self._unused_bytes, self.kept_bytes)
                 return free.pop()
         return aligned_buffer(size)
 
@@ -216,11 +223,27 @@ class BufferPool:
                 return
         _close(buffer)
 
+    def trim(self) -> int:
+        """Close the buffers no one took since the previous call; returns the bytes freed."""
+        closing = []
+        with self._lock:
+            excess = self._unused_bytes
+            for size, free in self._free.items():
+                while free and excess >= size:   # the longest unused first (get takes the last)
+                    closing.append(free.pop(0))
+                    excess -= size
+            freed = sum(len(buffer) for buffer in closing)
+            self.kept_bytes -= freed
+            self._unused_bytes = self.kept_bytes
+        for buffer in closing:
+            _close(buffer)
+        return freed
+
     def clear(self) -> None:
         with self._lock:
             buffers = [b for kept in self._free.values() for b in kept]
             self._free.clear()
-            self.kept_bytes = 0
+            self.kept_bytes = self._unused_bytes = 0
         for buffer in buffers:
             _close(buffer)
 

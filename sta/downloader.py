@@ -19,7 +19,7 @@ from functools import partial
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from .bitfield import Bitfield
-from .blockcache import WriteBuffers, verify_and_write, verify_stored
+from .blockcache import DiskBacklog, WriteBuffers, verify_and_write, verify_stored
 from .picker import PiecePicker
 from .smartban import SmartBan
 from .wire import BLOCK_SIZE
@@ -51,11 +51,12 @@ SLOW_START_GROWTH = 1.1
 # Allowed-fast pieces (BEP 6) remembered per peer: libtorrent grants 5 by default; more than
 # this from one peer is ignored.
 MAX_ALLOWED_FAST = 32
-# Whole pieces waiting for the hashing pool (and the write that follows), at most: past this no
-# new request goes out until the disk catches up. Hashing runs at about 1 GB/s per thread, so
-# 4 MiB is a few milliseconds of work on a healthy machine; more would only be memory, and data
-# a crash throws away (a kill -9 test measures that share: 8 MiB lost up to 9.6 % of a file
-# over three kills once loopback downloads ran at 700 MB/s). Never less than two pieces.
+# Whole pieces waiting for the hashing pool (and the write that follows), at most, for all the
+# torrents of a node together (blockcache.DiskBacklog): past this no new request goes out until
+# the disk catches up. Hashing runs at about 1 GB/s per thread, so 4 MiB is a few milliseconds
+# of work on a healthy machine; more would only be memory, and data a crash throws away (a kill
+# -9 test measures that share: 8 MiB lost up to 9.6 % of a file over three kills once loopback
+# downloads ran at 700 MB/s). Never less than two pieces of the torrent asking.
 MAX_PENDING_VERIFY_BYTES = 4 * 1024 * 1024
 # From a seed, ask only for pieces that no connected non-seed peer has, while some non-seed peer
 # unchokes us and has pieces we want: the seed's upload then goes to pieces that are new to the
@@ -102,14 +103,17 @@ class _Fetch:
 
 class Downloader:
     """``run_in_pool(call)`` runs a blocking call in the host's hashing threads and returns an
-    asyncio future; ``on_verified(index)`` and ``on_error(exc)`` report to the torrent;
-    ``on_strike(address, reason)`` names a peer proven to have sent bad data."""
+    asyncio future; ``backlog`` counts what waits for those threads (shared by the host's
+    torrents; by default this downloader's own); ``on_verified(index)`` and ``on_error(exc)``
+    report to the torrent; ``on_strike(address, reason)`` names a peer proven to have sent bad
+    data."""
 
     def __init__(self, name: str, info: Any, storage: Any, picker: PiecePicker, *,
                  run_in_pool: Callable[[Callable[[], Any]], "asyncio.Future[Any]"],
                  on_verified: Callable[[int], None], on_error: Callable[[Exception], None],
                  on_strike: Callable[[Address, str], None],
-                 on_room: Callable[[], None] = lambda: None) -> None:
+                 on_room: Callable[[], None] = lambda: None,
+                 backlog: Optional[DiskBacklog] = None) -> None:
         """``on_room()`` is called when pieces waiting for the disk fell back under the limit
         that held new requests back: time to refill every peer's pipeline."""
         self.name = name
@@ -122,7 +126,7 @@ class Downloader:
         self._on_error = on_error
         self._on_strike = on_strike
         self._on_room = on_room
-        self._pending_bytes = 0
+        self._backlog = backlog if backlog is not None else DiskBacklog()
         self._pending_limit = max(MAX_PENDING_VERIFY_BYTES, 2 * info.piece_length)
         self._fetches: Dict[Any, _Fetch] = {}
         self._buffers = WriteBuffers(info.piece_size)
@@ -187,8 +191,10 @@ class Downloader:
         if fetch is None or bits is None:
             return
         fetch.bits = bits
-        if (not conn.am_interested or conn.closed
-                or not self.active or self._pending_bytes >= self._pending_limit):
+        if not conn.am_interested or conn.closed or not self.active:
+            return
+        if self._backlog.bytes >= self._pending_limit:
+            self._backlog.wait(self, self._pending_limit, self._room)
             return
         if conn.peer_choking:
             # Choked: only the pieces the peer allows us while choked (BEP 6), if any.
@@ -288,7 +294,7 @@ class Downloader:
         future = self._run_in_pool(call)
         self._hashing.add(future)
         size = self.info.piece_size(index)
-        self._pending_bytes += size
+        self._backlog.add(size)
         if data is not None:
             future.add_done_callback(lambda _: self._buffers.release(size, data))
         future.add_done_callback(partial(self._verified, index))
@@ -323,9 +329,10 @@ class Downloader:
             self._strike(alone, f"piece {index} it alone sent failed the hash check")
 
     def _hashed(self, size: int, future: Any) -> None:
-        held_back = self._pending_bytes >= self._pending_limit
-        self._pending_bytes -= size
-        if held_back and self._pending_bytes < self._pending_limit and self.active:
+        self._backlog.done(size)
+
+    def _room(self) -> None:
+        if self.active:
             self._on_room()
 
     def _strike(self, address: Address, reason: str) -> None:

@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Awaitable, Dict, List, Optional, Protocol, Sequence, Set, Tuple
 
 from . import __version__, mse, peerlink, tls
+from .blockcache import SHARED_POOL, DiskBacklog
 from .connlimits import ConnectionLimits
 from .dhtdiscovery import DhtDiscovery, start_dht
 from .lsd_service import LsdService
@@ -125,6 +126,7 @@ class Session:
         self.limits = ConnectionLimits()
         self.hash_pool = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2),
                                             thread_name_prefix="sta-hash")
+        self.disk_backlog = DiskBacklog()
         self.started_at = time.monotonic()
         self._server: Optional[asyncio.AbstractServer] = None
         self._tick_task: Optional["asyncio.Task[None]"] = None
@@ -516,6 +518,7 @@ class Session:
                     log.exception("%s: periodic work failed", torrent.name)
             if self.dht is not None:
                 self.dht.tick(now)
+            SHARED_POOL.trim()  # piece buffers no download needed for a second
 
     # -- status ------------------------------------------------------------------------------
 

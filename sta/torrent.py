@@ -135,7 +135,7 @@ class Torrent:
         self.downloader = Downloader(
             self.name, info, self.storage, self.picker, run_in_pool=self._run_in_pool,
             on_verified=self._piece_verified, on_error=self.storage_failed,
-            on_strike=self._strike, on_room=self._refill)
+            on_strike=self._strike, on_room=self._refill, backlog=self.host.disk_backlog)
         if self.picker.complete:
             self._become_seed(announce=False)
             if self.super_seed:

@@ -10,6 +10,8 @@ import asyncio
 from concurrent.futures import Executor
 from typing import Any, Awaitable, Optional, Protocol, Tuple
 
+from .blockcache import DiskBacklog
+
 Address = Tuple[str, int]
 
 
@@ -17,6 +19,7 @@ class TorrentHost(Protocol):
     """The node around a torrent: its loop and threads, its identity, and its dialler."""
     loop: asyncio.AbstractEventLoop
     hash_pool: Executor           # hashing and writing pieces
+    disk_backlog: DiskBacklog     # what waits for hash_pool, for every torrent
     peer_id: bytes
     key: int                      # the announce `key` (BEP 7), the same for every torrent
     listen_port: int

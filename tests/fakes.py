@@ -19,6 +19,7 @@ import unittest
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from sta import bencode, metainfo, ut_metadata, wire
+from sta.blockcache import DiskBacklog
 from sta.peerproto import DEFAULT_PEER_REQQ, EXTENSION_IDS, PeerExtensions
 
 Address = Tuple[str, int]
@@ -100,6 +101,7 @@ class FakeHost:
         self.loop.set_default_executor(self._default_pool)
         asyncio.set_event_loop(self.loop)
         self.hash_pool: concurrent.futures.Executor = InlineExecutor()
+        self.disk_backlog = DiskBacklog()
         self.peer_id = peer_id
         self.key = 0x5EED
         self.listen_port = 6881

@@ -7,7 +7,7 @@ import hashlib
 import unittest
 from typing import List, Tuple
 
-from sta.blockcache import (ReadCache, WriteBuffers, block_digests, verify_and_write,
+from sta.blockcache import (DiskBacklog, ReadCache, WriteBuffers, block_digests, verify_and_write,
                             verify_stored)
 from sta.memstorage import MemoryStorage
 from tests.test_storage import make_torrent
@@ -53,6 +53,24 @@ class WriteBuffersTest(unittest.TestCase):
         self.assertTrue(bufs.store(1, 0, b"b" * BLOCK))  # a new attempt may buffer again
         bufs.clear()
         self.assertEqual(bufs.buffered_bytes, 0)
+
+
+class DiskBacklogTest(unittest.TestCase):
+    def test_each_waiter_is_called_once_when_the_count_falls_under_its_own_limit(self) -> None:
+        backlog = DiskBacklog()
+        calls: List[str] = []
+        backlog.add(6)
+        backlog.wait("small", 4, lambda: calls.append("small"))
+        backlog.wait("large", 6, lambda: calls.append("large"))
+        backlog.wait("large", 6, lambda: calls.append("large"))  # one wait per key
+        backlog.done(1)
+        self.assertEqual(calls, ["large"])
+        backlog.done(1)
+        self.assertEqual(calls, ["large"])
+        backlog.done(1)
+        self.assertEqual(calls, ["large", "small"])
+        backlog.done(3)
+        self.assertEqual((calls, backlog.bytes), (["large", "small"], 0))
 
 
 class VerifyTest(unittest.TestCase):

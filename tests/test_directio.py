@@ -64,6 +64,25 @@ class BufferTests(unittest.TestCase):
         self.assertEqual(pool.kept_bytes, ALIGNMENT)
 
 
+    def test_trim_closes_what_no_one_took_since_the_last_trim(self) -> None:
+        pool = BufferPool(keep_bytes=8 * ALIGNMENT)
+        self.addCleanup(pool.clear)
+        buffers = [pool.get(ALIGNMENT) for _ in range(4)]
+        for buffer in buffers:
+            pool.put(buffer)
+        self.assertEqual(pool.trim(), 0, "kept since the last trim only: not yet idle a while")
+        busy = pool.get(ALIGNMENT)        # one is taken and comes back; three stay idle
+        pool.put(busy)
+        self.assertEqual(pool.trim(), 3 * ALIGNMENT)
+        self.assertEqual(pool.kept_bytes, ALIGNMENT)
+        self.assertEqual(sum(buffer.closed for buffer in buffers), 3)
+        self.assertIs(pool.get(ALIGNMENT), busy, "the one in use is kept")
+        pool.put(busy)
+        self.assertEqual(pool.trim(), 0)
+        self.assertEqual(pool.trim(), ALIGNMENT)  # idle for a whole round now
+        self.assertEqual(pool.kept_bytes, 0)
+
+
 class MountTests(unittest.TestCase):
     def test_mountinfo_lines_give_mount_point_and_type_with_escapes_undone(self) -> None:
         self.assertEqual(parse_mountinfo(MOUNTINFO),

@@ -28,12 +28,16 @@ class Kit(unittest.TestCase):
         self.picker = PiecePicker(info.num_pieces, info.piece_length, info.length,
                                   Bitfield(info.num_pieces), rng=random.Random(3))
         self.verified, self.errors, self.strikes = [], [], []
-        self.dl = Downloader(
-            "t", info, self.storage, self.picker,
+        self.dl = self.downloader()
+        self.bits = {}
+
+    def downloader(self, backlog=None, on_room=lambda: None):
+        return Downloader(
+            "t", self.info, self.storage, self.picker,
             run_in_pool=lambda call: self.host.loop.run_in_executor(self.host.hash_pool, call),
             on_verified=self.verified.append, on_error=self.errors.append,
-            on_strike=lambda address, reason: self.strikes.append(address))
-        self.bits = {}
+            on_strike=lambda address, reason: self.strikes.append(address), on_room=on_room,
+            backlog=backlog)
 
     def peer(self, n=1, pieces=None, reqq=250, now=0.0):
         """An unchoked peer we are interested in, with every piece unless ``pieces`` says."""
@@ -469,3 +473,39 @@ class DiskBackpressureTests(Kit):
         self.fill(conn)
         self.assertEqual(len(conn.of("requests")), 2)
         self.assertEqual(sorted(self.verified), pieces)
+
+    def test_torrents_of_one_node_share_the_bound_and_all_refill_after(self):
+        backlog = self.host.disk_backlog
+        rooms = []
+        self.dl = self.downloader(backlog, on_room=lambda: rooms.append("first"))
+        self.dl._pending_limit = 2 * self.PIECE
+        conn = self.peer()
+        self.fill(conn)
+        [(asked,)] = conn.of("requests")
+        for index, begin, _ in asked:              # the first torrent's pieces fill the pool
+            self.deliver(conn, index, begin)
+        self.assertGreaterEqual(backlog.bytes, 2 * self.PIECE)
+        self.fill(conn)
+        self.assertEqual(len(conn.of("requests")), 1)
+        other_info = make_torrent(self.LENGTH, self.PIECE).info
+        other_picker = PiecePicker(other_info.num_pieces, other_info.piece_length,
+                                   other_info.length, Bitfield(other_info.num_pieces))
+        other = Downloader(
+            "u", other_info, MemoryStorage(other_info), other_picker,
+            run_in_pool=lambda call: self.host.loop.run_in_executor(self.host.hash_pool, call),
+            on_verified=lambda index: None, on_error=self.errors.append,
+            on_strike=lambda address, reason: None, on_room=lambda: rooms.append("second"),
+            backlog=backlog)
+        other._pending_limit = 2 * self.PIECE
+        other_conn = FakeConnection(("10.0.0.9", 6881))
+        other_conn.peer_choking, other_conn.am_interested = False, True
+        full = Bitfield.full(other_info.num_pieces)
+        other_picker.peer_added(full)
+        other.peer_joined(other_conn, 0.0)
+        other.fill(other_conn, full, 0.0)
+        self.assertEqual(other_conn.of("requests"), [], "asked while the node's pool is full")
+        self.settle()
+        self.assertEqual(backlog.bytes, 0)
+        self.assertEqual(sorted(rooms), ["first", "second"])
+        other.fill(other_conn, full, 0.0)
+        self.assertEqual(len(other_conn.of("requests")), 1)
