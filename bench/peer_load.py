@@ -1,6 +1,7 @@
 """Many BitTorrent peers in one process: a load that downloads from one seed as real peers do.
 
-    python3 bench/peer_load.py TORRENT HOST:PORT [--peers 1000] [--source 10.77.1.10]...
+    python3 bench/peer_load.py TORRENT HOST:PORT [--peers 1000]
+                               [--source 10.77.1.10 | --source 10.77.1.10-10.77.4.241]...
                                [--duration 60] [--connect-timeout 120]
 
 Each peer is one TCP connection (asyncio) that speaks the peer wire protocol with sta's codec
@@ -9,8 +10,9 @@ Each peer is one TCP connection (asyncio) that speaks the peer wire protocol wit
 keeps PIPELINE block requests outstanding on random pieces and reads every piece that comes;
 a choke (with its rejects) empties its pipeline. It sends a keep-alive every KEEPALIVE seconds.
 
-Peers are spread over the --source addresses in turn (the seed takes at most
-connlimits.MAX_PER_HOST connections per address) and start at most HANDSHAKES_IN_FLIGHT at a
+Peers are spread over the --source addresses in turn (an address, or FIRST-LAST for every
+address between the two; STA's seed takes at most connlimits.MAX_PER_HOST connections per
+address, libtorrent's one unless allow_multiple_connections_per_ip) and start at most HANDSHAKES_IN_FLIGHT at a
 time (the seed keeps at most connlimits.MAX_PENDING_INCOMING connections in their handshake and
 closes the oldest beyond that). Once every peer is connected, or --connect-timeout passed, the
 load runs --duration seconds and prints one JSON object on stdout: peers connected, peers that
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import json
 import os
 import random
@@ -46,6 +49,9 @@ HANDSHAKE_DEADLINE = 15.0
 CONNECT_ATTEMPTS = 3
 # How often progress is checked while connecting and running.
 POLL = 0.25
+# Addresses one FIRST-LAST --source may name: one per peer for the largest load a bench runs,
+# with room to spare; a typo such as 10.0.0.1-10.9.0.1 is refused rather than expanded.
+MAX_SOURCE_RANGE = 65536
 
 
 class LoadError(Exception):
@@ -257,6 +263,22 @@ class Load:
         return result
 
 
+def source_addresses(text: str) -> List[str]:
+    """'10.77.1.10' -> that address; '10.77.1.10-10.77.1.12' -> the three addresses."""
+    first, sep, last = text.partition("-")
+    try:
+        start = ipaddress.ip_address(first.strip())
+        end = ipaddress.ip_address(last.strip()) if sep else start
+    except ValueError:
+        raise LoadError(f"{text!r} is not an address or a FIRST-LAST range of addresses")
+    if start.version != end.version or end < start:
+        raise LoadError(f"{text!r}: LAST must follow FIRST, in the same address family")
+    count = int(end) - int(start) + 1
+    if count > MAX_SOURCE_RANGE:
+        raise LoadError(f"{text!r} names {count} addresses, more than {MAX_SOURCE_RANGE}")
+    return [str(start + n) for n in range(count)]
+
+
 def _seed_address(text: str) -> Tuple[str, int]:
     host, _, port = text.rpartition(":")
     if not host or not port.isdigit():
@@ -270,10 +292,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("seed", type=_seed_address, metavar="HOST:PORT")
     parser.add_argument("--peers", type=int, default=1000)
     parser.add_argument("--source", action="append", default=[],
-                        help="local address to connect from (repeat; used in turn)")
+                        help="local address, or FIRST-LAST range, to connect from "
+                             "(repeat; used in turn)")
     parser.add_argument("--duration", type=float, default=60.0)
     parser.add_argument("--connect-timeout", type=float, default=120.0)
     args = parser.parse_args(argv)
+    try:
+        sources = [a for text in args.source for a in source_addresses(text)]
+    except LoadError as exc:
+        sys.stderr.write(f"peer_load: bad --source {exc}\n")
+        return 2
     try:
         meta = metainfo.load(args.torrent)
     except Exception as exc:
@@ -281,7 +309,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 1
     info = meta.info
     sizes = [info.piece_size(i) for i in range(info.num_pieces)]
-    load = Load(meta.info_hash, sizes, args.seed, args.source, args.peers)
+    load = Load(meta.info_hash, sizes, args.seed, sources, args.peers)
     result = asyncio.run(load.run(args.duration, args.connect_timeout))
     print(json.dumps(result), flush=True)
     return 0 if result["connected"] else 1
