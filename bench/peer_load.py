@@ -10,13 +10,15 @@ Each peer is one TCP connection (asyncio) that speaks the peer wire protocol wit
 keeps PIPELINE block requests outstanding on random pieces and reads every piece that comes;
 a choke (with its rejects) empties its pipeline. It sends a keep-alive every KEEPALIVE seconds.
 
-Peers are spread over the --source addresses in turn (an address, or FIRST-LAST for every
-address between the two; STA's seed takes at most connlimits.MAX_PER_HOST connections per
-address, libtorrent's one unless allow_multiple_connections_per_ip) and start at most HANDSHAKES_IN_FLIGHT at a
-time (the seed keeps at most connlimits.MAX_PENDING_INCOMING connections in their handshake and
-closes the oldest beyond that). Once every peer is connected, or --connect-timeout passed, the
+Peers are spread over the --source addresses in turn (each --source is an address, or
+FIRST-LAST for every address between the two; STA's seed takes at most
+connlimits.MAX_PER_HOST connections per address, libtorrent's one unless
+allow_multiple_connections_per_ip) and start at most HANDSHAKES_IN_FLIGHT at a time (STA's seed
+keeps at most connlimits.MAX_PENDING_INCOMING connections in their handshake and closes the
+oldest beyond that). Once every peer is connected, or --connect-timeout passed, the
 load runs --duration seconds and prints one JSON object on stdout: peers connected, peers that
-closed during the run (dropped), distinct peers ever unchoked, and the bytes and rate of piece
+closed during the run (dropped), peers that never got through their handshake (failed),
+distinct peers unchoked at the start or during the run, and the bytes and rate of piece
 payload received in the run. A benchmark tool: it asserts nothing.
 """
 
