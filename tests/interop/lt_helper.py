@@ -251,13 +251,15 @@ def flush(ses, handles):
     """Make libtorrent hand every written block to the operating system before DONE."""
     for handle in handles:
         handle.flush_cache()
-    waiting = len(handles)
+    # One alert per torrent; a torrent may post more than one (libtorrent flushes a torrent
+    # that finishes on its own too), so count torrents, not alerts.
+    waiting = set(handles)
     deadline = time.monotonic() + FLUSH_TIMEOUT
     while waiting and time.monotonic() < deadline:
         ses.wait_for_alert(ALERT_WAIT_MS)
         for alert in ses.pop_alerts():
             if isinstance(alert, lt.cache_flushed_alert):
-                waiting -= 1
+                waiting.discard(alert.handle)
 
 
 def overall_progress(statuses):
