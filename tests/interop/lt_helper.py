@@ -14,14 +14,16 @@ on any Python) start this script with /usr/bin/python3 and talk to it through it
         the magnet URI libtorrent makes for the torrent
     create PATH --out T [--tracker URL]... [--piece-length N] [--private] [--comment C]
         a v1-only torrent hashed by libtorrent (one tier per tracker)
-    seed TORRENT --data DIR [--port P] [--peer H:P]... [--tracker-ok] [--tracker URL]...
+    seed TORRENT... --data DIR [--port P] [--peer H:P]... [--tracker-ok] [--tracker URL]...
          [--seconds S] [--encryption enabled|forced|disabled] [--utp-only]
-        checks DIR, then prints "LISTENING <port>" and "SEEDING" and seeds until killed or for S
-        seconds; announces to the torrent's trackers only with --tracker-ok
-    download (TORRENT | --magnet URI) --out DIR [--port P] [--peer H:P]... [--tracker URL]...
+        checks each torrent's content under DIR (one session, all torrents), then prints
+        "LISTENING <port>" and "SEEDING" once and seeds until killed or for S seconds;
+        announces to the torrents' trackers only with --tracker-ok
+    download (TORRENT... | --magnet URI) --out DIR [--port P] [--peer H:P]... [--tracker URL]...
          [--timeout S] [--encryption enabled|forced|disabled] [--utp-only]
-        prints "LISTENING <port>", "PROGRESS <fraction> <bytes/s>" about twice a second and
-        "DONE <seconds>" once every piece is verified and flushed, then exits 0; after S seconds
+        prints "LISTENING <port>", "PROGRESS <fraction> <bytes/s>" about twice a second (over
+        all the torrents: bytes done / bytes wanted, summed rates) and "DONE <seconds>" once
+        every piece of every torrent is verified and flushed, then exits 0; after S seconds
         exits 1 with the reason on stderr
     dht --bootstrap H:P [--port P] [--announce HEX]... [--get-peers HEX]... [--seconds S]
         a DHT node on 127.0.0.1 that joins through H:P only; prints "LISTENING <port>",
@@ -245,15 +247,33 @@ def check_errors(ses):
             fail("cannot listen: %s" % alert.message())
 
 
-def flush(ses, handle):
+def flush(ses, handles):
     """Make libtorrent hand every written block to the operating system before DONE."""
-    handle.flush_cache()
+    for handle in handles:
+        handle.flush_cache()
+    # One alert per torrent; a torrent may post more than one (libtorrent flushes a torrent
+    # that finishes on its own too), so count torrents, not alerts.
+    waiting = set(handles)
     deadline = time.monotonic() + FLUSH_TIMEOUT
-    while time.monotonic() < deadline:
+    while waiting and time.monotonic() < deadline:
         ses.wait_for_alert(ALERT_WAIT_MS)
         for alert in ses.pop_alerts():
             if isinstance(alert, lt.cache_flushed_alert):
-                return
+                waiting.discard(alert.handle)
+
+
+def overall_progress(statuses):
+    """(fraction done, payload bytes/s) over all the torrents of a download.
+
+    One torrent reports libtorrent's own progress; several weigh each by the bytes it wants
+    (a torrent without metadata yet wants 0, so counts once it has it).
+    """
+    rate = sum(st.download_payload_rate for st in statuses)
+    if len(statuses) == 1:
+        return statuses[0].progress, rate
+    wanted = sum(st.total_wanted for st in statuses)
+    done = sum(st.total_wanted_done for st in statuses)
+    return (done / wanted if wanted else 0.0), rate
 
 
 # --------------------------------------------------------------------------------------- commands
@@ -330,38 +350,48 @@ def cmd_create(args):
 def cmd_seed(args):
     ses = make_session(args.port, args.setting, args.encryption, args.utp_only)
     port = wait_listening(ses)
-    params = add_params(args.data, torrent=args.torrent)
-    if not args.tracker_ok:
-        params.trackers = []
-        params.ti = strip_trackers(params.ti)
-    add_trackers(params, args.tracker)
-    handle = ses.add_torrent(params)
-    deadline = time.monotonic() + CHECK_TIMEOUT
-    checked = False
-    while not checked:
-        if time.monotonic() > deadline:
-            fail("checking %s took longer than %.0f s" % (args.data, CHECK_TIMEOUT))
-        ses.wait_for_alert(ALERT_WAIT_MS)
-        for alert in ses.pop_alerts():
-            if isinstance(alert, (lt.torrent_error_alert, lt.file_error_alert)):
-                fail(alert.message())
-            if isinstance(alert, lt.torrent_checked_alert):
-                checked = True
-    st = handle.status()
-    if not st.is_seeding:
-        fail("data in %s does not match the torrent (%.1f%% present)"
-             % (args.data, 100.0 * st.progress))
+    handles = []
+    for torrent in args.torrent:
+        params = add_params(args.data, torrent=torrent)
+        if not args.tracker_ok:
+            params.trackers = []
+            params.ti = strip_trackers(params.ti)
+        add_trackers(params, args.tracker)
+        handles.append(ses.add_torrent(params))
+    wait_checked(ses, len(handles), args.data)
+    for handle, torrent in zip(handles, args.torrent):
+        st = handle.status()
+        if not st.is_seeding:
+            where = args.data if len(handles) == 1 else "%s for %s" % (args.data, torrent)
+            fail("data in %s does not match the torrent (%.1f%% present)"
+                 % (where, 100.0 * st.progress))
     # Announced only now: a peer that connects while the data is being checked gets refused and
     # libtorrent would not retry it for a while.
     emit("LISTENING %d" % port)
     emit("SEEDING")
     for peer in args.peer:
-        handle.connect_peer(parse_peer(peer))
+        for handle in handles:
+            handle.connect_peer(parse_peer(peer))
     stop = time.monotonic() + args.seconds if args.seconds else None
     while stop is None or time.monotonic() < stop:
         ses.wait_for_alert(500)
         check_errors(ses)
     return 0
+
+
+def wait_checked(ses, count, data):
+    """Wait until libtorrent has checked the data of `count` torrents."""
+    deadline = time.monotonic() + CHECK_TIMEOUT
+    checked = 0
+    while checked < count:
+        if time.monotonic() > deadline:
+            fail("checking %s took longer than %.0f s" % (data, CHECK_TIMEOUT))
+        ses.wait_for_alert(ALERT_WAIT_MS)
+        for alert in ses.pop_alerts():
+            if isinstance(alert, (lt.torrent_error_alert, lt.file_error_alert)):
+                fail(alert.message())
+            if isinstance(alert, lt.torrent_checked_alert):
+                checked += 1
 
 
 def strip_trackers(ti):
@@ -373,41 +403,49 @@ def strip_trackers(ti):
 
 
 def cmd_download(args):
-    if (args.torrent is None) == (args.magnet is None):
+    if bool(args.torrent) == (args.magnet is not None):
         fail("give either a TORRENT or --magnet URI")
     os.makedirs(args.out, exist_ok=True)
     peers = [parse_peer(p) for p in args.peer]
     ses = make_session(args.port, args.setting, args.encryption, args.utp_only)
     port = wait_listening(ses)
     emit("LISTENING %d" % port)
-    params = add_params(args.out, torrent=args.torrent, magnet=args.magnet)
-    add_trackers(params, args.tracker)
-    handle = ses.add_torrent(params)
-    for peer in peers:
-        handle.connect_peer(peer)
+    sources = [{"torrent": t} for t in args.torrent] or [{"magnet": args.magnet}]
+    handles = []
+    for source in sources:
+        params = add_params(args.out, **source)
+        add_trackers(params, args.tracker)
+        handles.append(ses.add_torrent(params))
+        for peer in peers:
+            handles[-1].connect_peer(peer)
     start = time.monotonic()
     deadline = start + args.timeout
     next_progress = start
     last_connect = start
     while True:
         now = time.monotonic()
-        st = handle.status()
-        if st.has_metadata and st.is_seeding:
+        statuses = [handle.status() for handle in handles]
+        if all(st.has_metadata and st.is_seeding for st in statuses):
             break
+        progress, rate = overall_progress(statuses)
         if now >= next_progress:
-            emit("PROGRESS %.4f %d" % (st.progress, st.download_payload_rate))
+            emit("PROGRESS %.4f %d" % (progress, rate))
             next_progress = now + PROGRESS_INTERVAL
         if now >= deadline:
+            late = [st for st in statuses if not (st.has_metadata and st.is_seeding)]
             fail("timed out after %.0f s at %.1f%% (%d peers, state %s)"
-                 % (args.timeout, 100.0 * st.progress, st.num_peers, st.state))
-        if peers and st.num_peers == 0 and now - last_connect >= RECONNECT_INTERVAL:
-            for peer in peers:
-                handle.connect_peer(peer)
+                 % (args.timeout, 100.0 * progress, sum(st.num_peers for st in statuses),
+                    late[0].state))
+        idle = [h for h, st in zip(handles, statuses) if st.num_peers == 0]
+        if peers and idle and now - last_connect >= RECONNECT_INTERVAL:
+            for handle in idle:
+                for peer in peers:
+                    handle.connect_peer(peer)
             last_connect = now
         ses.wait_for_alert(ALERT_WAIT_MS)
         check_errors(ses)
     elapsed = time.monotonic() - start
-    flush(ses, handle)
+    flush(ses, handles)
     emit("PROGRESS 1.0000 0")
     emit("DONE %.3f" % elapsed)
     return 0
@@ -493,8 +531,8 @@ def main(argv=None):
     p.set_defaults(func=cmd_create)
 
     p = sub.add_parser("seed", help="check data and seed it")
-    p.add_argument("torrent")
-    p.add_argument("--data", required=True, help="directory holding the torrent's content")
+    p.add_argument("torrent", nargs="+")
+    p.add_argument("--data", required=True, help="directory holding the torrents' content")
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--peer", action="append", default=[], help="HOST:PORT to connect to")
     p.add_argument("--tracker-ok", action="store_true",
@@ -509,8 +547,8 @@ def main(argv=None):
     p.add_argument("--utp-only", action="store_true", help="uTP both ways, TCP off")
     p.set_defaults(func=cmd_seed)
 
-    p = sub.add_parser("download", help="download a torrent or magnet")
-    p.add_argument("torrent", nargs="?")
+    p = sub.add_parser("download", help="download torrents or a magnet")
+    p.add_argument("torrent", nargs="*")
     p.add_argument("--magnet")
     p.add_argument("--out", required=True)
     p.add_argument("--port", type=int, default=0)

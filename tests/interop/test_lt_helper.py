@@ -42,9 +42,9 @@ class LtHelperTest(unittest.TestCase):
                    "--piece-length", str(PIECE_LENGTH),
                    "--tracker", "http://127.0.0.1:1/announce")
 
-    def start_seed(self) -> int:
-        seed = clients.start(clients.lt_helper_cmd("seed", self.torrent, "--data", self.seed_dir),
-                             self)
+    def start_seed(self, *torrents: str) -> int:
+        seed = clients.start(clients.lt_helper_cmd("seed", *(torrents or [self.torrent]),
+                                                   "--data", self.seed_dir), self)
         port = int(clients.wait_for_line(seed, "LISTENING ", STEP_TIMEOUT).split()[1])
         clients.wait_for_line(seed, "SEEDING", STEP_TIMEOUT)
         return port
@@ -82,6 +82,18 @@ class LtHelperTest(unittest.TestCase):
         out = os.path.join(self.dir, "out")
         self.download(out, self.torrent, port=port)
         self.assertTrue(filecmp.cmp(self.data, os.path.join(out, "data.bin"), shallow=False))
+
+    def test_one_seed_and_one_download_move_several_torrents(self) -> None:
+        other = clients.make_file(os.path.join(self.seed_dir, "other.bin"), FILE_SIZE // 2,
+                                  seed=9)
+        other_torrent = os.path.join(self.dir, "other.torrent")
+        run_helper("create", other, "--out", other_torrent, "--piece-length", str(PIECE_LENGTH))
+        port = self.start_seed(self.torrent, other_torrent)
+        out = os.path.join(self.dir, "out")
+        self.download(out, self.torrent, other_torrent, port=port)
+        for path in (self.data, other):
+            self.assertTrue(filecmp.cmp(path, os.path.join(out, os.path.basename(path)),
+                                        shallow=False), path)
 
     def test_magnet_download_fetches_metadata_from_seed(self) -> None:
         port = self.start_seed()
